@@ -1,0 +1,201 @@
+package config
+
+// Version is the only configuration file version this build reads.
+const Version = 1
+
+// Config is one wardgate configuration file, after defaults were applied.
+type Config struct {
+	Version  int      `yaml:"version"`
+	Gateway  Gateway  `yaml:"gateway"`
+	Identity Identity `yaml:"identity"`
+	MQTT     MQTT     `yaml:"mqtt"`
+	HAL      HAL      `yaml:"hal"`
+	Vendors  []Vendor `yaml:"vendors"`
+	Devices  []Device `yaml:"devices"`
+
+	// File is the path the configuration was loaded from ("" when parsed
+	// from memory). Hash is the SHA-256 of the file's bytes, hex encoded,
+	// reported in telemetry so central can tell which config runs.
+	File string `yaml:"-"`
+	Hash string `yaml:"-"`
+}
+
+// Gateway names this gateway and where it keeps its state.
+type Gateway struct {
+	// ID is the gateway's name: its certificate's name and its MQTT topic
+	// segment. A DNS label.
+	ID   string `yaml:"id"`
+	Site string `yaml:"site"`
+	// TrustDomain is the SPIFFE trust domain of every identity
+	// (spiffe://TRUST_DOMAIN/...).
+	TrustDomain string `yaml:"trust_domain"`
+	// StateDir holds keys, certificates, the outbox, grants and recordings.
+	// Absolute. Default /var/lib/wardgate.
+	StateDir string `yaml:"state_dir"`
+	// VendorListen is the brokered vendor channel's address. Default ":8443".
+	VendorListen string `yaml:"vendor_listen"`
+	// AdminSocket is the UNIX socket of the admin API. Default
+	// STATE_DIR/admin.sock.
+	AdminSocket string `yaml:"admin_socket"`
+	// DrainTimeout bounds how long SIGTERM waits for connections to end.
+	// Default 10s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
+
+// Identity describes how the gateway gets its own certificate.
+type Identity struct {
+	// CA is "step" (the hospital's CA, step-ca API) or "dev" (the built-in
+	// development CA, for demos and labs only). Default "step".
+	CA string `yaml:"ca"`
+	// CAURL is the CA's https URL. Required for ca: step.
+	CAURL string `yaml:"ca_url"`
+	// RootFingerprint is the SHA-256 of the CA root certificate (hex, as
+	// printed by `step certificate fingerprint`). Required for ca: step.
+	RootFingerprint string `yaml:"root_fingerprint"`
+	// Lifetime is the certificate lifetime requested, 5m to 24h. Default 4h.
+	Lifetime Duration `yaml:"lifetime"`
+	// RekeyEvery makes every Nth renewal a re-key (new key pair).
+	// Default 6.
+	RekeyEvery int `yaml:"rekey_every"`
+}
+
+// MQTT configures telemetry.
+type MQTT struct {
+	// Broker is the broker's URL: mqtts://HOST:PORT (or ssl://, tls://).
+	Broker string `yaml:"broker"`
+	// MetricsInterval is how often a metrics message is produced.
+	// Default 60s.
+	MetricsInterval Duration `yaml:"metrics_interval"`
+	// OutboxMax caps the durable outbox on disk. Default 256MiB.
+	OutboxMax Size `yaml:"outbox_max"`
+}
+
+// HAL selects and wires the gateway's hardware.
+type HAL struct {
+	// Driver is "periph" (real GPIO) or "sim" (simulated). Default "periph".
+	Driver        string `yaml:"driver"`
+	ApproveButton string `yaml:"approve_button"`
+	LEDs          LEDs   `yaml:"leds"`
+	Tamper        string `yaml:"tamper"`
+	// Watchdog is the watchdog device, "" for none. Default /dev/watchdog
+	// with the periph driver.
+	Watchdog string `yaml:"watchdog"`
+	// LongPress is how long the approve button must be held to approve.
+	// Default 2s.
+	LongPress Duration `yaml:"long_press"`
+}
+
+// LEDs names the pins of the three status LEDs.
+type LEDs struct {
+	OK     string `yaml:"ok"`
+	Vendor string `yaml:"vendor"`
+	Alarm  string `yaml:"alarm"`
+}
+
+// Vendor is a manufacturer whose technicians may ask for access.
+type Vendor struct {
+	// Org is the vendor's name, a DNS label, as in
+	// spiffe://TD/vendor/ORG/PERSON.
+	Org string `yaml:"org"`
+	// Identities are the URI patterns of the vendor's technicians:
+	// exact, `*` for one path segment, `**` for the rest.
+	Identities []string `yaml:"identities"`
+	// MaxCertLifetime refuses technician certificates valid for longer.
+	// Default 12h.
+	MaxCertLifetime Duration `yaml:"max_cert_lifetime"`
+}
+
+// Device is one legacy device behind the gateway.
+type Device struct {
+	ID           string `yaml:"id"`
+	Kind         string `yaml:"kind"`
+	Manufacturer string `yaml:"manufacturer"`
+	Model        string `yaml:"model"`
+	Serial       string `yaml:"serial"`
+	Firmware     string `yaml:"firmware"`
+	// Owner is the accountable operational owner, e.g.
+	// clinical-engineering/icu.
+	Owner      string      `yaml:"owner"`
+	Location   string      `yaml:"location"`
+	Link       Link        `yaml:"link"`
+	Clinical   Clinical    `yaml:"clinical"`
+	Vendor     *DeviceVend `yaml:"vendor"`
+	Accounts   []Account   `yaml:"accounts"`
+	Exceptions []Exception `yaml:"exceptions"`
+}
+
+// Link is how the gateway reaches the device: exactly one of TCP or Serial.
+type Link struct {
+	// TCP is HOST:PORT on the isolated device segment.
+	TCP    string  `yaml:"tcp"`
+	Serial *Serial `yaml:"serial"`
+}
+
+// Serial describes an RS-232 link.
+type Serial struct {
+	Port string `yaml:"port"`
+	// Baud defaults to 9600, DataBits to 8, Parity to "none", StopBits to
+	// "1", Flow to "none".
+	Baud     int    `yaml:"baud"`
+	DataBits int    `yaml:"data_bits"`
+	Parity   string `yaml:"parity"`    // none, odd, even, mark, space
+	StopBits string `yaml:"stop_bits"` // 1, 1.5, 2
+	Flow     string `yaml:"flow"`      // none, rtscts
+}
+
+// Clinical is the device's mTLS front for patient-care systems.
+type Clinical struct {
+	Listen string `yaml:"listen"`
+	// Allow lists the identity URI patterns admitted.
+	Allow []string `yaml:"allow"`
+	// MaxCertLifetime refuses client certificates valid for longer.
+	// Default 24h.
+	MaxCertLifetime Duration `yaml:"max_cert_lifetime"`
+	// MaxConnections caps concurrent connections to the device (default
+	// 64), MaxPerSource those from one address (default 16).
+	MaxConnections int `yaml:"max_connections"`
+	MaxPerSource   int `yaml:"max_per_source"`
+	// HandshakeTimeout (default 10s), IdleTimeout (default 30m) and
+	// MaxLifetime (default 24h) bound each connection.
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	IdleTimeout      Duration `yaml:"idle_timeout"`
+	MaxLifetime      Duration `yaml:"max_lifetime"`
+}
+
+// DeviceVend is the device's vendor access policy.
+type DeviceVend struct {
+	// Org names a configured vendor.
+	Org string `yaml:"org"`
+	// Ports are the only service ports a vendor may reach.
+	Ports []int `yaml:"ports"`
+	// Approval is [local], [central] or [local, central] (dual control).
+	Approval []string `yaml:"approval"`
+	// MaxSession bounds a grant from its approval. Default 1h, at most 24h.
+	MaxSession Duration `yaml:"max_session"`
+	// RequestTimeout expires unanswered requests. Default 15m.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// Host is the device's address for service ports; default the host of
+	// link.tcp. Required for serial devices with vendor access.
+	Host string `yaml:"host"`
+}
+
+// Account is a supporting account or credential of a device. Never the
+// secret itself.
+type Account struct {
+	ID          string   `yaml:"id"`
+	Type        string   `yaml:"type"`
+	Owner       string   `yaml:"owner"`
+	RotateEvery Duration `yaml:"rotate_every"`
+	LastRotated Date     `yaml:"last_rotated"`
+	Vendor      string   `yaml:"vendor"`
+}
+
+// Exception is an accepted risk with its compensating controls.
+type Exception struct {
+	ID           string   `yaml:"id"`
+	Control      string   `yaml:"control"`
+	Reason       string   `yaml:"reason"`
+	Compensating []string `yaml:"compensating"`
+	ApprovedBy   string   `yaml:"approved_by"`
+	Expires      Date     `yaml:"expires"`
+}

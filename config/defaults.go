@@ -1,0 +1,100 @@
+package config
+
+import (
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// Default values, applied by applyDefaults and documented on the fields.
+const (
+	DefaultStateDir        = "/var/lib/wardgate"
+	DefaultVendorListen    = ":8443"
+	DefaultLifetime        = 4 * time.Hour
+	DefaultRekeyEvery      = 6
+	DefaultMetricsInterval = 60 * time.Second
+	DefaultOutboxMax       = 256 << 20
+	DefaultMaxSession      = time.Hour
+	DefaultRequestTimeout  = 15 * time.Minute
+)
+
+// applyDefaults fills every unset field that has a default. It is the only
+// place defaults are set.
+func applyDefaults(c *Config) {
+	g := &c.Gateway
+	setS(&g.StateDir, DefaultStateDir)
+	setS(&g.VendorListen, DefaultVendorListen)
+	if g.AdminSocket == "" && filepath.IsAbs(g.StateDir) {
+		g.AdminSocket = filepath.Join(g.StateDir, "admin.sock")
+	}
+	setD(&g.DrainTimeout, 10*time.Second)
+
+	id := &c.Identity
+	setS(&id.CA, "step")
+	setD(&id.Lifetime, DefaultLifetime)
+	if id.RekeyEvery == 0 {
+		id.RekeyEvery = DefaultRekeyEvery
+	}
+
+	setD(&c.MQTT.MetricsInterval, DefaultMetricsInterval)
+	if c.MQTT.OutboxMax == 0 {
+		c.MQTT.OutboxMax = DefaultOutboxMax
+	}
+
+	h := &c.HAL
+	setS(&h.Driver, "periph")
+	if h.Driver == "periph" {
+		setS(&h.Watchdog, "/dev/watchdog")
+	}
+	setD(&h.LongPress, 2*time.Second)
+
+	for i := range c.Vendors {
+		setD(&c.Vendors[i].MaxCertLifetime, 12*time.Hour)
+	}
+	for i := range c.Devices {
+		dev := &c.Devices[i]
+		if s := dev.Link.Serial; s != nil {
+			if s.Baud == 0 {
+				s.Baud = 9600
+			}
+			if s.DataBits == 0 {
+				s.DataBits = 8
+			}
+			setS(&s.Parity, "none")
+			setS(&s.StopBits, "1")
+			setS(&s.Flow, "none")
+		}
+		cl := &dev.Clinical
+		setD(&cl.MaxCertLifetime, 24*time.Hour)
+		if cl.MaxConnections == 0 {
+			cl.MaxConnections = 64
+		}
+		if cl.MaxPerSource == 0 {
+			cl.MaxPerSource = 16
+		}
+		setD(&cl.HandshakeTimeout, 10*time.Second)
+		setD(&cl.IdleTimeout, 30*time.Minute)
+		setD(&cl.MaxLifetime, 24*time.Hour)
+		if v := dev.Vendor; v != nil {
+			setD(&v.MaxSession, DefaultMaxSession)
+			setD(&v.RequestTimeout, DefaultRequestTimeout)
+			if v.Host == "" && dev.Link.TCP != "" {
+				if host, _, err := net.SplitHostPort(dev.Link.TCP); err == nil {
+					v.Host = host
+				}
+			}
+		}
+	}
+}
+
+func setS(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setD(p *Duration, v time.Duration) {
+	if *p == 0 {
+		*p = Duration(v)
+	}
+}

@@ -1,0 +1,426 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	// lowerLabel is for names that end up in URIs, topics and certificates.
+	lowerLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// anyLabel is for record ids such as EX-2026-014.
+	anyLabel  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	dnsName   = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	hexSHA256 = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+)
+
+// Bounds enforced by validation.
+const (
+	MinLifetime        = 5 * time.Minute
+	MaxLifetime        = 24 * time.Hour
+	MaxExceptionAhead  = 366 * 24 * time.Hour
+	MaxVendorLifetime  = 7 * 24 * time.Hour
+	MaxSessionLimit    = 24 * time.Hour
+	MinMetricsInterval = time.Second
+	MinOutbox          = 1 << 20
+)
+
+type validator struct {
+	d   *decoder
+	now time.Time
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.d.addf(v.d.lineOf(path), path, format, args...)
+}
+
+func (v *validator) validate(c *Config) {
+	v.gateway(c)
+	v.identity(c)
+	v.mqtt(c)
+	v.hal(c)
+	orgs := v.vendors(c)
+	v.devices(c, orgs)
+}
+
+func (v *validator) label(path, s, what string) {
+	switch {
+	case s == "":
+		v.add(path, "missing; give the %s a name of lowercase letters, digits and dashes", what)
+	case !lowerLabel.MatchString(s):
+		v.add(path, "%q is not a valid name; use lowercase letters, digits and dashes (at most 63), starting and ending with a letter or digit", s)
+	}
+}
+
+func (v *validator) gateway(c *Config) {
+	g := c.Gateway
+	v.label("gateway.id", g.ID, "gateway")
+	v.label("gateway.site", g.Site, "site")
+	switch {
+	case g.TrustDomain == "":
+		v.add("gateway.trust_domain", "missing; set the hospital's SPIFFE trust domain, e.g. hospital.example")
+	case !dnsName.MatchString(g.TrustDomain):
+		v.add("gateway.trust_domain", "%q is not a trust domain; use a lowercase DNS name such as hospital.example", g.TrustDomain)
+	}
+	if !filepath.IsAbs(g.StateDir) {
+		v.add("gateway.state_dir", "%q is not an absolute path; use one such as /var/lib/wardgate", g.StateDir)
+	}
+	if g.AdminSocket != "" && !filepath.IsAbs(g.AdminSocket) {
+		v.add("gateway.admin_socket", "%q is not an absolute path; use one such as /run/wardgate/admin.sock", g.AdminSocket)
+	}
+	v.listenAddr("gateway.vendor_listen", g.VendorListen)
+}
+
+func (v *validator) listenAddr(path, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(path, "%q is not a listen address; write HOST:PORT or :PORT, e.g. :8443", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.add(path, "port %q is out of range; use 1 to 65535", port)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		v.add(path, "host %q is not an IP address; listen on an address of this gateway, or :PORT for all", host)
+	}
+}
+
+func (v *validator) identity(c *Config) {
+	id := c.Identity
+	switch id.CA {
+	case "step":
+		u, err := url.Parse(id.CAURL)
+		switch {
+		case id.CAURL == "":
+			v.add("identity.ca_url", "missing; set the URL of the hospital's CA, e.g. https://ca.hospital.example:9000")
+		case err != nil || u.Scheme != "https" || u.Host == "":
+			v.add("identity.ca_url", "%q is not an https URL; the CA must be reached over https", id.CAURL)
+		}
+		fp := strings.ReplaceAll(id.RootFingerprint, ":", "")
+		switch {
+		case id.RootFingerprint == "":
+			v.add("identity.root_fingerprint", "missing; ask the CA operator for the root fingerprint (`step certificate fingerprint root_ca.crt`)")
+		case !hexSHA256.MatchString(fp):
+			v.add("identity.root_fingerprint", "not a SHA-256 fingerprint; it must be 64 hexadecimal characters")
+		}
+	case "dev":
+	default:
+		v.add("identity.ca", "%q is not a CA kind; use step (the hospital's CA) or dev (built-in development CA, labs only)", id.CA)
+	}
+	if l := id.Lifetime.D(); l < MinLifetime || l > MaxLifetime {
+		v.add("identity.lifetime", "%s is outside the allowed range; use between 5m and 24h (4h is a good choice)", id.Lifetime)
+	}
+	if id.RekeyEvery < 1 {
+		v.add("identity.rekey_every", "must be 1 or more (1 re-keys at every renewal)")
+	}
+}
+
+func (v *validator) mqtt(c *Config) {
+	m := c.MQTT
+	u, err := url.Parse(m.Broker)
+	switch {
+	case m.Broker == "":
+		v.add("mqtt.broker", "missing; set the telemetry broker, e.g. mqtts://broker.hospital.example:8883")
+	case err != nil || u.Host == "":
+		v.add("mqtt.broker", "%q is not a broker URL; write it like mqtts://broker.hospital.example:8883", m.Broker)
+	case u.Scheme != "mqtts" && u.Scheme != "ssl" && u.Scheme != "tls":
+		v.add("mqtt.broker", "scheme %q is not allowed; telemetry goes over TLS only, use mqtts://", u.Scheme)
+	}
+	if m.MetricsInterval.D() < MinMetricsInterval {
+		v.add("mqtt.metrics_interval", "%s is too short; use 1s or more (60s is usual)", m.MetricsInterval)
+	}
+	if m.OutboxMax < MinOutbox {
+		v.add("mqtt.outbox_max", "%s is too small; use at least 1MiB (256MiB is usual)", m.OutboxMax)
+	}
+}
+
+func (v *validator) hal(c *Config) {
+	h := c.HAL
+	switch h.Driver {
+	case "periph":
+		for path, pin := range map[string]string{
+			"hal.approve_button": h.ApproveButton,
+			"hal.leds.ok":        h.LEDs.OK, "hal.leds.vendor": h.LEDs.Vendor, "hal.leds.alarm": h.LEDs.Alarm,
+		} {
+			if pin == "" {
+				v.add(path, "missing; name the GPIO pin, e.g. GPIO17 (see docs/hardware.md)")
+			}
+		}
+	case "sim":
+	default:
+		v.add("hal.driver", "%q is not a driver; use periph (real GPIO) or sim (simulated hardware)", h.Driver)
+	}
+	seen := map[string]string{}
+	for _, p := range []struct{ path, pin string }{
+		{"hal.approve_button", h.ApproveButton}, {"hal.leds.ok", h.LEDs.OK},
+		{"hal.leds.vendor", h.LEDs.Vendor}, {"hal.leds.alarm", h.LEDs.Alarm}, {"hal.tamper", h.Tamper},
+	} {
+		if p.pin == "" {
+			continue
+		}
+		if other, dup := seen[p.pin]; dup {
+			v.add(p.path, "pin %s is already used by %s; give each signal its own pin", p.pin, other)
+		}
+		seen[p.pin] = p.path
+	}
+	if h.Watchdog != "" && !filepath.IsAbs(h.Watchdog) {
+		v.add("hal.watchdog", "%q is not an absolute path; use /dev/watchdog, or leave it empty for none", h.Watchdog)
+	}
+	if h.LongPress.D() < 500*time.Millisecond || h.LongPress.D() > 30*time.Second {
+		v.add("hal.long_press", "%s is outside the allowed range; use between 500ms and 30s", h.LongPress)
+	}
+}
+
+func (v *validator) vendors(c *Config) map[string]bool {
+	orgs := map[string]bool{}
+	for i, vd := range c.Vendors {
+		p := fmt.Sprintf("vendors[%d]", i)
+		v.label(p+".org", vd.Org, "vendor organisation")
+		if orgs[vd.Org] && vd.Org != "" {
+			v.add(p+".org", "vendor %q is listed twice; merge the entries", vd.Org)
+		}
+		orgs[vd.Org] = true
+		if len(vd.Identities) == 0 {
+			v.add(p+".identities", "missing; list the technicians' identities, e.g. spiffe://%s/vendor/%s/*", c.Gateway.TrustDomain, vd.Org)
+		}
+		prefix := "spiffe://" + c.Gateway.TrustDomain + "/vendor/" + vd.Org + "/"
+		for j, pat := range vd.Identities {
+			if !strings.HasPrefix(pat, prefix) || len(pat) == len(prefix) {
+				v.add(fmt.Sprintf("%s.identities[%d]", p, j), "%q must name this vendor's technicians: start it with %s", pat, prefix)
+			}
+		}
+		if l := vd.MaxCertLifetime.D(); l < time.Minute || l > MaxVendorLifetime {
+			v.add(p+".max_cert_lifetime", "%s is outside the allowed range; use between 1m and 7d (short-lived certificates, e.g. 12h)", vd.MaxCertLifetime)
+		}
+	}
+	return orgs
+}
+
+// listener is one address the gateway listens on, for collision checks.
+type listener struct{ path, host, port string }
+
+func (a listener) collides(b listener) bool {
+	if a.port != b.port {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return a.host == b.host || wild(a.host) || wild(b.host)
+}
+
+func (v *validator) devices(c *Config, orgs map[string]bool) {
+	var listeners []listener
+	addListener := func(path, addr string) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return // reported by listenAddr
+		}
+		l := listener{path, host, port}
+		for _, o := range listeners {
+			if o.collides(l) {
+				v.add(path, "%s collides with %s; give each listener its own port", addr, o.path)
+				return
+			}
+		}
+		listeners = append(listeners, l)
+	}
+	addListener("gateway.vendor_listen", c.Gateway.VendorListen)
+
+	deviceIDs := map[string]string{}
+	accountIDs := map[string]string{}
+	exceptionIDs := map[string]string{}
+	for i := range c.Devices {
+		dev := &c.Devices[i]
+		p := fmt.Sprintf("devices[%d]", i)
+		v.label(p+".id", dev.ID, "device")
+		if other, dup := deviceIDs[dev.ID]; dup && dev.ID != "" {
+			v.add(p+".id", "device id %q is already used by %s; ids must be unique", dev.ID, other)
+		}
+		deviceIDs[dev.ID] = p
+		if strings.TrimSpace(dev.Owner) == "" {
+			v.add(p+".owner", "missing; every device needs an accountable owner, e.g. clinical-engineering/icu")
+		}
+		v.link(p+".link", dev)
+		v.clinical(p+".clinical", c, dev)
+		if dev.Clinical.Listen != "" {
+			addListener(p+".clinical.listen", dev.Clinical.Listen)
+		}
+		if dev.Vendor != nil {
+			v.deviceVendor(p+".vendor", dev, orgs)
+		}
+		for j, a := range dev.Accounts {
+			ap := fmt.Sprintf("%s.accounts[%d]", p, j)
+			v.recordID(ap+".id", a.ID, "account", accountIDs)
+			if strings.TrimSpace(a.Owner) == "" {
+				v.add(ap+".owner", "missing; every account needs an accountable owner")
+			}
+			if strings.TrimSpace(a.Type) == "" {
+				v.add(ap+".type", "missing; say what kind of credential it is, e.g. shared-password, ssh-key, api-token")
+			}
+			if a.RotateEvery == 0 {
+				v.add(ap+".rotate_every", "missing; set how often the credential is rotated, e.g. 90d")
+			}
+			if !a.LastRotated.IsZero() && a.LastRotated.After(v.now) {
+				v.add(ap+".last_rotated", "%s is in the future; give the date it was last rotated", a.LastRotated)
+			}
+			if a.Vendor != "" && !orgs[a.Vendor] {
+				v.add(ap+".vendor", "%q is not a configured vendor; add it under vendors or fix the name", a.Vendor)
+			}
+		}
+		for j, e := range dev.Exceptions {
+			ep := fmt.Sprintf("%s.exceptions[%d]", p, j)
+			v.recordID(ep+".id", e.ID, "exception", exceptionIDs)
+			for _, f := range []struct{ key, val, hint string }{
+				{"control", e.Control, "the control it is an exception to, e.g. PR.PS-02"},
+				{"reason", e.Reason, "why the control cannot be met"},
+				{"approved_by", e.ApprovedBy, "who accepted the risk, e.g. ciso/jdoe"},
+			} {
+				if strings.TrimSpace(f.val) == "" {
+					v.add(ep+"."+f.key, "missing; give %s", f.hint)
+				}
+			}
+			if len(e.Compensating) == 0 {
+				v.add(ep+".compensating", "missing; list the compensating controls, e.g. [segmentation, continuous-monitoring]")
+			}
+			switch {
+			case e.Expires.IsZero():
+				v.add(ep+".expires", "missing; every exception needs an expiry date (YYYY-MM-DD) at most 366 days ahead")
+			case e.Expires.Sub(v.now) > MaxExceptionAhead:
+				v.add(ep+".expires", "%s is more than 366 days ahead; exceptions are reviewed at least yearly, pick an earlier date", e.Expires)
+			}
+		}
+	}
+}
+
+func (v *validator) recordID(path, id, what string, seen map[string]string) {
+	switch {
+	case id == "":
+		v.add(path, "missing; give the %s an id of letters, digits and dashes", what)
+		return
+	case !anyLabel.MatchString(id):
+		v.add(path, "%q is not a valid id; use letters, digits and dashes (at most 63)", id)
+	}
+	if other, dup := seen[id]; dup {
+		v.add(path, "%s id %q is already used at %s; ids must be unique", what, id, other)
+	}
+	seen[id] = path
+}
+
+func (v *validator) link(p string, dev *Device) {
+	l := dev.Link
+	switch {
+	case l.TCP == "" && l.Serial == nil:
+		v.add(p, "missing; set exactly one of tcp: HOST:PORT or serial: {port: /dev/ttyUSB0, baud: 9600}")
+		return
+	case l.TCP != "" && l.Serial != nil:
+		v.add(p, "both tcp and serial are set; a device has exactly one link, keep one")
+		return
+	}
+	if l.TCP != "" {
+		host, port, err := net.SplitHostPort(l.TCP)
+		n, perr := strconv.Atoi(port)
+		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			v.add(p+".tcp", "%q is not a device address; write HOST:PORT, e.g. 10.20.0.7:4001", l.TCP)
+		}
+		return
+	}
+	s := l.Serial
+	sp := p + ".serial"
+	if !filepath.IsAbs(s.Port) {
+		v.add(sp+".port", "%q is not a device path; use one such as /dev/ttyUSB0 or /dev/serial/by-id/...", s.Port)
+	}
+	if s.Baud < 50 || s.Baud > 4000000 {
+		v.add(sp+".baud", "%d is not a usable baud rate; use the device's rate, e.g. 9600 or 115200", s.Baud)
+	}
+	if s.DataBits < 5 || s.DataBits > 8 {
+		v.add(sp+".data_bits", "%d is not allowed; use 5, 6, 7 or 8", s.DataBits)
+	}
+	if !slices.Contains([]string{"none", "odd", "even", "mark", "space"}, s.Parity) {
+		v.add(sp+".parity", "%q is not a parity; use none, odd, even, mark or space", s.Parity)
+	}
+	if !slices.Contains([]string{"1", "1.5", "2"}, s.StopBits) {
+		v.add(sp+".stop_bits", "%q is not allowed; use \"1\", \"1.5\" or \"2\"", s.StopBits)
+	}
+	if !slices.Contains([]string{"none", "rtscts"}, s.Flow) {
+		v.add(sp+".flow", "%q is not a flow control; use none or rtscts", s.Flow)
+	}
+}
+
+func (v *validator) clinical(p string, c *Config, dev *Device) {
+	cl := dev.Clinical
+	if cl.Listen == "" {
+		v.add(p+".listen", "missing; set the address patient-care systems connect to, e.g. :7001")
+	} else {
+		v.listenAddr(p+".listen", cl.Listen)
+	}
+	if len(cl.Allow) == 0 {
+		v.add(p+".allow", "missing; list the identities allowed in, e.g. spiffe://%s/svc/pump-server", c.Gateway.TrustDomain)
+	}
+	prefix := "spiffe://" + c.Gateway.TrustDomain + "/"
+	for j, pat := range cl.Allow {
+		if !strings.HasPrefix(pat, prefix) || len(pat) == len(prefix) {
+			v.add(fmt.Sprintf("%s.allow[%d]", p, j), "%q is not an identity of this trust domain; start it with %s", pat, prefix)
+		}
+	}
+	if l := cl.MaxCertLifetime.D(); l < time.Minute || l > MaxVendorLifetime {
+		v.add(p+".max_cert_lifetime", "%s is outside the allowed range; use between 1m and 7d", cl.MaxCertLifetime)
+	}
+	if cl.MaxConnections < 1 || cl.MaxPerSource < 1 {
+		v.add(p, "connection limits must be 1 or more")
+	}
+}
+
+func (v *validator) deviceVendor(p string, dev *Device, orgs map[string]bool) {
+	vd := dev.Vendor
+	switch {
+	case vd.Org == "":
+		v.add(p+".org", "missing; name the vendor (one of vendors[].org) allowed to service this device")
+	case !orgs[vd.Org]:
+		v.add(p+".org", "%q is not a configured vendor; add it under vendors or fix the name", vd.Org)
+	}
+	if len(vd.Ports) == 0 {
+		v.add(p+".ports", "missing; declare the service ports a vendor may reach, e.g. [23, 8080]")
+	}
+	seen := map[int]bool{}
+	for j, port := range vd.Ports {
+		pp := fmt.Sprintf("%s.ports[%d]", p, j)
+		if port < 1 || port > 65535 {
+			v.add(pp, "port %d is out of range; use 1 to 65535", port)
+		}
+		if seen[port] {
+			v.add(pp, "port %d is listed twice", port)
+		}
+		seen[port] = true
+	}
+	if len(vd.Approval) == 0 {
+		v.add(p+".approval", "missing; say who approves vendor access: [local], [central] or [local, central]")
+	}
+	seenA := map[string]bool{}
+	for j, a := range vd.Approval {
+		ap := fmt.Sprintf("%s.approval[%d]", p, j)
+		if a != "local" && a != "central" {
+			v.add(ap, "%q is not an approval kind; use local (button or CLI) or central (signed command)", a)
+		}
+		if seenA[a] {
+			v.add(ap, "%q is listed twice", a)
+		}
+		seenA[a] = true
+	}
+	if s := vd.MaxSession.D(); s < time.Minute || s > MaxSessionLimit {
+		v.add(p+".max_session", "%s is outside the allowed range; use between 1m and 24h", vd.MaxSession)
+	}
+	if r := vd.RequestTimeout.D(); r < time.Minute || r > 24*time.Hour {
+		v.add(p+".request_timeout", "%s is outside the allowed range; use between 1m and 24h", vd.RequestTimeout)
+	}
+	if vd.Host == "" {
+		v.add(p+".host", "missing; serial devices need the device's network address for service ports")
+	} else if strings.ContainsAny(vd.Host, ":/ ") && net.ParseIP(vd.Host) == nil {
+		v.add(p+".host", "%q is not a host; give an IP address or host name", vd.Host)
+	}
+}
