@@ -11,7 +11,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.b
 export WARDGATE_CACHE ?= $(HOME)/.cache/wardgate
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help build test check cross test-arm demo bench deps
+.PHONY: help build test check cross test-arm demo bench deps deb
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -51,3 +51,6 @@ demo: build ## the whole product in one process on loopback: `wardgate demo`
 
 bench: deps ## benchmarks side by side with their baselines; tables into docs/BENCHMARKS.md
 	scripts/bench.sh
+
+deb: cross ## .deb packages for arm64 and armhf into dist/
+	scripts/package/deb.sh arm64 armhf
