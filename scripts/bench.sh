@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench.sh runs every benchmark, each side by side with its baseline, and
+# writes the tables into docs/BENCHMARKS.md (also printed). Bounded to about
+# 10 minutes on a 2-core machine; medians of several runs where noisy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${BENCH_OUT:-docs/BENCHMARKS.md}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+start=$(date +%s)
+
+section() { echo; echo "## $*"; echo; }
+
+{
+	echo "# Benchmarks"
+	echo
+	echo "Produced by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d), $(nproc) cores,"
+	echo "$(go version | awk '{print $3, $4}'). Machines are shared and noisy: compare the ratios"
+	echo "measured side by side in one run, not absolute figures across runs."
+
+	for script in scripts/bench/*.sh; do
+		[ -e "$script" ] || continue
+		section "$(basename "$script" .sh)"
+		echo '```'
+		echo "\$ $script"
+		echo '```'
+		echo
+		bash "$script" 2>"$tmp/err" || { echo "**failed:**"; echo '```'; tail -20 "$tmp/err"; echo '```'; }
+	done
+
+	section "Go benchmarks (median of 5)"
+	echo '```'
+	echo "\$ go test -run='^\$' -bench=. -benchmem -count=5 ./certs/... ./gateway/... ./config/..."
+	go test -run='^$' -bench=. -benchmem -count=5 -benchtime=1s -timeout 8m ./certs/... ./gateway/... ./config/... 2>&1 \
+		| grep -E '^(Benchmark|pkg:)' >"$tmp/go.txt" || true
+	go tool benchstat "$tmp/go.txt" 2>/dev/null || cat "$tmp/go.txt"
+	echo '```'
+	echo
+	echo "Total time: $(( $(date +%s) - start )) s."
+} | tee "$out"
