@@ -9,7 +9,7 @@ import (
 )
 
 func init() {
-	register(command{name: "config", summary: "check a configuration file, or print a complete example", run: cmdConfig})
+	register(cliCommand{name: "config", summary: "check a configuration file, or print a complete example", run: cmdConfig})
 }
 
 const configAbout = `Subcommands:

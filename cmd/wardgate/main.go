@@ -27,17 +27,17 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
-// command is one subcommand. run returns the exit status.
-type command struct {
+// cliCommand is one subcommand. run returns the exit status.
+type cliCommand struct {
 	name    string
 	summary string
 	run     func(e *env, args []string) int
 }
 
 // commands lists only what works in this build.
-var commands = map[string]command{}
+var commands = map[string]cliCommand{}
 
-func register(c command) { commands[c.name] = c }
+func register(c cliCommand) { commands[c.name] = c }
 
 func main() {
 	os.Exit(run(&env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))

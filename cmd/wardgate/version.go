@@ -25,7 +25,7 @@ func builtAt() time.Time {
 }
 
 func init() {
-	register(command{name: "version", summary: "print version, commit, build time, Go version and platform", run: cmdVersion})
+	register(cliCommand{name: "version", summary: "print version, commit, build time, Go version and platform", run: cmdVersion})
 }
 
 func cmdVersion(e *env, args []string) int {
