@@ -1,0 +1,948 @@
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// Options configure a Broker. Store, Devices and RecordingDir are required;
+// other zero values take the defaults documented per field.
+type Options struct {
+	Store   *Store
+	Devices []Device
+
+	// GetCertificate returns the gateway's current server certificate.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// ClientCAs returns the trust bundle vendor chains must verify against
+	// (checked on every connection with the injected clock). Nil skips this
+	// check and leaves chain verification to Authorize (then required).
+	ClientCAs func() *x509.CertPool
+	// Authorize decides whether the peer's chain (as presented, leaf first;
+	// already verified against ClientCAs when that is set) is accepted and
+	// which vendor identity it names. On error, reason (if not empty) is the
+	// one line shown to the vendor. Nil: ParseVendorURI on the leaf's URI SAN.
+	Authorize func(chain []*x509.Certificate) (VendorIdentity, string, error)
+	// Dial opens the connection to a device (default: net.Dialer).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Events receives every audit event, synchronously and outside the
+	// broker's locks; it must not block for long. Nil drops events.
+	Events func(Event)
+	// LED is called with the amber LED state whenever it changes (and once at
+	// start): pending requests -> blinking, live session -> steady.
+	LED func(pending, live bool)
+	// OnLock is called after an identity (or "/*" prefix) is locked, so the
+	// caller can cut the identity's clinical sessions too.
+	OnLock func(identity string)
+
+	Clock  clockwork.Clock // default: real clock
+	Logger *slog.Logger    // default: slog.Default(); a component attribute is added
+
+	RecordingDir      string        // session recordings (created 0700)
+	RecordingMaxBytes int64         // cap on recording disk use (default 1 GiB)
+	RequestTTL        time.Duration // pending request lifetime (default 15m)
+	RefusalHold       time.Duration // how long denied/revoked/expired is reported before a fresh request (default 15m)
+	HandshakeTimeout  time.Duration // TLS handshake and request head, wall-clock (default 10s)
+	DialTimeout       time.Duration // device dial, wall-clock (default 10s)
+	Limits            Limits        // CONNECT head limits
+}
+
+// Broker is the brokered vendor channel: it owns requests, grants, locks,
+// live sessions and recordings. All methods are safe for concurrent use.
+type Broker struct {
+	o     Options
+	log   *slog.Logger
+	clock clockwork.Clock
+
+	mu         sync.Mutex
+	devices    map[string]Device
+	grants     map[string]*Grant
+	locks      map[string]*Lock
+	sessions   map[string]*session
+	timers     map[string]clockwork.Timer
+	recs       map[string]*recordingRec
+	tamper     bool // latched
+	tamperOpen bool // switch currently open
+	closed     bool
+	conns      map[net.Conn]struct{}
+
+	recBytes atomic.Int64
+
+	ledMu  sync.Mutex
+	led    LEDState
+	ledSet bool
+
+	wg sync.WaitGroup
+}
+
+// New loads persisted state, expires what ran out while the gateway was down
+// (emitting events) and schedules the remaining expiries.
+func New(o Options) (*Broker, error) {
+	if o.Store == nil {
+		return nil, errors.New("access: Options.Store is required")
+	}
+	if o.RecordingDir == "" {
+		return nil, errors.New("access: Options.RecordingDir is required")
+	}
+	if o.GetCertificate == nil {
+		return nil, errors.New("access: Options.GetCertificate is required")
+	}
+	if o.ClientCAs == nil && o.Authorize == nil {
+		return nil, errors.New("access: Options.ClientCAs or Options.Authorize must verify vendor certificates")
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Dial == nil {
+		var d net.Dialer
+		o.Dial = d.DialContext
+	}
+	if o.Authorize == nil {
+		o.Authorize = defaultAuthorize
+	}
+	if o.RecordingMaxBytes <= 0 {
+		o.RecordingMaxBytes = 1 << 30
+	}
+	if o.RequestTTL <= 0 {
+		o.RequestTTL = 15 * time.Minute
+	}
+	if o.RefusalHold <= 0 {
+		o.RefusalHold = 15 * time.Minute
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if err := os.MkdirAll(o.RecordingDir, 0o700); err != nil {
+		return nil, fmt.Errorf("access: recording directory: %w", err)
+	}
+	b := &Broker{
+		o: o, log: o.Logger.With("component", "access"), clock: o.Clock,
+		devices: map[string]Device{}, grants: map[string]*Grant{}, locks: map[string]*Lock{},
+		sessions: map[string]*session{}, timers: map[string]clockwork.Timer{},
+		recs: map[string]*recordingRec{}, conns: map[net.Conn]struct{}{},
+	}
+	devs, err := validateDevices(o.Devices)
+	if err != nil {
+		return nil, err
+	}
+	b.devices = devs
+	if err := b.load(); err != nil {
+		return nil, err
+	}
+	b.updateLED()
+	return b, nil
+}
+
+func validateDevices(ds []Device) (map[string]Device, error) {
+	out := map[string]Device{}
+	for _, d := range ds {
+		if d.ID == "" {
+			return nil, errors.New("access: device without id")
+		}
+		if _, dup := out[d.ID]; dup {
+			return nil, fmt.Errorf("access: duplicate device %q", d.ID)
+		}
+		if len(d.Approval) == 0 {
+			return nil, fmt.Errorf("access: device %s: empty approval policy", d.ID)
+		}
+		for _, k := range d.Approval {
+			if k != KindLocal && k != KindCentral {
+				return nil, fmt.Errorf("access: device %s: approval %q is neither local nor central", d.ID, k)
+			}
+		}
+		if d.MaxSession <= 0 {
+			return nil, fmt.Errorf("access: device %s: max_session must be positive", d.ID)
+		}
+		d.Ports = slices.Clone(d.Ports)
+		d.Approval = slices.Clone(d.Approval)
+		out[d.ID] = d
+	}
+	return out, nil
+}
+
+// SetDevices replaces the device table (configuration reload). Existing
+// requests and grants keep the policy and deadline they were created with;
+// new CONNECTs are checked against the new table.
+func (b *Broker) SetDevices(ds []Device) error {
+	devs, err := validateDevices(ds)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.devices = devs
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *Broker) load() error {
+	s := b.o.Store
+	now := b.clock.Now()
+	err := s.each(bucketGrants, func(k string, v []byte) error {
+		var g Grant
+		if err := json.Unmarshal(v, &g); err != nil {
+			return fmt.Errorf("grant %s: %w", k, err)
+		}
+		if !g.Closed.IsZero() && now.Sub(g.Closed) > 7*24*time.Hour {
+			return nil // history older than a week stays in the event log only
+		}
+		b.grants[g.ID] = &g
+		return nil
+	})
+	if err == nil {
+		err = s.each(bucketLocks, func(k string, v []byte) error {
+			var l Lock
+			if err := json.Unmarshal(v, &l); err != nil {
+				return fmt.Errorf("lock %s: %w", k, err)
+			}
+			b.locks[l.Identity] = &l
+			return nil
+		})
+	}
+	if err == nil {
+		err = s.each(bucketRecordings, func(k string, v []byte) error {
+			var r recordingRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("recording %s: %w", k, err)
+			}
+			if fi, err := os.Stat(filepath.Join(b.o.RecordingDir, r.File)); err == nil {
+				r.Size = fi.Size()
+			}
+			b.recs[r.Session] = &r
+			b.recBytes.Add(r.Size)
+			return nil
+		})
+	}
+	if err == nil {
+		err = s.each(bucketMeta, func(k string, v []byte) error {
+			if k == string(keyTamper) {
+				var t tamperRec
+				if err := json.Unmarshal(v, &t); err != nil {
+					return fmt.Errorf("tamper: %w", err)
+				}
+				b.tamper = t.Latched
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("access: load store: %w", err)
+	}
+	// Recordings whose session never ended (the gateway stopped) are closed
+	// in the index; their files lack a trailer, which replay reports.
+	for _, r := range b.recs {
+		if r.Ended.IsZero() {
+			r.Ended = now
+			if err := s.put(bucketRecordings, r.Session, r); err != nil {
+				return err
+			}
+		}
+	}
+	var evs []Event
+	b.mu.Lock()
+	for _, g := range b.grants {
+		if g.State == StatePending || g.State == StateActive {
+			evs = append(evs, b.scheduleLocked(g, now)...)
+		}
+	}
+	for _, l := range b.locks {
+		b.scheduleLockLocked(l, now)
+	}
+	b.mu.Unlock()
+	b.emit(evs)
+	return nil
+}
+
+// Close stops timers and cuts every live session. It does not close the
+// Store. Idempotent.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	for k, t := range b.timers {
+		t.Stop()
+		delete(b.timers, k)
+	}
+	cut := b.allSessionsLocked()
+	for c := range b.conns {
+		_ = c.Close()
+	}
+	b.mu.Unlock()
+	for _, s := range cut {
+		s.cut("gateway shutting down")
+	}
+	b.wg.Wait()
+	return nil
+}
+
+// --- events and LED ---
+
+func (b *Broker) emit(evs []Event) {
+	if b.o.Events == nil {
+		return
+	}
+	for _, e := range evs {
+		b.o.Events(e)
+	}
+}
+
+func (b *Broker) updateLED() {
+	b.ledMu.Lock()
+	defer b.ledMu.Unlock()
+	b.mu.Lock()
+	st := b.ledLocked()
+	b.mu.Unlock()
+	if b.ledSet && st == b.led {
+		return
+	}
+	b.led, b.ledSet = st, true
+	if b.o.LED != nil {
+		b.o.LED(st.Pending, st.Live)
+	}
+}
+
+func (b *Broker) ledLocked() LEDState {
+	var st LEDState
+	for _, g := range b.grants {
+		if g.State == StatePending {
+			st.Pending = true
+			break
+		}
+	}
+	st.Live = len(b.sessions) > 0
+	return st
+}
+
+// --- ids ---
+
+const idAlphabet = "ABCDEFGHJKMNPQRSTVWXYZ23456789" // no 0/O, 1/I/L, U
+
+func (b *Broker) newIDLocked() string {
+	for {
+		var raw [6]byte
+		_, _ = rand.Read(raw[:])
+		id := make([]byte, len(raw))
+		for i, c := range raw {
+			id[i] = idAlphabet[int(c)%len(idAlphabet)]
+		}
+		if _, dup := b.grants[string(id)]; !dup {
+			return string(id)
+		}
+	}
+}
+
+func normID(id string) string { return strings.ToUpper(strings.TrimSpace(id)) }
+
+// --- timers ---
+
+// scheduleLocked arms the expiry timer of a pending or active grant, or
+// expires it now if its deadline passed.
+func (b *Broker) scheduleLocked(g *Grant, now time.Time) []Event {
+	key := "grant:" + g.ID
+	if t, ok := b.timers[key]; ok {
+		t.Stop()
+		delete(b.timers, key)
+	}
+	if b.closed || g.State != StatePending && g.State != StateActive {
+		return nil
+	}
+	d := g.Deadline.Sub(now)
+	if d <= 0 {
+		// Only reached while loading or for fresh grants: no sessions exist.
+		evs, _ := b.expireLocked(g, now)
+		return evs
+	}
+	id, deadline := g.ID, g.Deadline
+	b.timers[key] = b.clock.AfterFunc(d, func() { b.onDeadline(id, deadline) })
+	return nil
+}
+
+func (b *Broker) onDeadline(id string, deadline time.Time) {
+	b.mu.Lock()
+	g, ok := b.grants[id]
+	if b.closed || !ok || !g.Deadline.Equal(deadline) {
+		b.mu.Unlock()
+		return
+	}
+	delete(b.timers, "grant:"+id)
+	evs, cut := b.expireLocked(g, b.clock.Now())
+	b.mu.Unlock()
+	cutAll(cut, "grant expired")
+	b.emit(evs)
+	b.updateLED()
+}
+
+// expireLocked ends a pending request or active grant whose deadline passed.
+func (b *Broker) expireLocked(g *Grant, now time.Time) ([]Event, []*session) {
+	kind := EvRequestExpired
+	if g.State == StateActive {
+		kind = EvGrantExpired
+	}
+	g.State = StateExpired
+	g.Closed = now
+	g.ClosedBy = &Actor{Kind: KindSystem, Via: "expiry"}
+	b.persistGrantLocked(g)
+	cut := b.sessionsOfLocked(func(s *session) bool { return s.info.Grant == g.ID })
+	return []Event{{Time: now, Kind: kind, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Until: g.Deadline}}, cut
+}
+
+func (b *Broker) scheduleLockLocked(l *Lock, now time.Time) {
+	key := "lock:" + l.Identity
+	if t, ok := b.timers[key]; ok {
+		t.Stop()
+		delete(b.timers, key)
+	}
+	if b.closed || l.Until.IsZero() {
+		return
+	}
+	ident, until := l.Identity, l.Until
+	b.timers[key] = b.clock.AfterFunc(max(until.Sub(now), 0), func() {
+		b.mu.Lock()
+		cur, ok := b.locks[ident]
+		if b.closed || !ok || !cur.Until.Equal(until) {
+			b.mu.Unlock()
+			return
+		}
+		delete(b.timers, key)
+		delete(b.locks, ident)
+		b.deleteLocked(bucketLocks, ident)
+		ev := Event{Time: b.clock.Now(), Kind: EvLockRemove, Vendor: ident, Reason: "lock expired", Actor: &Actor{Kind: KindSystem, Via: "expiry"}}
+		b.mu.Unlock()
+		b.emit([]Event{ev})
+	})
+}
+
+// --- persistence helpers (errors are logged: the in-memory state stays
+// authoritative and the next write retries the record) ---
+
+func (b *Broker) persistGrantLocked(g *Grant) {
+	if err := b.o.Store.put(bucketGrants, g.ID, g); err != nil {
+		b.log.Error("persist grant failed", "grant", g.ID, "err", err)
+	}
+}
+
+func (b *Broker) deleteLocked(bucket []byte, key string) {
+	if err := b.o.Store.delete(bucket, key); err != nil {
+		b.log.Error("store delete failed", "err", err)
+	}
+}
+
+// --- sessions helpers ---
+
+func (b *Broker) sessionsOfLocked(match func(*session) bool) []*session {
+	var out []*session
+	for _, s := range b.sessions {
+		if match(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (b *Broker) allSessionsLocked() []*session {
+	return b.sessionsOfLocked(func(*session) bool { return true })
+}
+
+func cutAll(ss []*session, reason string) {
+	for _, s := range ss {
+		s.cut(reason)
+	}
+}
+
+// --- command entry points ---
+
+// Approve records actor's approval of pending request id. The grant becomes
+// active (valid for the device's max_session from now) once every kind in the
+// device's policy approved. Errors: ErrNotFound, ErrNotPending, ErrPolicy,
+// ErrAlreadyApproved, ErrBadActor.
+func (b *Broker) Approve(id string, actor Actor) (Grant, error) {
+	if !actor.valid() || actor.Kind == KindSystem {
+		return Grant{}, ErrBadActor
+	}
+	id = normID(id)
+	b.mu.Lock()
+	g, ok := b.grants[id]
+	if !ok {
+		b.mu.Unlock()
+		return Grant{}, fmt.Errorf("request %s: %w", id, ErrNotFound)
+	}
+	if g.State != StatePending {
+		st := g.State
+		b.mu.Unlock()
+		return Grant{}, fmt.Errorf("request %s is %s: %w", id, st, ErrNotPending)
+	}
+	if !slices.Contains(g.Policy, actor.Kind) {
+		b.mu.Unlock()
+		return Grant{}, fmt.Errorf("device %s needs %s approval, not %s: %w", g.Device, strings.Join(g.Policy, "+"), actor.Kind, ErrPolicy)
+	}
+	if slices.ContainsFunc(g.Approvals, func(a Approval) bool { return a.Actor.Kind == actor.Kind }) {
+		b.mu.Unlock()
+		return Grant{}, fmt.Errorf("request %s: %w (%s)", id, ErrAlreadyApproved, actor.Kind)
+	}
+	now := b.clock.Now()
+	g.Approvals = append(g.Approvals, Approval{Actor: actor, At: now})
+	waiting := g.missing()
+	ev := Event{Time: now, Kind: EvApprove, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Actor: &actor, Waiting: waiting}
+	evs := []Event{ev}
+	if len(waiting) == 0 {
+		maxS := time.Hour
+		if d, ok := b.devices[g.Device]; ok {
+			maxS = d.MaxSession
+		}
+		g.State = StateActive
+		g.Approved = now
+		g.Deadline = now.Add(maxS)
+		evs[0].Complete = true
+		evs[0].Until = g.Deadline
+	}
+	b.persistGrantLocked(g)
+	evs = append(evs, b.scheduleLocked(g, now)...)
+	out := cloneGrant(g)
+	b.mu.Unlock()
+	b.log.Info("vendor request approved", "grant", id, "actor", actor.String(), "active", len(waiting) == 0)
+	b.emit(evs)
+	b.updateLED()
+	return out, nil
+}
+
+// ApproveByButton approves the only pending request as Actor{Kind: local, Via:
+// button}. ErrNoneOrMany if zero or several requests are pending.
+func (b *Broker) ApproveByButton() (Grant, error) {
+	b.mu.Lock()
+	var ids []string
+	for _, g := range b.grants {
+		if g.State == StatePending {
+			ids = append(ids, g.ID)
+		}
+	}
+	b.mu.Unlock()
+	if len(ids) != 1 {
+		return Grant{}, fmt.Errorf("%d requests pending: %w", len(ids), ErrNoneOrMany)
+	}
+	return b.Approve(ids[0], Actor{Kind: KindLocal, Via: "button", UID: -1})
+}
+
+// Deny refuses pending request id. Any local or central actor may deny.
+func (b *Broker) Deny(id string, actor Actor) error {
+	return b.close(normID(id), actor, StateDenied, EvDeny, "")
+}
+
+// Revoke ends a pending request or an active grant and cuts its sessions.
+// Any local or central actor may revoke.
+func (b *Broker) Revoke(id string, actor Actor) error {
+	return b.close(normID(id), actor, StateRevoked, EvRevoke, "")
+}
+
+func (b *Broker) close(id string, actor Actor, to State, kind, reason string) error {
+	if !actor.valid() {
+		return ErrBadActor
+	}
+	b.mu.Lock()
+	g, ok := b.grants[id]
+	if !ok {
+		b.mu.Unlock()
+		return fmt.Errorf("request %s: %w", id, ErrNotFound)
+	}
+	evs, cut, err := b.closeLocked(g, actor, to, kind, reason)
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	cutAll(cut, string(to)+" by "+actor.String())
+	b.log.Info("vendor grant closed", "grant", id, "state", to, "actor", actor.String())
+	b.emit(evs)
+	b.updateLED()
+	return nil
+}
+
+func (b *Broker) closeLocked(g *Grant, actor Actor, to State, kind, reason string) ([]Event, []*session, error) {
+	switch {
+	case to == StateDenied && g.State != StatePending:
+		return nil, nil, fmt.Errorf("request %s is %s: %w", g.ID, g.State, ErrNotPending)
+	case g.State != StatePending && g.State != StateActive:
+		return nil, nil, fmt.Errorf("grant %s is %s: %w", g.ID, g.State, ErrNotActive)
+	}
+	now := b.clock.Now()
+	g.State = to
+	g.Closed = now
+	a := actor
+	g.ClosedBy = &a
+	b.persistGrantLocked(g)
+	if t, ok := b.timers["grant:"+g.ID]; ok {
+		t.Stop()
+		delete(b.timers, "grant:"+g.ID)
+	}
+	cut := b.sessionsOfLocked(func(s *session) bool { return s.info.Grant == g.ID })
+	return []Event{{Time: now, Kind: kind, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Actor: &a, Reason: reason}}, cut, nil
+}
+
+// ButtonShortPress revokes every grant that has a live session (which cuts
+// them), as Actor{local, button}. ErrNoSession if none is live.
+func (b *Broker) ButtonShortPress() (int, error) {
+	actor := Actor{Kind: KindLocal, Via: "button", UID: -1}
+	b.mu.Lock()
+	seen := map[string]bool{}
+	var evs []Event
+	var cut []*session
+	for _, s := range b.sessions {
+		if seen[s.info.Grant] {
+			continue
+		}
+		seen[s.info.Grant] = true
+		if g, ok := b.grants[s.info.Grant]; ok {
+			e, c, err := b.closeLocked(g, actor, StateRevoked, EvRevoke, "button short press")
+			if err == nil {
+				evs, cut = append(evs, e...), append(cut, c...)
+				continue
+			}
+		}
+		cut = append(cut, s)
+	}
+	b.mu.Unlock()
+	if len(seen) == 0 {
+		return 0, ErrNoSession
+	}
+	cutAll(cut, "ended by button press")
+	b.emit(evs)
+	b.updateLED()
+	return len(cut), nil
+}
+
+// EndSession cuts one live session; its grant stays active.
+func (b *Broker) EndSession(sessionID string, actor Actor) error {
+	if !actor.valid() {
+		return ErrBadActor
+	}
+	b.mu.Lock()
+	s, ok := b.sessions[normID(sessionID)]
+	b.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("session %s: %w", sessionID, ErrNotFound)
+	}
+	s.cut("ended by " + actor.String())
+	return nil
+}
+
+// SetTamper reports the tamper switch. Opening latches tamper: every vendor
+// session is cut and vendor access is refused until ClearTamper, even after a
+// restart.
+func (b *Broker) SetTamper(open bool) {
+	b.mu.Lock()
+	b.tamperOpen = open
+	if !open || b.tamper {
+		b.mu.Unlock()
+		return
+	}
+	now := b.clock.Now()
+	b.tamper = true
+	if err := b.o.Store.put(bucketMeta, string(keyTamper), tamperRec{Latched: true, Since: now}); err != nil {
+		b.log.Error("persist tamper failed", "err", err)
+	}
+	cut := b.allSessionsLocked()
+	b.mu.Unlock()
+	b.log.Warn("tamper switch opened: vendor access disabled")
+	cutAll(cut, "tamper")
+	b.emit([]Event{{Time: now, Kind: EvTamper, Reason: "tamper switch opened: vendor access disabled until cleared"}})
+}
+
+// ClearTamper re-enables vendor access after a tamper. ErrTamperActive while
+// the switch is still open.
+func (b *Broker) ClearTamper(actor Actor) error {
+	if !actor.valid() {
+		return ErrBadActor
+	}
+	b.mu.Lock()
+	if b.tamperOpen {
+		b.mu.Unlock()
+		return fmt.Errorf("close the gateway enclosure first: %w", ErrTamperActive)
+	}
+	was := b.tamper
+	b.tamper = false
+	if err := b.o.Store.put(bucketMeta, string(keyTamper), tamperRec{}); err != nil {
+		b.log.Error("persist tamper failed", "err", err)
+	}
+	now := b.clock.Now()
+	b.mu.Unlock()
+	if was {
+		b.emit([]Event{{Time: now, Kind: EvTamperClear, Actor: &actor}})
+	}
+	return nil
+}
+
+// Lock blocks identity (an identity URI, or a prefix ending in "/*") on the
+// vendor and clinical paths until until (zero: until Unlock). Its live vendor
+// sessions are cut and its pending or active grants revoked; OnLock is then
+// called so the clinical path does the same.
+func (b *Broker) Lock(identity string, until time.Time, reason string, actor Actor) error {
+	if !actor.valid() {
+		return ErrBadActor
+	}
+	identity = strings.TrimSpace(identity)
+	if identity == "" {
+		return errors.New("lock: identity is empty")
+	}
+	now := b.clock.Now()
+	if !until.IsZero() && !until.After(now) {
+		return errors.New("lock: end time is in the past")
+	}
+	l := &Lock{Identity: identity, Until: until, Reason: reason, Actor: actor, Created: now}
+	b.mu.Lock()
+	if err := b.o.Store.put(bucketLocks, identity, l); err != nil {
+		b.mu.Unlock()
+		return err
+	}
+	b.locks[identity] = l
+	b.scheduleLockLocked(l, now)
+	evs := []Event{{Time: now, Kind: EvLockAdd, Vendor: identity, Until: until, Reason: reason, Actor: &actor}}
+	var cut []*session
+	for _, g := range b.grants {
+		if (g.State == StatePending || g.State == StateActive) && l.matches(g.Vendor) {
+			e, c, err := b.closeLocked(g, actor, StateRevoked, EvRevoke, "identity locked")
+			if err == nil {
+				evs, cut = append(evs, e...), append(cut, c...)
+			}
+		}
+	}
+	cut = append(cut, b.sessionsOfLocked(func(s *session) bool { return l.matches(s.info.Vendor) })...)
+	b.mu.Unlock()
+	b.log.Warn("identity locked", "identity", identity, "actor", actor.String())
+	cutAll(cut, "identity locked")
+	b.emit(evs)
+	b.updateLED()
+	if b.o.OnLock != nil {
+		b.o.OnLock(identity)
+	}
+	return nil
+}
+
+// Unlock removes the lock on identity (exactly as locked). ErrNotFound if none.
+func (b *Broker) Unlock(identity string, actor Actor) error {
+	if !actor.valid() {
+		return ErrBadActor
+	}
+	b.mu.Lock()
+	if _, ok := b.locks[identity]; !ok {
+		b.mu.Unlock()
+		return fmt.Errorf("lock %s: %w", identity, ErrNotFound)
+	}
+	if err := b.o.Store.delete(bucketLocks, identity); err != nil {
+		b.mu.Unlock()
+		return err
+	}
+	delete(b.locks, identity)
+	if t, ok := b.timers["lock:"+identity]; ok {
+		t.Stop()
+		delete(b.timers, "lock:"+identity)
+	}
+	now := b.clock.Now()
+	b.mu.Unlock()
+	b.emit([]Event{{Time: now, Kind: EvLockRemove, Vendor: identity, Actor: &actor}})
+	return nil
+}
+
+// Locks lists the locks in force, sorted by identity.
+func (b *Broker) Locks() []Lock {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.locksLocked(b.clock.Now())
+}
+
+func (b *Broker) locksLocked(now time.Time) []Lock {
+	var out []Lock
+	for _, l := range b.locks {
+		if l.Until.IsZero() || l.Until.After(now) {
+			out = append(out, *l)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
+	return out
+}
+
+// IsLocked reports whether identity is locked and, if so, a one-line reason.
+func (b *Broker) IsLocked(identity string) (bool, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.isLockedLocked(identity, b.clock.Now())
+}
+
+func (b *Broker) isLockedLocked(identity string, now time.Time) (bool, string) {
+	for _, l := range b.locks {
+		if (l.Until.IsZero() || l.Until.After(now)) && l.matches(identity) {
+			msg := "identity " + identity + " is locked"
+			if l.Identity != identity {
+				msg += " (by " + l.Identity + ")"
+			}
+			if !l.Until.IsZero() {
+				msg += " until " + l.Until.UTC().Format(time.RFC3339)
+			}
+			if l.Reason != "" {
+				msg += ": " + l.Reason
+			}
+			return true, msg
+		}
+	}
+	return false, ""
+}
+
+// Snapshot returns the current state (copies).
+func (b *Broker) Snapshot() Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.Now()
+	s := Snapshot{Time: now, Tamper: b.tamper, LED: b.ledLocked(),
+		Requests: []Grant{}, Grants: []Grant{}, Recent: []Grant{}, Sessions: []SessionInfo{}}
+	for _, g := range b.grants {
+		switch g.State {
+		case StatePending:
+			s.Requests = append(s.Requests, cloneGrant(g))
+		case StateActive:
+			s.Grants = append(s.Grants, cloneGrant(g))
+		default:
+			s.Recent = append(s.Recent, cloneGrant(g))
+		}
+	}
+	byTime := func(x []Grant) {
+		sort.Slice(x, func(i, j int) bool { return x[i].Requested.Before(x[j].Requested) })
+	}
+	byTime(s.Requests)
+	byTime(s.Grants)
+	sort.Slice(s.Recent, func(i, j int) bool { return s.Recent[i].Closed.After(s.Recent[j].Closed) })
+	if len(s.Recent) > 50 {
+		s.Recent = s.Recent[:50]
+	}
+	for _, ss := range b.sessions {
+		s.Sessions = append(s.Sessions, ss.snapshot())
+	}
+	sort.Slice(s.Sessions, func(i, j int) bool { return s.Sessions[i].Start.Before(s.Sessions[j].Start) })
+	s.Locks = b.locksLocked(now)
+	if s.Locks == nil {
+		s.Locks = []Lock{}
+	}
+	return s
+}
+
+func cloneGrant(g *Grant) Grant {
+	c := *g
+	c.Ports = slices.Clone(g.Ports)
+	c.Policy = slices.Clone(g.Policy)
+	c.Approvals = slices.Clone(g.Approvals)
+	if g.ClosedBy != nil {
+		a := *g.ClosedBy
+		c.ClosedBy = &a
+	}
+	return c
+}
+
+// --- the CONNECT decision ---
+
+// refusal is a refused CONNECT.
+type refusal struct {
+	status int
+	code   string
+	reason string
+	grant  string
+}
+
+func (r *refusal) Error() string { return r.reason }
+
+func waitingFor(g *Grant) string {
+	var parts []string
+	for _, k := range g.missing() {
+		switch k {
+		case KindLocal:
+			parts = append(parts, "local approval (approve button on the gateway, or `wardgate grant approve "+g.ID+"`)")
+		case KindCentral:
+			parts = append(parts, "central approval (a signed approve command for "+g.ID+")")
+		}
+	}
+	return "waiting for " + strings.Join(parts, " and ")
+}
+
+// decide finds the grant for vendor v reaching dev:port, recording a request
+// when there is none. It returns the active grant, or a refusal.
+func (b *Broker) decide(v VendorIdentity, dev Device, port int, reason string) (Grant, *refusal, []Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.Now()
+	var pending, latest *Grant
+	for _, g := range b.grants {
+		if g.Vendor != v.URI || g.Device != dev.ID {
+			continue
+		}
+		switch g.State {
+		case StateActive:
+			if slices.Contains(g.Ports, port) && now.Before(g.Deadline) {
+				return cloneGrant(g), nil, nil
+			}
+		case StatePending:
+			pending = g
+		}
+		if g.State != StatePending && (latest == nil || g.Closed.After(latest.Closed) || g.Closed.Equal(latest.Closed) && g.Requested.After(latest.Requested)) && !g.Closed.IsZero() {
+			latest = g
+		}
+	}
+	if pending != nil {
+		var evs []Event
+		if !slices.Contains(pending.Ports, port) {
+			pending.Ports = append(pending.Ports, port)
+			slices.Sort(pending.Ports)
+			b.persistGrantLocked(pending)
+			evs = append(evs, Event{Time: now, Kind: EvRequest, Grant: pending.ID, Vendor: v.URI, Device: dev.ID, Port: port, Ports: pending.Ports, Reason: pending.Reason, Waiting: pending.missing(), Until: pending.Deadline})
+		}
+		return Grant{}, &refusal{403, CodePending, fmt.Sprintf("request %s pending since %s, %s", pending.ID, pending.Requested.UTC().Format(time.RFC3339), waitingFor(pending)), pending.ID}, evs
+	}
+	var prefix, code = "no grant yet", CodeNoGrant
+	if latest != nil && now.Sub(latest.Closed) < b.o.RefusalHold {
+		by := ""
+		if latest.ClosedBy != nil {
+			by = " by " + latest.ClosedBy.String()
+		}
+		switch latest.State {
+		case StateDenied:
+			return Grant{}, &refusal{403, CodeDenied, fmt.Sprintf("request %s was denied%s at %s; contact the device owner before asking again", latest.ID, by, latest.Closed.UTC().Format(time.RFC3339)), latest.ID}, nil
+		case StateRevoked:
+			return Grant{}, &refusal{403, CodeRevoked, fmt.Sprintf("grant %s was revoked%s at %s; contact the device owner before asking again", latest.ID, by, latest.Closed.UTC().Format(time.RFC3339)), latest.ID}, nil
+		case StateExpired:
+			what := "grant"
+			if latest.Approved.IsZero() {
+				what = "request"
+			}
+			prefix, code = fmt.Sprintf("%s %s expired at %s", what, latest.ID, latest.Deadline.UTC().Format(time.RFC3339)), CodeExpired
+		}
+	}
+	g := &Grant{
+		ID: b.newIDLocked(), Vendor: v.URI, Org: v.Org, Person: v.Person, Device: dev.ID,
+		Ports: []int{port}, Reason: reason, Policy: slices.Clone(dev.Approval), State: StatePending,
+		Requested: now, Deadline: now.Add(b.o.RequestTTL),
+	}
+	b.grants[g.ID] = g
+	b.persistGrantLocked(g)
+	evs := []Event{{Time: now, Kind: EvRequest, Grant: g.ID, Vendor: v.URI, Device: dev.ID, Port: port, Ports: g.Ports, Reason: reason, Waiting: g.missing(), Until: g.Deadline}}
+	evs = append(evs, b.scheduleLocked(g, now)...)
+	return Grant{}, &refusal{403, code, fmt.Sprintf("%s: request %s recorded, %s", prefix, g.ID, waitingFor(g)), g.ID}, evs
+}

@@ -1,0 +1,210 @@
+package access
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Approval kinds (a device's approval policy lists one or both).
+const (
+	KindLocal   = "local"   // approve button or the admin socket on the gateway
+	KindCentral = "central" // a signed command from an approver identity
+	KindSystem  = "system"  // the gateway itself (expiry, tamper, lock)
+)
+
+// Actor is who made a change.
+type Actor struct {
+	Kind     string `json:"kind"`               // KindLocal, KindCentral or KindSystem
+	Via      string `json:"via,omitempty"`      // "button", "admin" (admin socket), "command"
+	UID      int    `json:"uid"`                // admin socket caller's uid (Via "admin")
+	Approver string `json:"approver,omitempty"` // central approver identity URI
+}
+
+func (a Actor) String() string {
+	switch {
+	case a.Kind == KindCentral:
+		return "central:" + a.Approver
+	case a.Kind == KindLocal && a.Via == "button":
+		return "local:button"
+	case a.Kind == KindLocal:
+		return fmt.Sprintf("local:uid=%d", a.UID)
+	}
+	if a.Via != "" {
+		return a.Kind + ":" + a.Via
+	}
+	return a.Kind
+}
+
+func (a Actor) valid() bool {
+	switch a.Kind {
+	case KindLocal:
+		return true
+	case KindCentral:
+		return a.Approver != ""
+	case KindSystem:
+		return true
+	}
+	return false
+}
+
+// Device is the vendor-access policy of one device.
+type Device struct {
+	ID           string
+	Org          string        // the vendor org that services it
+	Ports        []int         // the only service ports a vendor may reach
+	Approval     []string      // KindLocal and/or KindCentral; both means dual control
+	MaxSession   time.Duration // grant lifetime from approval
+	Host         string        // host (name or address) the gateway dials on the device segment
+	ClinicalPort int           // the device's clinical listener port, never reachable by vendors
+}
+
+// VendorIdentity is an authorized vendor peer.
+type VendorIdentity struct {
+	URI    string // spiffe://TD/vendor/ORG/PERSON
+	Org    string
+	Person string
+}
+
+// State of a request/grant.
+type State string
+
+// States. A request starts pending; it becomes active when its device's
+// approval policy is satisfied, or ends denied, expired (nobody acted, or
+// max_session ran out) or revoked.
+const (
+	StatePending State = "pending"
+	StateActive  State = "active"
+	StateDenied  State = "denied"
+	StateExpired State = "expired"
+	StateRevoked State = "revoked"
+)
+
+// Approval records one approving actor.
+type Approval struct {
+	Actor Actor     `json:"actor"`
+	At    time.Time `json:"at"`
+}
+
+// Grant is a vendor's request for access and, once approved, the grant.
+type Grant struct {
+	ID        string     `json:"id"`
+	Vendor    string     `json:"vendor"` // identity URI
+	Org       string     `json:"org"`
+	Person    string     `json:"person"`
+	Device    string     `json:"device"`
+	Ports     []int      `json:"ports"`
+	Reason    string     `json:"reason,omitempty"`
+	Policy    []string   `json:"policy"`
+	State     State      `json:"state"`
+	Requested time.Time  `json:"requested"`
+	Deadline  time.Time  `json:"deadline"` // pending: request expiry; active: grant expiry
+	Approvals []Approval `json:"approvals,omitempty"`
+	Approved  time.Time  `json:"approved,omitzero"`
+	Closed    time.Time  `json:"closed,omitzero"`
+	ClosedBy  *Actor     `json:"closed_by,omitempty"`
+	Sessions  int        `json:"sessions"` // sessions started so far
+}
+
+// missing returns the approval kinds still needed.
+func (g *Grant) missing() []string {
+	var out []string
+	for _, k := range g.Policy {
+		if !slices.ContainsFunc(g.Approvals, func(a Approval) bool { return a.Actor.Kind == k }) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Lock blocks an identity (exact URI, or a prefix ending in "/*") on the vendor
+// and clinical paths.
+type Lock struct {
+	Identity string    `json:"identity"`
+	Until    time.Time `json:"until,omitzero"` // zero: until removed
+	Reason   string    `json:"reason,omitempty"`
+	Actor    Actor     `json:"actor"`
+	Created  time.Time `json:"created"`
+}
+
+func (l *Lock) matches(identity string) bool {
+	if p, ok := strings.CutSuffix(l.Identity, "*"); ok {
+		return strings.HasPrefix(identity, p)
+	}
+	return l.Identity == identity
+}
+
+// SessionInfo describes a live tunnel.
+type SessionInfo struct {
+	ID        string    `json:"id"`
+	Grant     string    `json:"grant"`
+	Vendor    string    `json:"vendor"`
+	Device    string    `json:"device"`
+	Port      int       `json:"port"`
+	Remote    string    `json:"remote"`
+	Start     time.Time `json:"start"`
+	ToDevice  int64     `json:"to_device"`
+	FromDev   int64     `json:"from_device"`
+	Recording string    `json:"recording"`
+}
+
+// Snapshot is the broker's state for `wardgate status` and `grant list --json`.
+type Snapshot struct {
+	Time     time.Time     `json:"time"`
+	Requests []Grant       `json:"requests"` // pending
+	Grants   []Grant       `json:"grants"`   // active
+	Recent   []Grant       `json:"recent"`   // denied, expired or revoked, newest first (bounded)
+	Sessions []SessionInfo `json:"sessions"`
+	Locks    []Lock        `json:"locks"`
+	Tamper   bool          `json:"tamper"`
+	LED      LEDState      `json:"led"`
+}
+
+// LEDState is what the amber vendor LED shows.
+type LEDState struct {
+	Pending bool `json:"pending"` // blinking
+	Live    bool `json:"live"`    // steady (wins over blinking)
+}
+
+// Event kinds.
+const (
+	EvRequest        = "vendor.request"
+	EvApprove        = "vendor.approve" // Complete tells whether the grant became active
+	EvDeny           = "vendor.deny"
+	EvRequestExpired = "vendor.request_expired"
+	EvGrantExpired   = "vendor.grant_expired"
+	EvRevoke         = "vendor.revoke"
+	EvSessionStart   = "vendor.session_start"
+	EvSessionEnd     = "vendor.session_end"
+	EvRefused        = "vendor.refused"
+	EvLockAdd        = "access.lock_add"
+	EvLockRemove     = "access.lock_remove"
+	EvTamper         = "access.tamper"
+	EvTamperClear    = "access.tamper_clear"
+	EvRecordingPrune = "vendor.recording_removed"
+)
+
+// Event is an audit event. Empty fields are omitted in JSON.
+type Event struct {
+	Time      time.Time     `json:"time"`
+	Kind      string        `json:"kind"`
+	Grant     string        `json:"grant,omitempty"` // request/grant id
+	Session   string        `json:"session,omitempty"`
+	Vendor    string        `json:"vendor,omitempty"`
+	Device    string        `json:"device,omitempty"`
+	Port      int           `json:"port,omitempty"`
+	Ports     []int         `json:"ports,omitempty"`
+	Actor     *Actor        `json:"actor,omitempty"`
+	Complete  bool          `json:"complete,omitempty"`  // EvApprove: grant now active
+	Waiting   []string      `json:"waiting,omitempty"`   // approval kinds still needed
+	Code      string        `json:"code,omitempty"`      // EvRefused: refusal code
+	Reason    string        `json:"reason,omitempty"`    // human-readable
+	Remote    string        `json:"remote,omitempty"`    // peer address
+	Until     time.Time     `json:"until,omitzero"`      // grant expiry, lock end
+	ToDevice  int64         `json:"to_device,omitempty"` // EvSessionEnd
+	FromDev   int64         `json:"from_device,omitempty"`
+	Duration  time.Duration `json:"duration,omitempty"`
+	Hash      string        `json:"hash,omitempty"` // EvSessionEnd: recording final hash (hex)
+	Recording string        `json:"recording,omitempty"`
+}

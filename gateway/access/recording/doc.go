@@ -1,0 +1,14 @@
+// Package recording writes and verifies vendor session recordings.
+//
+// A recording is a CBOR sequence (RFC 8742) of frames. Each frame on disk is a
+// two-element CBOR array [body, hash]: body is a CBOR-encoded map with integer
+// keys (frame type, time, direction, bytes, header or trailer) and hash is
+// SHA-256(previous hash || body), the previous hash of the first frame being 32
+// zero bytes. The first frame is a header (session, grant, vendor, device, port,
+// start time), then data frames (time, direction, bytes), then a trailer whose
+// hash is the recording's final hash. Any changed, removed or reordered byte
+// makes the chain fail at the first affected frame.
+//
+// A Writer is safe for concurrent use by the two relay directions of a tunnel.
+// Replay and Verify read untrusted bytes and never panic on any input.
+package recording
