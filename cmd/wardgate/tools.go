@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -47,26 +46,6 @@ func cmdReplay(e *env, args []string) int {
 	return exitOK
 }
 
-// loadTLS reads a certificate chain, its key and a CA bundle.
-func loadTLS(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool, error) {
-	if certFile == "" || keyFile == "" || caFile == "" {
-		return tls.Certificate{}, nil, errors.New("--cert, --key and --ca are all required")
-	}
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return pair, nil, fmt.Errorf("certificate and key: %w (both must be PEM, and the key must match the certificate)", err)
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return pair, nil, fmt.Errorf("--ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return pair, nil, fmt.Errorf("--ca %s holds no PEM certificate", caFile)
-	}
-	return pair, pool, nil
-}
-
 const connectAbout = `For vendor technicians: listens on ADDR and carries every connection made to it
 through the gateway's vendor channel (HTTP CONNECT over mutual TLS) to
 DEVICE:PORT. If the device's owner has not approved yet, a request is recorded
@@ -93,13 +72,16 @@ func cmdConnect(e *env, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	pair, pool, err := loadTLS(*certFile, *keyFile, *caFile)
+	if *certFile == "" || *keyFile == "" || *caFile == "" {
+		fmt.Fprintln(e.stderr, "wardgate connect: --cert, --key and --ca are all required")
+		return exitUsage
+	}
+	tlsConf, err := access.LoadClientTLS(*certFile, *keyFile, *caFile)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "wardgate connect:", err)
 		return exitUsage
 	}
-	host, _, err := net.SplitHostPort(*gw)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(*gw); err != nil {
 		fmt.Fprintf(e.stderr, "wardgate connect: --gateway %q: write HOST:PORT\n", *gw)
 		return exitUsage
 	}
@@ -110,7 +92,7 @@ func cmdConnect(e *env, args []string) int {
 	}
 	c := &access.Client{
 		Gateway: *gw, Target: *target, Reason: *reason, Out: e.stdout,
-		TLS: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12},
+		TLS: tlsConf,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
