@@ -77,8 +77,9 @@ type HAL struct {
 	ApproveButton string `yaml:"approve_button"`
 	LEDs          LEDs   `yaml:"leds"`
 	Tamper        string `yaml:"tamper"`
-	// Watchdog is the watchdog device, "" for none. Default /dev/watchdog
-	// with the periph driver.
+	// Watchdog is the watchdog device, or "none" (e.g. when systemd's
+	// RuntimeWatchdogSec owns it). Default /dev/watchdog with the periph
+	// driver, none with sim.
 	Watchdog string `yaml:"watchdog"`
 	// LongPress is how long the approve button must be held to approve.
 	// Default 2s.
@@ -139,7 +140,7 @@ type Serial struct {
 	Baud     int    `yaml:"baud"`
 	DataBits int    `yaml:"data_bits"`
 	Parity   string `yaml:"parity"`    // none, odd, even, mark, space
-	StopBits string `yaml:"stop_bits"` // 1, 1.5, 2
+	StopBits string `yaml:"stop_bits"` // 1, 2
 	Flow     string `yaml:"flow"`      // none, rtscts
 }
 

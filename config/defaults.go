@@ -46,6 +46,7 @@ func applyDefaults(c *Config) {
 	if h.Driver == "periph" {
 		setS(&h.Watchdog, "/dev/watchdog")
 	}
+	setS(&h.Watchdog, "none")
 	setD(&h.LongPress, 2*time.Second)
 
 	for i := range c.Vendors {

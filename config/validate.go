@@ -170,8 +170,8 @@ func (v *validator) hal(c *Config) {
 		}
 		seen[p.pin] = p.path
 	}
-	if h.Watchdog != "" && !filepath.IsAbs(h.Watchdog) {
-		v.add("hal.watchdog", "%q is not an absolute path; use /dev/watchdog, or leave it empty for none", h.Watchdog)
+	if h.Watchdog != "none" && !filepath.IsAbs(h.Watchdog) {
+		v.add("hal.watchdog", "%q is not an absolute path; use /dev/watchdog, or none when systemd's RuntimeWatchdogSec owns it", h.Watchdog)
 	}
 	if h.LongPress.D() < 500*time.Millisecond || h.LongPress.D() > 30*time.Second {
 		v.add("hal.long_press", "%s is outside the allowed range; use between 500ms and 30s", h.LongPress)
@@ -344,8 +344,12 @@ func (v *validator) link(p string, dev *Device) {
 	if !slices.Contains([]string{"none", "odd", "even", "mark", "space"}, s.Parity) {
 		v.add(sp+".parity", "%q is not a parity; use none, odd, even, mark or space", s.Parity)
 	}
-	if !slices.Contains([]string{"1", "1.5", "2"}, s.StopBits) {
-		v.add(sp+".stop_bits", "%q is not allowed; use \"1\", \"1.5\" or \"2\"", s.StopBits)
+	switch s.StopBits {
+	case "1", "2":
+	case "1.5":
+		v.add(sp+".stop_bits", "1.5 stop bits are not supported by Linux serial drivers; use \"1\" or \"2\"")
+	default:
+		v.add(sp+".stop_bits", "%q is not allowed; use \"1\" or \"2\"", s.StopBits)
 	}
 	if !slices.Contains([]string{"none", "rtscts"}, s.Flow) {
 		v.add(sp+".flow", "%q is not a flow control; use none or rtscts", s.Flow)
@@ -412,8 +416,8 @@ func (v *validator) deviceVendor(p string, dev *Device, orgs map[string]bool) {
 		}
 		seenA[a] = true
 	}
-	if s := vd.MaxSession.D(); s < time.Minute || s > MaxSessionLimit {
-		v.add(p+".max_session", "%s is outside the allowed range; use between 1m and 24h", vd.MaxSession)
+	if s := vd.MaxSession.D(); s < 10*time.Second || s > MaxSessionLimit {
+		v.add(p+".max_session", "%s is outside the allowed range; use between 10s and 24h (1h is usual)", vd.MaxSession)
 	}
 	if r := vd.RequestTimeout.D(); r < time.Minute || r > 24*time.Hour {
 		v.add(p+".request_timeout", "%s is outside the allowed range; use between 1m and 24h", vd.RequestTimeout)

@@ -1,0 +1,349 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/wardgate/wardgate/certs"
+	"github.com/wardgate/wardgate/config"
+	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/admin"
+	"github.com/wardgate/wardgate/gateway/telemetry"
+)
+
+// Options configure an Agent. Config is required; other zero values take
+// the defaults documented per field.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger    // default: discard
+	Clock  clockwork.Clock // default: the real clock
+	// Version is reported in birth messages and status.
+	Version string
+	// BuildTime is the earliest sane time: the identity is not enrolled or
+	// renewed while the clock shows an earlier time. Zero disables the check.
+	BuildTime time.Time
+	// DevCA is the development CA used when identity.ca is "dev". Nil: the
+	// agent creates one and keeps it in STATE_DIR/dev-ca.
+	DevCA *certs.DevCA
+	// Listen opens listeners (default net.Listen); tests and the demo
+	// pass loopback listeners through it.
+	Listen func(network, addr string) (net.Listener, error)
+	// Dial reaches devices on the isolated segment (default net.Dialer).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Ready, if set, is called once every listener is up.
+	Ready func()
+}
+
+// Agent is the running gateway.
+type Agent struct {
+	o     Options
+	log   *slog.Logger
+	clock clockwork.Clock
+	start time.Time
+
+	pol    atomic.Pointer[policy]
+	events *eventSink
+	sys    sysStats
+
+	// Components, set up by New.
+	ident    *certs.Manager
+	ca       certs.CA
+	verifier *certs.Verifier
+	store    *access.Store
+	access   *access.Broker
+	tel      *telemetry.Publisher
+	hw       *hardware
+	clin     *clinicalPath
+
+	alarmsMu sync.Mutex
+	alarms   map[string]string // kind -> message, raised until cleared
+
+	reloadMu sync.Mutex
+}
+
+// New checks the state directory and sets up every component; it starts
+// nothing. Close releases what New opened when Run is never called.
+func New(o Options) (*Agent, error) {
+	if o.Config == nil {
+		return nil, errors.New("agent: Options.Config is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Listen == nil {
+		o.Listen = net.Listen
+	}
+	if o.Dial == nil {
+		var d net.Dialer
+		o.Dial = d.DialContext
+	}
+	a := &Agent{o: o, log: o.Logger.With("component", "agent"), clock: o.Clock, sys: sysStats{proc: "/proc"}, alarms: map[string]string{}}
+	a.events = &eventSink{log: o.Logger.With("component", "events")}
+	a.start = a.clock.Now()
+	cfg := o.Config
+	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", cfg.Gateway.StateDir, err)
+	}
+	pol, err := compile(cfg, a.lockedIdentity)
+	if err != nil {
+		return nil, err
+	}
+	a.pol.Store(pol)
+
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+	if err := a.setupIdentity(); err != nil {
+		return nil, err
+	}
+	if err := a.setupHardware(); err != nil {
+		return nil, err
+	}
+	if err := a.setupAccess(); err != nil {
+		return nil, err
+	}
+	if err := a.setupClinical(); err != nil {
+		return nil, err
+	}
+	if err := a.setupTelemetry(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+func (a *Agent) cfg() *config.Config { return a.pol.Load().cfg }
+
+// lockedIdentity is the lock check every listener's peer policy asks.
+func (a *Agent) lockedIdentity(id certs.Identity) (bool, string) {
+	if a.access == nil {
+		return false, ""
+	}
+	return a.access.IsLocked(id.URI)
+}
+
+func (a *Agent) setupAccess() error {
+	cfg := a.cfg()
+	st, err := access.OpenStore(filepath.Join(cfg.Gateway.StateDir, "access.db"))
+	if err != nil {
+		return err
+	}
+	a.store = st
+	b, err := access.New(access.Options{
+		Store:          st,
+		Devices:        accessDevices(cfg),
+		GetCertificate: a.ident.GetCertificate,
+		ClientCAs:      a.verifier.ClientCAs,
+		Authorize: func(chain []*x509.Certificate) (access.VendorIdentity, string, error) {
+			return a.pol.Load().vendorIdentity(a.verifier, chain)
+		},
+		Dial: a.o.Dial,
+		Events: func(e access.Event) {
+			kind, sev, attrs := accessEvent(e)
+			a.events.emit(e.Time, kind, sev, attrs)
+		},
+		LED:          func(pending, live bool) { a.hw.setVendor(pending, live) },
+		OnLock:       func(identity string) { a.clin.cut(identity) },
+		Clock:        a.clock,
+		Logger:       a.o.Logger,
+		RecordingDir: filepath.Join(cfg.Gateway.StateDir, "recordings"),
+		RequestTTL:   requestTTL(cfg),
+	})
+	if err != nil {
+		return err
+	}
+	a.access = b
+	return nil
+}
+
+// requestTTL is the shortest request timeout of the configured devices
+// (the broker has one for all).
+func requestTTL(cfg *config.Config) time.Duration {
+	ttl := config.DefaultRequestTimeout
+	for _, d := range cfg.Devices {
+		if d.Vendor != nil && d.Vendor.RequestTimeout.D() < ttl {
+			ttl = d.Vendor.RequestTimeout.D()
+		}
+	}
+	return ttl
+}
+
+// Run starts every component and serves until ctx ends, then drains within
+// the configured drain timeout. It returns the first component failure.
+func (a *Agent) Run(ctx context.Context) error {
+	cfg := a.cfg()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("component failed", "component", name, "err", err)
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		}()
+	}
+
+	vl, err := a.o.Listen("tcp", cfg.Gateway.VendorListen)
+	if err != nil {
+		return fmt.Errorf("vendor listener %s: %w (is another service using the port?)", cfg.Gateway.VendorListen, err)
+	}
+	adminSrv := &admin.Server{Path: cfg.Gateway.AdminSocket, Handler: a.adminRoutes(), Logger: a.o.Logger, Group: -1}
+	al, err := adminSrv.Listen()
+	if err != nil {
+		vl.Close()
+		return err
+	}
+	if err := a.clin.listen(); err != nil {
+		vl.Close()
+		al.Close()
+		return err
+	}
+	a.events.setPublisher(a.tel.Event)
+
+	run("identity", a.ident.Run)
+	run("telemetry", a.tel.Run)
+	run("vendor", func(ctx context.Context) error { return a.access.Run(ctx, vl) })
+	run("admin", func(ctx context.Context) error { return adminSrv.Serve(ctx, al) })
+	run("clinical", a.clin.run)
+	run("hardware", a.hw.run)
+	run("indicators", a.indicatorLoop)
+
+	a.events.emit(a.clock.Now(), "gateway.started", telemetry.SeverityInfo, map[string]string{
+		"version": a.o.Version, "config_hash": cfg.Hash, "devices": fmt.Sprint(len(cfg.Devices))})
+	a.hw.notifyReady()
+	if a.o.Ready != nil {
+		a.o.Ready()
+	}
+	<-ctx.Done()
+	err = context.Cause(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	a.hw.notifyStopping()
+	a.log.Info("stopping: draining connections", "deadline", cfg.Gateway.DrainTimeout.D())
+	a.clin.drain(cfg.Gateway.DrainTimeout.D())
+	return err
+}
+
+// Close releases what New opened. Call it after Run returned (or instead
+// of Run). Idempotent.
+func (a *Agent) Close() error {
+	var errs []error
+	if a.access != nil {
+		errs = append(errs, a.access.Close())
+	}
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+	}
+	if a.tel != nil {
+		errs = append(errs, a.tel.Close())
+	}
+	if a.hw != nil {
+		errs = append(errs, a.hw.close())
+	}
+	return errors.Join(errs...)
+}
+
+// Reload applies a new configuration: devices whose settings did not
+// change keep their connections; policies, vendor devices and inventory are
+// swapped. Settings that need a restart (gateway id, trust domain, state
+// directory, listeners of the gateway itself, identity, broker, hardware)
+// are refused with an error saying so; the running configuration stays.
+func (a *Agent) Reload(cfg *config.Config) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	old := a.cfg()
+	if err := restartNeeded(old, cfg); err != nil {
+		return err
+	}
+	pol, err := compile(cfg, a.lockedIdentity)
+	if err != nil {
+		return err
+	}
+	if err := a.clin.update(cfg); err != nil {
+		return err
+	}
+	a.pol.Store(pol)
+	a.access.SetDevices(accessDevices(cfg))
+	a.events.emit(a.clock.Now(), "config.reloaded", telemetry.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
+	if _, err := a.tel.PublishInventory(inventory(cfg)); err != nil {
+		a.log.Warn("inventory after reload not queued", "err", err)
+	}
+	return nil
+}
+
+// restartNeeded refuses reloads that change what only a restart can.
+func restartNeeded(old, cfg *config.Config) error {
+	type field struct {
+		name     string
+		old, new any
+	}
+	for _, f := range []field{
+		{"gateway.id", old.Gateway.ID, cfg.Gateway.ID},
+		{"gateway.trust_domain", old.Gateway.TrustDomain, cfg.Gateway.TrustDomain},
+		{"gateway.state_dir", old.Gateway.StateDir, cfg.Gateway.StateDir},
+		{"gateway.vendor_listen", old.Gateway.VendorListen, cfg.Gateway.VendorListen},
+		{"gateway.admin_socket", old.Gateway.AdminSocket, cfg.Gateway.AdminSocket},
+		{"identity", old.Identity, cfg.Identity},
+		{"mqtt", old.MQTT, cfg.MQTT},
+		{"hal", old.HAL, cfg.HAL},
+	} {
+		if f.old != f.new {
+			return fmt.Errorf("%s changed: this needs a restart (systemctl restart wardgate); the running configuration is kept", f.name)
+		}
+	}
+	return nil
+}
+
+// raise and clear track alarms (red LED, status, telemetry).
+func (a *Agent) raise(kind, msg string) {
+	a.alarmsMu.Lock()
+	_, had := a.alarms[kind]
+	a.alarms[kind] = msg
+	a.alarmsMu.Unlock()
+	if !had {
+		a.events.emit(a.clock.Now(), "alarm.raised", telemetry.SeverityAlarm, map[string]string{"alarm": kind, "message": msg})
+	}
+}
+
+func (a *Agent) clear(kind string) {
+	a.alarmsMu.Lock()
+	_, had := a.alarms[kind]
+	delete(a.alarms, kind)
+	a.alarmsMu.Unlock()
+	if had {
+		a.events.emit(a.clock.Now(), "alarm.cleared", telemetry.SeverityInfo, map[string]string{"alarm": kind})
+	}
+}
+
+func (a *Agent) alarmList() []string {
+	a.alarmsMu.Lock()
+	defer a.alarmsMu.Unlock()
+	out := make([]string, 0, len(a.alarms))
+	for k, m := range a.alarms {
+		out = append(out, k+": "+m)
+	}
+	sortStrings(out)
+	return out
+}

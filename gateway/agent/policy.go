@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardgate/wardgate/certs"
+	"github.com/wardgate/wardgate/config"
+	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/telemetry"
+)
+
+// policy is the part of the configuration the listeners consult on every
+// connection, compiled once per (re)load and swapped atomically.
+type policy struct {
+	cfg      *config.Config
+	clinical map[string]certs.PeerPolicy // by device id
+	vendors  []vendorPolicy
+	approver certs.PeerPolicy
+}
+
+type vendorPolicy struct {
+	org    string
+	policy certs.PeerPolicy
+}
+
+// compile builds the policy of cfg; locked is consulted for every peer.
+func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*policy, error) {
+	td := cfg.Gateway.TrustDomain
+	p := &policy{cfg: cfg, clinical: map[string]certs.PeerPolicy{}}
+	var errs []error
+	for _, d := range cfg.Devices {
+		allow, err := certs.CompilePatterns(d.Clinical.Allow)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", d.ID, err))
+			continue
+		}
+		p.clinical[d.ID] = certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: d.Clinical.MaxCertLifetime.D(), Locked: locked}
+	}
+	for _, v := range cfg.Vendors {
+		allow, err := certs.CompilePatterns(v.Identities)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("vendor %s: %w", v.Org, err))
+			continue
+		}
+		p.vendors = append(p.vendors, vendorPolicy{org: v.Org, policy: certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: v.MaxCertLifetime.D(), Locked: locked}})
+	}
+	p.approver = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
+		MaxLifetime: 24 * time.Hour, Locked: locked}
+	return p, errors.Join(errs...)
+}
+
+// accessDevices maps the configuration's vendor policies to the broker's.
+func accessDevices(cfg *config.Config) []access.Device {
+	var out []access.Device
+	for _, d := range cfg.Devices {
+		if d.Vendor == nil {
+			continue
+		}
+		_, port, _ := net.SplitHostPort(d.Clinical.Listen)
+		cp, _ := strconv.Atoi(port)
+		out = append(out, access.Device{
+			ID: d.ID, Org: d.Vendor.Org, Ports: d.Vendor.Ports, Approval: d.Vendor.Approval,
+			MaxSession: d.Vendor.MaxSession.D(), Host: d.Vendor.Host, ClinicalPort: cp,
+		})
+	}
+	return out
+}
+
+// inventory maps the configuration to telemetry's inventory (no secrets:
+// the configuration holds none).
+func inventory(cfg *config.Config) telemetry.Inventory {
+	var inv telemetry.Inventory
+	for _, d := range cfg.Devices {
+		td := telemetry.Device{ID: d.ID, Kind: d.Kind, Manufacturer: d.Manufacturer, Model: d.Model, Serial: d.Serial,
+			Firmware: d.Firmware, Owner: d.Owner, Location: d.Location, Link: "tcp"}
+		if d.Link.Serial != nil {
+			td.Link = "serial"
+		}
+		if d.Vendor != nil {
+			td.VendorOrg, td.VendorPorts, td.Approval = d.Vendor.Org, d.Vendor.Ports, d.Vendor.Approval
+		}
+		for _, a := range d.Accounts {
+			td.Accounts = append(td.Accounts, telemetry.Account{ID: a.ID, Type: a.Type, Owner: a.Owner, Vendor: a.Vendor,
+				RotateEvery: a.RotateEvery.D(), LastRotated: a.LastRotated.Time})
+		}
+		for _, e := range d.Exceptions {
+			td.Exceptions = append(td.Exceptions, telemetry.Exception{ID: e.ID, Control: e.Control, Reason: e.Reason,
+				Compensating: e.Compensating, ApprovedBy: e.ApprovedBy, Expires: e.Expires.Time})
+		}
+		inv.Devices = append(inv.Devices, td)
+	}
+	return inv
+}
+
+// vendorIdentity decides which configured vendor a chain belongs to and
+// verifies it against that vendor's policy (lifetime, locks).
+func (p *policy) vendorIdentity(v *certs.Verifier, chain []*x509.Certificate) (access.VendorIdentity, string, error) {
+	if len(chain) == 0 {
+		return access.VendorIdentity{}, "a client certificate is required", errors.New("no certificate")
+	}
+	id, err := certs.IdentityFromCert(chain[0], p.cfg.Gateway.TrustDomain)
+	if err != nil || id.Kind != certs.KindVendor {
+		return access.VendorIdentity{}, "the certificate is not a vendor identity of this hospital", fmt.Errorf("not a vendor identity: %v", err)
+	}
+	for _, vp := range p.vendors {
+		if !certs.MatchAny(vp.policy.Allow, id.URI) {
+			continue
+		}
+		got, err := v.Verify(chain, vp.policy)
+		if err != nil {
+			return access.VendorIdentity{}, peerMessage(err), err
+		}
+		return access.VendorIdentity{URI: got.URI, Org: vp.org, Person: got.Person}, "", nil
+	}
+	return access.VendorIdentity{}, "your organisation is not a configured vendor of this gateway", fmt.Errorf("%s matches no configured vendor", id.URI)
+}
+
+// peerMessage is the one line a refused peer is told.
+func peerMessage(err error) string {
+	switch certs.PeerReason(err) {
+	case certs.ReasonExpired:
+		return "your certificate has expired or is not yet valid; get a fresh one"
+	case certs.ReasonLifetimeTooLong:
+		return "your certificate lives longer than this gateway allows; use a short-lived certificate"
+	case certs.ReasonLocked:
+		return "your identity is locked on this gateway"
+	case certs.ReasonNotAllowed:
+		return "your identity is not allowed here"
+	case certs.ReasonUntrusted:
+		return "your certificate is not issued by the hospital's CA"
+	}
+	return strings.TrimSpace("certificate refused: " + certs.PeerReason(err))
+}

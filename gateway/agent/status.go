@@ -1,0 +1,62 @@
+package agent
+
+import (
+	"sort"
+	"time"
+
+	"github.com/wardgate/wardgate/certs"
+	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/telemetry"
+	"github.com/wardgate/wardgate/hal"
+)
+
+// Status is the answer of GET /v1/status and `wardgate status --json`.
+// Its keys are stable (docs/security-team.md, "Admin API").
+type Status struct {
+	Time      time.Time       `json:"time"`
+	Gateway   GatewayStatus   `json:"gateway"`
+	Identity  certs.Status    `json:"identity"`
+	Devices   []DeviceStatus  `json:"devices"`
+	Vendor    access.Snapshot `json:"vendor"`
+	Telemetry telemetry.Stats `json:"telemetry"`
+	Hardware  hal.State       `json:"hardware"`
+	Alarms    []string        `json:"alarms"`
+	Events    []recentEvent   `json:"recent_events"`
+}
+
+// GatewayStatus names the gateway and its configuration.
+type GatewayStatus struct {
+	ID         string    `json:"id"`
+	Site       string    `json:"site"`
+	Version    string    `json:"version"`
+	ConfigHash string    `json:"config_hash"`
+	Started    time.Time `json:"started"`
+	State      string    `json:"state"` // ok, degraded or alarm
+}
+
+// Status returns a snapshot of everything `wardgate status` shows.
+func (a *Agent) Status() Status {
+	cfg := a.cfg()
+	s := Status{
+		Time: a.clock.Now(),
+		Gateway: GatewayStatus{ID: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: a.o.Version,
+			ConfigHash: cfg.Hash, Started: a.start},
+		Identity:  a.ident.Status(),
+		Devices:   a.clin.status(),
+		Vendor:    a.access.Snapshot(),
+		Telemetry: a.tel.Stats(),
+		Hardware:  a.hw.board.State(),
+		Alarms:    a.alarmList(),
+		Events:    a.events.snapshot(),
+	}
+	s.Gateway.State = "ok"
+	if !s.Telemetry.Connected || a.certLeft() < 0.25 {
+		s.Gateway.State = "degraded"
+	}
+	if len(s.Alarms) > 0 {
+		s.Gateway.State = "alarm"
+	}
+	return s
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
