@@ -19,10 +19,10 @@ const configAbout = `Subcommands:
 
 func cmdConfig(e *env, args []string) int {
 	fs := newFlags(e, "config check FILE | config example", configAbout)
-	if code, ok := parse(e, fs, args); !ok {
+	rest, code, ok := parseAll(e, fs, args)
+	if !ok {
 		return code
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
 		fs.Usage()
 		return exitUsage

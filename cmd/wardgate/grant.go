@@ -54,16 +54,9 @@ func cmdGrant(e *env, args []string) int {
 	fs := newFlags(e, "grant list|approve ID|deny ID|revoke ID [--json]", grantAbout)
 	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
 	resolve := socketFlags(fs)
-	if code, ok := parse(e, fs, args); !ok {
+	rest, code, ok := parseAll(e, fs, args)
+	if !ok {
 		return code
-	}
-	rest := fs.Args()
-	// Flags may also follow the subcommand: wardgate grant list --json.
-	if len(rest) > 1 {
-		if code, ok := parse(e, fs, rest[1:]); !ok {
-			return code
-		}
-		rest = append(rest[:1], fs.Args()...)
 	}
 	if len(rest) == 0 {
 		fs.Usage()

@@ -24,17 +24,9 @@ func cmdHal(e *env, args []string) int {
 	hold := fs.String("hold", "100ms", "how long the button is held (`DURATION`)")
 	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
 	resolve := socketFlags(fs)
-	if code, ok := parse(e, fs, args); !ok {
+	pos, code, ok := parseAll(e, fs, args)
+	if !ok {
 		return code
-	}
-	rest := fs.Args()
-	var pos []string
-	for len(rest) > 0 {
-		pos = append(pos, rest[0])
-		if code, ok := parse(e, fs, rest[1:]); !ok {
-			return code
-		}
-		rest = fs.Args()
 	}
 	if len(pos) == 0 {
 		fs.Usage()
@@ -93,10 +85,11 @@ const tamperAbout = `Subcommands (over the admin socket; your uid is recorded):
 func cmdTamper(e *env, args []string) int {
 	fs := newFlags(e, "tamper clear", tamperAbout)
 	resolve := socketFlags(fs)
-	if code, ok := parse(e, fs, args); !ok {
+	pos, code, ok := parseAll(e, fs, args)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 || fs.Arg(0) != "clear" {
+	if len(pos) != 1 || pos[0] != "clear" {
 		fs.Usage()
 		return exitUsage
 	}

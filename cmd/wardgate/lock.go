@@ -34,17 +34,9 @@ func cmdLock(e *env, args []string) int {
 	reason := fs.String("reason", "", "why, recorded with the lock and sent to central")
 	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
 	resolve := socketFlags(fs)
-	if code, ok := parse(e, fs, args); !ok {
+	pos, code, ok := parseAll(e, fs, args)
+	if !ok {
 		return code
-	}
-	rest := fs.Args()
-	var pos []string
-	for len(rest) > 0 { // flags may come after positional arguments
-		pos = append(pos, rest[0])
-		if code, ok := parse(e, fs, rest[1:]); !ok {
-			return code
-		}
-		rest = fs.Args()
 	}
 	if len(pos) == 0 {
 		fs.Usage()

@@ -112,3 +112,21 @@ func parse(e *env, fs *flag.FlagSet, args []string) (int, bool) {
 	}
 	return exitOK, true
 }
+
+// parseAll parses flags that may come before, between or after positional
+// arguments (wardgate grant approve ID --json) and returns the positional
+// ones.
+func parseAll(e *env, fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	var pos []string
+	for {
+		if code, ok := parse(e, fs, args); !ok {
+			return nil, code, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, exitOK, true
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

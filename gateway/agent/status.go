@@ -18,7 +18,7 @@ type Status struct {
 	Identity  certs.Status    `json:"identity"`
 	Devices   []DeviceStatus  `json:"devices"`
 	Vendor    access.Snapshot `json:"vendor"`
-	Telemetry telemetry.Stats `json:"telemetry"`
+	Telemetry TelemetryStatus `json:"telemetry"`
 	Hardware  hal.State       `json:"hardware"`
 	Alarms    []string        `json:"alarms"`
 	Events    []recentEvent   `json:"recent_events"`
@@ -34,6 +34,27 @@ type GatewayStatus struct {
 	State      string    `json:"state"` // ok, degraded or alarm
 }
 
+// TelemetryStatus is the telemetry part of Status.
+type TelemetryStatus struct {
+	Broker       string    `json:"broker"`
+	Connected    bool      `json:"connected"`
+	Session      uint64    `json:"session"`
+	Sent         uint64    `json:"sent"`
+	Resent       uint64    `json:"resent"`
+	Refused      uint64    `json:"refused"`
+	Queued       int       `json:"queued"`
+	QueuedBytes  int64     `json:"queued_bytes"`
+	OldestQueued time.Time `json:"oldest_queued,omitzero"`
+	Lost         uint64    `json:"metrics_dropped"`
+	NextSeq      uint64    `json:"next_seq"`
+}
+
+func telemetryStatus(broker string, st telemetry.Stats) TelemetryStatus {
+	return TelemetryStatus{Broker: broker, Connected: st.Connected, Session: st.Session, Sent: st.Sent, Resent: st.Resent,
+		Refused: st.Refused, Queued: st.Outbox.Depth, QueuedBytes: st.Outbox.Bytes, OldestQueued: st.Outbox.Oldest,
+		Lost: st.Outbox.Lost, NextSeq: st.Outbox.NextSeq}
+}
+
 // Status returns a snapshot of everything `wardgate status` shows.
 func (a *Agent) Status() Status {
 	cfg := a.cfg()
@@ -44,7 +65,7 @@ func (a *Agent) Status() Status {
 		Identity:  a.ident.Status(),
 		Devices:   a.clin.status(),
 		Vendor:    a.access.Snapshot(),
-		Telemetry: a.tel.Stats(),
+		Telemetry: telemetryStatus(cfg.MQTT.Broker, a.tel.Stats()),
 		Hardware:  a.hw.board.State(),
 		Alarms:    a.alarmList(),
 		Events:    a.events.snapshot(),

@@ -85,8 +85,12 @@ func (n *narrator) telemetry(line map[string]any, summary string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.json {
-		line["type"] = "telemetry"
-		n.emit(line)
+		out := make(map[string]any, len(line)+1)
+		for k, v := range line {
+			out[k] = v
+		}
+		out["type"] = "telemetry"
+		n.emit(out)
 		return
 	}
 	verified := "signature ok"

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func runConfig(t *testing.T, dir string, extraDevice string) string {
+	return fmt.Sprintf(`version: 1
+gateway:
+  id: gw-e2e
+  site: lab
+  trust_domain: hospital.example
+  state_dir: %[1]s/state
+  vendor_listen: "127.0.0.1:%[2]d"
+  admin_socket: %[1]s/admin.sock
+  drain_timeout: 2s
+identity: {ca: dev, lifetime: 1h}
+mqtt: {broker: "mqtts://127.0.0.1:%[3]d", metrics_interval: 1s}
+hal: {driver: sim}
+vendors:
+  - {org: acme-medical, identities: ["spiffe://hospital.example/vendor/acme-medical/*"]}
+devices:
+  - id: pump-07
+    owner: clinical-engineering/icu
+    link: {tcp: "127.0.0.1:%[4]d"}
+    clinical: {listen: "127.0.0.1:%[5]d", allow: ["spiffe://hospital.example/svc/pump-server"]}
+    vendor: {org: acme-medical, ports: [23], approval: [local]}
+%[6]s`, dir, freePort(t), freePort(t), freePort(t), freePort(t), extraDevice)
+}
+
+// TestRunEndToEnd runs `wardgate run` as an operator would and drives it
+// with the other commands over the admin socket: status, lock, grant, hal,
+// tamper; then SIGHUP with a broken and a good file, then SIGTERM.
+func TestRunEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "wardgate.yaml")
+	good := runConfig(t, dir, "")
+	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	agent := exec.Command(bin, "run", "--config", cfgPath, "--log-json")
+	agent.Stderr = &logs
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- agent.Wait() }()
+	defer func() {
+		if agent.ProcessState == nil {
+			agent.Process.Kill()
+			<-exited
+		}
+	}()
+	wg := func(args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append(args, "--config", cfgPath)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if err != nil {
+			code = cmd.ProcessState.ExitCode()
+		}
+		return out.String(), errb.String(), code
+	}
+	// The agent is a separate process: poll its socket until it answers.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, errs, code := wg("status")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not come up: %s\nlogs:\n%s", errs, logs.String())
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("agent exited: %v\n%s", err, logs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+
+	out, errs, code := wg("status")
+	for _, want := range []string{"gateway    gw-e2e", "spiffe://hospital.example/gateway/gw-e2e", "pump-07", "NOT CONNECTED", "hardware   sim"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s%s", want, out, errs)
+		}
+	}
+	out, _, code = wg("status", "--json")
+	var st map[string]any
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 {
+		t.Fatalf("status --json: %v %q", err, out)
+	}
+	for _, k := range []string{"time", "gateway", "identity", "devices", "vendor", "telemetry", "hardware", "alarms"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("status --json lacks %q", k)
+		}
+	}
+
+	// Locks: add, list, remove; the uid is recorded.
+	id := "spiffe://hospital.example/vendor/acme-medical/jane"
+	if out, errs, code = wg("lock", "add", id, "--for", "1h", "--reason", "left the company"); code != 0 || !strings.Contains(out, "locked "+id) {
+		t.Fatalf("lock add: %d %s %s", code, out, errs)
+	}
+	out, _, _ = wg("lock", "list", "--json")
+	if !strings.Contains(out, "left the company") || !strings.Contains(out, fmt.Sprintf(`"uid": %d`, os.Getuid())) {
+		t.Errorf("lock list --json: %s", out)
+	}
+	if _, _, code = wg("lock", "remove", id); code != 0 {
+		t.Errorf("lock remove: exit %d", code)
+	}
+	if _, errs, code = wg("lock", "remove", id); code != exitUsage || !strings.Contains(errs, "not found") {
+		t.Errorf("second lock remove: exit %d %q", code, errs)
+	}
+	// Grants: nothing pending; approving an unknown id is refused clearly.
+	if out, _, code = wg("grant", "list"); code != 0 || !strings.Contains(out, "no pending requests") {
+		t.Errorf("grant list: %d %s", code, out)
+	}
+	if _, errs, code = wg("grant", "approve", "ZZZZZZ"); code != exitUsage || !strings.Contains(errs, "not found") {
+		t.Errorf("grant approve unknown: %d %s", code, errs)
+	}
+	// Simulated hardware: a press with nothing pending, tamper open/clear.
+	if out, errs, code = wg("hal", "press", "approve", "--hold", "50ms"); code != 0 {
+		t.Errorf("hal press: %d %s %s", code, out, errs)
+	}
+	if _, errs, code = wg("hal", "press", "reset"); code != exitUsage || !strings.Contains(errs, "approve") {
+		t.Errorf("hal press of an unknown button: %d %s", code, errs)
+	}
+	if _, _, code = wg("hal", "tamper", "open"); code != 0 {
+		t.Errorf("hal tamper open: %d", code)
+	}
+	waitFor(t, func() bool { out, _, _ := wg("status"); return strings.Contains(out, "ALARM      tamper") }, "tamper alarm in status")
+	if _, errs, code = wg("tamper", "clear"); code == 0 || !strings.Contains(errs, "close the enclosure first") {
+		t.Errorf("tamper clear while open: %d %s", code, errs)
+	}
+	wg("hal", "tamper", "closed")
+	waitFor(t, func() bool { out, _, _ := wg("hal", "show"); return strings.Contains(out, `"open":false`) }, "tamper loop closed")
+	if _, errs, code = wg("tamper", "clear"); code != 0 {
+		t.Errorf("tamper clear: %d %s", code, errs)
+	}
+
+	// SIGHUP with a broken file: refused, the agent keeps running.
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(good, "owner: clinical-engineering/icu", "owner: ''", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "reload refused") }, "reload refused in the log")
+	// SIGHUP with a good file that adds a device: applied.
+	if err := os.WriteFile(cfgPath, []byte(runConfig(t, dir, fmt.Sprintf(`  - id: pump-08
+    owner: clinical-engineering/icu
+    link: {tcp: "127.0.0.1:%d"}
+    clinical: {listen: "127.0.0.1:%d", allow: ["spiffe://hospital.example/svc/pump-server"]}
+`, freePort(t), freePort(t)))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The new file also moved the gateway's own listeners: that needs a
+	// restart, and the agent says so.
+	agent.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "needs a restart") }, "restart-needed refusal")
+
+	agent.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("agent exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent did not stop within 20s of SIGTERM")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "admin.sock")); !os.IsNotExist(err) {
+		t.Errorf("admin socket left behind: %v", err)
+	}
+}
+
+// waitFor polls cond (an external process's state) until it holds.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

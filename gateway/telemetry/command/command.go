@@ -1,0 +1,239 @@
+package command
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+)
+
+// MaxTTL is the longest a command may stay valid.
+const MaxTTL = 5 * time.Minute
+
+// MinNonce and MaxNonce bound the nonce length in bytes.
+const (
+	MinNonce = 16
+	MaxNonce = 64
+	maxArgs  = 16
+	maxArg   = 256
+)
+
+// Command names a gateway understands.
+const (
+	Approve      = "approve"     // approve GRANT-ID
+	Deny         = "deny"        // deny GRANT-ID
+	Revoke       = "revoke"      // revoke GRANT-ID
+	Lock         = "lock"        // lock IDENTITY [DURATION [REASON]]
+	Unlock       = "unlock"      // unlock IDENTITY
+	EndSession   = "end-session" // end-session SESSION-ID
+	Rebirth      = "rebirth"     // rebirth: publish a new birth
+	InventoryNow = "inventory"   // inventory: publish the inventory now
+)
+
+// Names lists the commands, with their argument counts (min, max).
+var Names = map[string][2]int{
+	Approve: {1, 1}, Deny: {1, 1}, Revoke: {1, 1}, Lock: {1, 3}, Unlock: {1, 1},
+	EndSession: {1, 1}, Rebirth: {0, 0}, InventoryNow: {0, 0},
+}
+
+// Sentinel errors; each is a rejection reason reported in the reply.
+var (
+	ErrMalformed    = errors.New("malformed command")
+	ErrUnsigned     = errors.New("command signature missing or invalid")
+	ErrNotApprover  = errors.New("command not signed by an approver")
+	ErrOtherGateway = errors.New("command addressed to another gateway")
+	ErrExpired      = errors.New("command expired")
+	ErrTooLong      = errors.New("command validity longer than 5 minutes")
+	ErrReplay       = errors.New("command replayed")
+	ErrUnknown      = errors.New("unknown command")
+)
+
+// Payload is the signed CBOR map.
+//
+//	command = {1: gateway, 2: name, 3: [* tstr], 4: nonce, 5: iat-ms, 6: exp-ms}
+type Payload struct {
+	Gateway  string   `cbor:"1,keyasint"`
+	Name     string   `cbor:"2,keyasint"`
+	Args     []string `cbor:"3,keyasint"`
+	Nonce    []byte   `cbor:"4,keyasint"`
+	IssuedAt int64    `cbor:"5,keyasint"`
+	Expires  int64    `cbor:"6,keyasint"`
+}
+
+// Command is a verified command.
+type Command struct {
+	Payload
+	// Approver is the identity VerifyApprover returned (for example
+	// spiffe://TD/approver/ROLE/PERSON).
+	Approver string
+}
+
+var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+func (p *Payload) check() error {
+	switch {
+	case !envelope.ValidGatewayID(p.Gateway):
+		return fmt.Errorf("%w: gateway %q", ErrMalformed, p.Gateway)
+	case !nameRe.MatchString(p.Name):
+		return fmt.Errorf("%w: command name %q", ErrMalformed, p.Name)
+	case len(p.Nonce) < MinNonce || len(p.Nonce) > MaxNonce:
+		return fmt.Errorf("%w: nonce of %d bytes (%d..%d)", ErrMalformed, len(p.Nonce), MinNonce, MaxNonce)
+	case len(p.Args) > maxArgs:
+		return fmt.Errorf("%w: %d arguments", ErrMalformed, len(p.Args))
+	case p.Expires <= p.IssuedAt:
+		return fmt.Errorf("%w: expires before it was issued", ErrMalformed)
+	}
+	for _, a := range p.Args {
+		if len(a) > maxArg {
+			return fmt.Errorf("%w: argument longer than %d bytes", ErrMalformed, maxArg)
+		}
+	}
+	n, ok := Names[p.Name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknown, p.Name)
+	}
+	if len(p.Args) < n[0] || len(p.Args) > n[1] {
+		return fmt.Errorf("%w: %s takes %d to %d arguments, got %d", ErrMalformed, p.Name, n[0], n[1], len(p.Args))
+	}
+	return nil
+}
+
+// Sign makes a signed command for gateway, valid from now for ttl (at most
+// MaxTTL), with a fresh 16-byte nonce. signer must be a P-256 key matching
+// chain[0], an approver certificate.
+func Sign(signer crypto.Signer, chain []*x509.Certificate, gateway, name string, args []string, now time.Time, ttl time.Duration) ([]byte, error) {
+	if ttl <= 0 || ttl > MaxTTL {
+		return nil, fmt.Errorf("sign command: %w: ttl %s (use 1s..5m)", ErrTooLong, ttl)
+	}
+	nonce := make([]byte, MinNonce)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	if args == nil {
+		args = []string{}
+	}
+	p := Payload{Gateway: gateway, Name: name, Args: args, Nonce: nonce,
+		IssuedAt: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli()}
+	if err := p.check(); err != nil {
+		return nil, fmt.Errorf("sign command: %w", err)
+	}
+	b, err := envelope.Marshal(&p)
+	if err != nil {
+		return nil, fmt.Errorf("sign command: %w", err)
+	}
+	return envelope.Sign(signer, chain, b)
+}
+
+// VerifyApprover decides whether chain (leaf first) belongs to an approver
+// at now and returns its identity. The agent wires it to the identity
+// package (trust bundle + spiffe://TD/approver/ROLE/PERSON).
+type VerifyApprover func(chain []*x509.Certificate, now time.Time) (approver string, err error)
+
+// Decode parses a command without verifying anything but its structure.
+// It is exposed for fuzzing and tools.
+func Decode(data []byte) (*envelope.Signed, *Payload, error) {
+	s, err := envelope.Parse(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnsigned, err)
+	}
+	var p Payload
+	if err := envelope.Unmarshal(s.Payload, &p); err != nil {
+		return s, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return s, &p, nil
+}
+
+// Verify checks data as described in the package documentation and, when
+// everything holds, records its nonce in nonces (durably) before returning
+// the command. gateway is this gateway's id.
+func Verify(data []byte, gateway string, now time.Time, approver VerifyApprover, nonces *NonceStore) (*Command, error) {
+	s, p, err := Decode(data)
+	if s == nil {
+		return nil, err
+	}
+	if err := s.VerifySignature(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnsigned, err)
+	}
+	who, aerr := approver(s.Chain, now)
+	if aerr != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotApprover, aerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if p.Gateway != gateway {
+		return nil, fmt.Errorf("%w: for %q, this is %q", ErrOtherGateway, p.Gateway, gateway)
+	}
+	nowMS := now.UnixMilli()
+	if p.Expires <= nowMS {
+		return nil, fmt.Errorf("%w: at %s", ErrExpired, time.UnixMilli(p.Expires).UTC().Format(time.RFC3339))
+	}
+	if p.Expires > now.Add(MaxTTL).UnixMilli() {
+		return nil, fmt.Errorf("%w: expires at %s", ErrTooLong, time.UnixMilli(p.Expires).UTC().Format(time.RFC3339))
+	}
+	if err := nonces.Use(p.Nonce, time.UnixMilli(p.Expires), now); err != nil {
+		return nil, err
+	}
+	return &Command{Payload: *p, Approver: who}, nil
+}
+
+var bucketNonces = []byte("cmd-nonces")
+
+// NonceStore remembers command nonces until their expiry in a bbolt
+// database (the outbox's file, see outbox.DB).
+type NonceStore struct {
+	db *bbolt.DB
+}
+
+// NewNonceStore creates its bucket in db if needed.
+func NewNonceStore(db *bbolt.DB) (*NonceStore, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketNonces)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("command nonce store: %w", err)
+	}
+	return &NonceStore{db: db}, nil
+}
+
+// Use records nonce until exp, or fails with ErrReplay when it is already
+// recorded. Expired nonces are forgotten on the way.
+func (n *NonceStore) Use(nonce []byte, exp, now time.Time) error {
+	err := n.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketNonces)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now.UnixMilli() && !bytes.Equal(k, nonce) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		if v := b.Get(nonce); v != nil {
+			return ErrReplay
+		}
+		var e [8]byte
+		binary.BigEndian.PutUint64(e[:], uint64(exp.UnixMilli()))
+		return b.Put(nonce, e[:])
+	})
+	if errors.Is(err, ErrReplay) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("command nonce store: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package command
+
+import (
+	"crypto/x509"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+)
+
+// approverHook is what the lead wires to the identity package: a chain to
+// the trust bundle whose leaf is spiffe://TD/approver/....
+func approverHook(pki *testpki.PKI) VerifyApprover {
+	roots := envelope.RootsVerifier(pki.Roots())
+	return func(chain []*x509.Certificate, now time.Time) (string, error) {
+		id, err := roots(chain, now)
+		if err != nil {
+			return "", err
+		}
+		if !strings.HasPrefix(id, "spiffe://"+testpki.TrustDomain+"/approver/") {
+			return "", errors.New("not an approver identity")
+		}
+		return id, nil
+	}
+}
+
+func openStore(t *testing.T, path string) (*NonceStore, *bbolt.DB) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := NewNonceStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, db
+}
+
+func TestVerify(t *testing.T) {
+	pki := testpki.New(t)
+	other := testpki.New(t)
+	appr := pki.Approver(t, "security", "jdoe")
+	strangerAppr := other.Approver(t, "security", "mallory")
+	gw := pki.Gateway(t, "gw-test")
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "n.db")
+	store, db := openStore(t, path)
+	hook := approverHook(pki)
+
+	sign := func(id *testpki.Identity, gwID, name string, args []string, at time.Time, ttl time.Duration) []byte {
+		t.Helper()
+		b, err := Sign(id.Key, id.Chain, gwID, name, args, at, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// A command built by hand, bypassing Sign's own checks.
+	raw := func(id *testpki.Identity, p Payload) []byte {
+		b, _ := envelope.Marshal(&p)
+		m, err := envelope.Sign(id.Key, id.Chain, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	nonce := []byte("0123456789abcdef")
+
+	good := sign(appr, "gw-test", Lock, []string{"spiffe://hospital.example/vendor/acme/bob", "1h", "suspicious"}, now, time.Minute)
+	c, err := Verify(good, "gw-test", now, hook, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != Lock || len(c.Args) != 3 || c.Approver != "spiffe://hospital.example/approver/security/jdoe" {
+		t.Fatalf("command %+v", c)
+	}
+
+	unsignedPayload, _ := envelope.Marshal(&Payload{Gateway: "gw-test", Name: Rebirth, Args: []string{}, Nonce: nonce, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()})
+	tampered := sign(appr, "gw-test", Approve, []string{"G-1"}, now, time.Minute)
+	tampered[len(tampered)-1] ^= 1
+
+	cases := []struct {
+		name string
+		msg  []byte
+		at   time.Time
+		want error
+	}{
+		{"unsigned", unsignedPayload, now, ErrUnsigned},
+		{"bad signature", tampered, now, ErrUnsigned},
+		{"garbage", []byte("approve G-1"), now, ErrUnsigned},
+		{"gateway certificate", sign(gw, "gw-test", Approve, []string{"G-1"}, now, time.Minute), now, ErrNotApprover},
+		{"approver of another CA", sign(strangerAppr, "gw-test", Approve, []string{"G-1"}, now, time.Minute), now, ErrNotApprover},
+		{"other gateway", sign(appr, "gw-other", Approve, []string{"G-1"}, now, time.Minute), now, ErrOtherGateway},
+		{"expired", sign(appr, "gw-test", Approve, []string{"G-1"}, now.Add(-2*time.Minute), time.Minute), now, ErrExpired},
+		{"exp too far", raw(appr, Payload{Gateway: "gw-test", Name: Rebirth, Args: []string{}, Nonce: nonce, IssuedAt: now.UnixMilli(), Expires: now.Add(10 * time.Minute).UnixMilli()}), now, ErrTooLong},
+		{"short nonce", raw(appr, Payload{Gateway: "gw-test", Name: Rebirth, Args: []string{}, Nonce: nonce[:8], IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()}), now, ErrMalformed},
+		{"unknown command", raw(appr, Payload{Gateway: "gw-test", Name: "format-disk", Args: []string{}, Nonce: nonce, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()}), now, ErrUnknown},
+		{"wrong arg count", raw(appr, Payload{Gateway: "gw-test", Name: Approve, Args: []string{}, Nonce: nonce, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()}), now, ErrMalformed},
+		{"replayed", good, now.Add(time.Second), ErrReplay},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Verify(tc.msg, "gw-test", tc.at, hook, store)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+
+	// Replay after a restart: the nonce survives in the file.
+	db.Close()
+	store2, _ := openStore(t, path)
+	if _, err := Verify(good, "gw-test", now.Add(2*time.Second), hook, store2); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay after restart: %v", err)
+	}
+	// After expiry the command is refused as expired, and its nonce is purged.
+	if _, err := Verify(good, "gw-test", now.Add(2*time.Minute), hook, store2); !errors.Is(err, ErrExpired) {
+		t.Fatalf("after expiry: %v", err)
+	}
+
+	if _, err := Sign(appr.Key, appr.Chain, "gw-test", Rebirth, nil, now, 6*time.Minute); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("Sign ttl 6m: %v", err)
+	}
+	if _, err := Sign(appr.Key, appr.Chain, "gw-test", "nope", nil, now, time.Minute); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("Sign unknown: %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	pki := testpki.New(f)
+	appr := pki.Approver(f, "security", "jdoe")
+	now := time.Unix(1700000000, 0)
+	for _, name := range []string{Approve, Rebirth, Lock} {
+		args := []string{"x"}
+		if name == Rebirth {
+			args = nil
+		}
+		b, err := Sign(appr.Key, appr.Chain, "gw-test", name, args, now, time.Minute)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0xd2, 0x84, 0x43, 0xa1, 0x01, 0x26, 0xa0, 0x41, 0xa0, 0x40})
+	hook := approverHook(pki)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, p, err := Decode(data)
+		if err == nil && (s == nil || p == nil) {
+			t.Fatal("nil result without error")
+		}
+		if p != nil {
+			_ = p.check()
+		}
+		if s != nil {
+			_ = s.VerifySignature()
+			if len(s.Chain) > 0 {
+				_, _ = hook(s.Chain, now)
+			}
+		}
+	})
+}

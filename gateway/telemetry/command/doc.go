@@ -1,0 +1,16 @@
+// Package command holds signed commands from central security to one
+// gateway: their wire format (a COSE_Sign1 over a CBOR map, signed by an
+// approver identity whose chain travels in the x5chain header), Sign for
+// the `wardgate sign-command` helper, and Verify with a persistent replay
+// store.
+//
+// A command is accepted only when: the signature verifies with the leaf of
+// the carried chain; the chain is an approver's (VerifyApprover hook); it
+// names this gateway; it has not expired and expires no more than MaxTTL
+// after now; its nonce (at least 16 bytes) was never seen before. Nonces
+// are remembered in bbolt until their command's expiry, so a replay is
+// refused across restarts too.
+//
+// Functions are safe for concurrent use; NonceStore is safe for concurrent
+// use.
+package command

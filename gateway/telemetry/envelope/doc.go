@@ -1,0 +1,13 @@
+// Package envelope holds the wire format of wardgate telemetry: the CBOR
+// envelope (integer keys 1..8), its COSE_Sign1 wrapping (RFC 9052, tag 18,
+// ES256, attached payload, signer chain in the unprotected x5chain header)
+// and SenML-CBOR metric packs (RFC 8428 integer labels).
+//
+// Encoding is deterministic (RFC 8949 core deterministic encoding).
+// Decoding of received bytes is strict: size, nesting, array and map limits,
+// duplicate map keys, indefinite lengths and unknown tags are rejected before
+// any value is interpreted. docs/telemetry.cddl is the normative schema.
+//
+// Every function in this package is safe for concurrent use; values
+// returned are owned by the caller.
+package envelope

@@ -1,0 +1,197 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("TELEMETRY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func approverHook(pki *testpki.PKI) func([]*x509.Certificate, time.Time) (string, error) {
+	roots := envelope.RootsVerifier(pki.Roots())
+	return func(chain []*x509.Certificate, now time.Time) (string, error) {
+		id, err := roots(chain, now)
+		if err != nil {
+			return "", err
+		}
+		if !strings.HasPrefix(id, "spiffe://"+testpki.TrustDomain+"/approver/") {
+			return "", errors.New("not an approver identity")
+		}
+		return id, nil
+	}
+}
+
+// gatewayOptions returns publisher options for gateway id using identity
+// idn, with hooks shaped as the lead wires them.
+func gatewayOptions(t testing.TB, pki *testpki.PKI, brokerURL, id string, idn *testpki.Identity, dir string) Options {
+	cert := idn.TLS()
+	return Options{
+		GatewayID: id, Site: "st-test", Version: "test", ConfigHash: "00",
+		BrokerURL: brokerURL,
+		TLSConfig: func() *tls.Config {
+			return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pki.Roots(), ServerName: "localhost",
+				GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }}
+		},
+		Signer:         func() (crypto.Signer, []*x509.Certificate) { return idn.Key, idn.Chain },
+		Logger:         testLogger(t),
+		OutboxPath:     filepath.Join(dir, "telemetry.db"),
+		BackoffMin:     50 * time.Millisecond,
+		BackoffMax:     500 * time.Millisecond,
+		Timeout:        5 * time.Second,
+		KeepAlive:      5 * time.Second,
+		VerifyApprover: approverHook(pki),
+	}
+}
+
+// runPublisher starts p.Run; the returned stop cancels it and waits.
+func runPublisher(t testing.TB, p *Publisher) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("Run did not return")
+			}
+			p.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// consumer is a tail collecting lines.
+type consumer struct {
+	out   lockedBuffer // the JSON lines Tail wrote
+	mu    sync.Mutex
+	lines []Line
+	byGW  map[string]map[uint64]Line
+	ch    chan Line
+}
+
+func (c *consumer) add(l Line) {
+	c.mu.Lock()
+	c.lines = append(c.lines, l)
+	if l.Alert == "" {
+		if c.byGW[l.Gateway] == nil {
+			c.byGW[l.Gateway] = map[uint64]Line{}
+		}
+		c.byGW[l.Gateway][l.Seq] = l
+	}
+	c.mu.Unlock()
+	select {
+	case c.ch <- l:
+	default:
+	}
+}
+
+func (c *consumer) has(gw string, seq uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.byGW[gw][seq]
+	return ok
+}
+
+func (c *consumer) get(gw string, seq uint64) (Line, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.byGW[gw][seq]
+	return l, ok
+}
+
+func (c *consumer) alerts() []Line {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Line
+	for _, l := range c.lines {
+		if l.Alert != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitFor waits until cond holds or the deadline passes.
+func (c *consumer) waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(d)
+	for !cond() {
+		select {
+		case <-c.ch:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+	}
+}
+
+// startConsumer runs Tail as "central" with a persistent session.
+func startConsumer(t testing.TB, pki *testpki.PKI, brokerURL, gateway string) *consumer {
+	central := pki.Issue(t, "central", "spiffe://"+testpki.TrustDomain+"/svc/central")
+	c := &consumer{byGW: map[string]map[uint64]Line{}, ch: make(chan Line, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- Tail(ctx, TailOptions{
+			BrokerURL: brokerURL, TLSConfig: pki.ClientTLS(central), Verify: envelope.RootsVerifier(pki.Roots()),
+			Gateway: gateway, ClientID: "central-" + strings.ReplaceAll(t.Name(), "/", "-"), Persistent: true,
+			Out: &c.out, OnLine: c.add, Ready: ready, Logger: testLogger(t),
+		})
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("tail did not subscribe")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Tail: %v", err)
+		}
+	})
+	return c
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,152 @@
+package testpki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.step.sm/crypto/minica"
+)
+
+// TrustDomain is the SPIFFE trust domain of test identities.
+const TrustDomain = "hospital.example"
+
+// PKI is a test CA.
+type PKI struct {
+	CA *minica.CA
+}
+
+// New makes a CA (root + intermediate).
+func New(t testing.TB) *PKI {
+	t.Helper()
+	ca, err := minica.New(minica.WithName("wardgate test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &PKI{CA: ca}
+}
+
+// Roots returns a pool with the root.
+func (p *PKI) Roots() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.CA.Root)
+	return pool
+}
+
+// Identity is a key and its chain (leaf, intermediate).
+type Identity struct {
+	Key   crypto.Signer
+	Chain []*x509.Certificate
+}
+
+// TLS returns the identity as a tls.Certificate.
+func (id *Identity) TLS() tls.Certificate {
+	c := tls.Certificate{PrivateKey: id.Key, Leaf: id.Chain[0]}
+	for _, x := range id.Chain {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	return c
+}
+
+// Issue signs a leaf with common name cn and URI SAN uri ("" for none).
+func (p *PKI) Issue(t testing.TB, cn, uri string, dns ...string) *Identity {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		PublicKey:   key.Public(),
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		DNSNames:    dns,
+	}
+	if len(dns) > 0 {
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	if uri != "" {
+		u, err := url.Parse(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = []*url.URL{u}
+	}
+	leaf, err := p.CA.Sign(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Identity{Key: key, Chain: []*x509.Certificate{leaf, p.CA.Intermediate}}
+}
+
+// Gateway issues spiffe://TD/gateway/ID with CN = id.
+func (p *PKI) Gateway(t testing.TB, id string) *Identity {
+	return p.Issue(t, id, "spiffe://"+TrustDomain+"/gateway/"+id)
+}
+
+// Approver issues spiffe://TD/approver/ROLE/PERSON.
+func (p *PKI) Approver(t testing.TB, role, person string) *Identity {
+	return p.Issue(t, person, "spiffe://"+TrustDomain+"/approver/"+role+"/"+person)
+}
+
+// Server issues a TLS server certificate for localhost / 127.0.0.1.
+func (p *PKI) Server(t testing.TB) *Identity {
+	return p.Issue(t, "localhost", "", "localhost")
+}
+
+// WriteFiles writes the identity's chain and key as PEM into dir and
+// returns the paths (cert, key).
+func (id *Identity) WriteFiles(t testing.TB, dir, name string) (string, string) {
+	t.Helper()
+	var certPEM []byte
+	for _, c := range id.Chain {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(id.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	cp, kp := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(cp, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kp, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cp, kp
+}
+
+// WriteRoot writes the root certificate as PEM and returns its path.
+func (p *PKI) WriteRoot(t testing.TB, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "root.crt")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.CA.Root.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ClientTLS returns a client tls.Config for id trusting the PKI's root.
+func (p *PKI) ClientTLS(id *Identity) *tls.Config {
+	c := id.TLS()
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		RootCAs:      p.Roots(),
+		Certificates: []tls.Certificate{c},
+		ServerName:   "localhost",
+	}
+}

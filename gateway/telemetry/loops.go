@@ -1,0 +1,132 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wardgate/wardgate/gateway/telemetry/command"
+	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/gateway/telemetry/outbox"
+)
+
+// commandLoop verifies and executes commands one at a time.
+func (p *Publisher) commandLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case data := <-p.cmds:
+			p.handleCommand(ctx, data)
+		}
+	}
+}
+
+func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
+	reply := Reply{Nonce: []byte{}}
+	if _, pl, err := command.Decode(data); err == nil && pl != nil {
+		reply.Command, reply.Nonce = pl.Name, pl.Nonce
+		if reply.Nonce == nil {
+			reply.Nonce = []byte{}
+		}
+	}
+	approver := p.opts.VerifyApprover
+	if approver == nil {
+		approver = func(_ []*x509.Certificate, _ time.Time) (string, error) {
+			return "", errors.New("this gateway accepts no commands (no approver trust configured)")
+		}
+	}
+	c, err := command.Verify(data, p.opts.GatewayID, p.clock.Now(), approver, p.nonces)
+	if err != nil {
+		reply.Reason = err.Error()
+		p.log.Warn("telemetry command rejected", "command", reply.Command, "reason", err)
+		_, _ = p.Event(Event{Kind: "command.rejected", Severity: SeverityWarning,
+			Attrs: map[string]string{"command": reply.Command, "reason": err.Error()}})
+	} else {
+		reply.Approver = c.Approver
+		reply.Result, err = p.execute(ctx, *c)
+		if err != nil {
+			reply.Reason = err.Error()
+		} else {
+			reply.Accepted = true
+		}
+		p.log.Info("telemetry command", "command", c.Name, "approver", c.Approver, "accepted", reply.Accepted)
+		_, _ = p.Event(Event{Kind: "command.executed", Severity: SeverityInfo, Attrs: map[string]string{
+			"command": c.Name, "approver": c.Approver, "accepted": fmt.Sprint(reply.Accepted), "reason": reply.Reason}})
+	}
+	body, err := envelope.Marshal(reply)
+	if err == nil {
+		_, err = p.enqueue(outbox.ClassUrgent, envelope.KindReply, body)
+	}
+	if err != nil {
+		p.log.Error("telemetry command reply not queued", "error", err)
+	}
+}
+
+func (p *Publisher) execute(ctx context.Context, c command.Command) (string, error) {
+	switch c.Name {
+	case command.Rebirth:
+		_, chain := p.opts.Signer()
+		if err := p.enqueueBirth(chain, p.deathSeq.Load()); err != nil {
+			return "", err
+		}
+		return "birth queued", nil
+	case command.InventoryNow:
+		if p.opts.Inventory == nil {
+			return "", errors.New("no inventory on this gateway")
+		}
+		seq, err := p.PublishInventory(p.opts.Inventory())
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("inventory queued as seq %d", seq), nil
+	}
+	if p.opts.Commands == nil {
+		return "", fmt.Errorf("command %s is not handled by this gateway", c.Name)
+	}
+	return p.opts.Commands(ctx, c)
+}
+
+// scheduleLoop produces metrics every MetricsInterval and, on start and
+// every AccountabilityEvery, the inventory and accountability events.
+func (p *Publisher) scheduleLoop(ctx context.Context) {
+	var metricsC <-chan time.Time
+	if p.opts.Metrics != nil {
+		t := p.clock.NewTicker(p.opts.MetricsInterval)
+		defer t.Stop()
+		metricsC = t.Chan()
+	}
+	var dailyC <-chan time.Time
+	if p.opts.Inventory != nil {
+		p.accountability()
+		t := p.clock.NewTicker(p.opts.AccountabilityEvery)
+		defer t.Stop()
+		dailyC = t.Chan()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-metricsC:
+			if _, err := p.PublishMetrics(p.opts.Metrics()); err != nil && !errors.Is(err, outbox.ErrDropped) {
+				p.log.Error("telemetry metrics not queued", "error", err)
+			}
+		case <-dailyC:
+			p.accountability()
+		}
+	}
+}
+
+func (p *Publisher) accountability() {
+	inv := p.opts.Inventory()
+	if _, err := p.PublishInventory(inv); err != nil {
+		p.log.Error("telemetry inventory not queued", "error", err)
+	}
+	for _, e := range Accountability(inv, p.clock.Now()) {
+		if _, err := p.Event(e); err != nil {
+			p.log.Error("telemetry accountability event not queued", "error", err)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jonboulle/clockwork"
+
+	"github.com/wardgate/wardgate/gateway/telemetry/command"
+	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+)
+
+// TailOptions configures Tail.
+type TailOptions struct {
+	BrokerURL string      // required
+	TLSConfig *tls.Config // client certificate + RootCAs; required
+	// Verify decides whether a signer chain is trusted (for example
+	// envelope.RootsVerifier(trust bundle)). Required.
+	Verify envelope.ChainVerifier
+	// Gateway limits the subscription to one gateway; "" for all.
+	Gateway string
+	// ClientID defaults to "wardgate-tail-<unix ms>".
+	ClientID string
+	// Persistent asks the broker to keep the session (CleanSession false)
+	// so that messages published while tail is away are delivered later.
+	Persistent bool
+	// Out receives one JSON object per line. Required.
+	Out io.Writer
+	// GapGrace is how long a missing seq may stay missing before it is
+	// reported as a gap; default 5m.
+	GapGrace time.Duration
+	Clock    clockwork.Clock
+	Logger   *slog.Logger
+	// OnLine, when set, is called with every line after it was written.
+	OnLine func(Line)
+	// Ready, when set, is closed once the subscription is in place.
+	Ready chan<- struct{}
+}
+
+// Line is one JSON line of `wardgate tail`. A message line has Alert ""
+// and Verified true; alert lines (verify_failed, gap, topic_mismatch)
+// name what is wrong.
+type Line struct {
+	Alert      string `json:"alert,omitempty"`
+	Topic      string `json:"topic,omitempty"`
+	Gateway    string `json:"gateway"`
+	Session    uint64 `json:"session,omitempty"`
+	Seq        uint64 `json:"seq,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+	Time       string `json:"time,omitempty"` // RFC 3339, UTC, from the message
+	Historical bool   `json:"historical,omitempty"`
+	Verified   bool   `json:"verified"`
+	Signer     string `json:"signer,omitempty"`
+	Body       any    `json:"body,omitempty"`
+	Error      string `json:"error,omitempty"`
+	GapFrom    uint64 `json:"gap_from,omitempty"`
+	GapTo      uint64 `json:"gap_to,omitempty"`
+}
+
+// Tail subscribes to wardgate/v1/+/# (or one gateway), verifies every
+// message, de-duplicates on (gateway, seq), and writes one JSON line per
+// message, verification failure and gap to Out until ctx is cancelled.
+func Tail(ctx context.Context, o TailOptions) error {
+	if o.BrokerURL == "" || o.TLSConfig == nil || o.Verify == nil || o.Out == nil {
+		return errors.New("tail: broker URL, TLS configuration, verifier and output are required")
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.GapGrace <= 0 {
+		o.GapGrace = 5 * time.Minute
+	}
+	log := o.Logger.With("component", "telemetry-tail")
+	if o.ClientID == "" {
+		o.ClientID = fmt.Sprintf("wardgate-tail-%d", o.Clock.Now().UnixMilli())
+	}
+	filter := TopicPrefix + "+/#"
+	if o.Gateway != "" {
+		filter = TopicPrefix + o.Gateway + "/#"
+	}
+	type msg struct {
+		topic   string
+		payload []byte
+	}
+	msgs := make(chan msg, 256)
+	var readyOnce sync.Once
+	subs := make(chan paho.Token, 4) // subscriptions made on (re)connect
+	handler := func(_ paho.Client, m paho.Message) {
+		select {
+		case msgs <- msg{m.Topic(), m.Payload()}:
+		case <-ctx.Done():
+		}
+	}
+	co := paho.NewClientOptions().AddBroker(o.BrokerURL).SetClientID(o.ClientID).
+		SetProtocolVersion(4).SetCleanSession(!o.Persistent).SetTLSConfig(o.TLSConfig).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).SetOrderMatters(true).
+		SetOnConnectHandler(func(c paho.Client) {
+			select {
+			case subs <- c.Subscribe(filter, 1, handler):
+			default:
+			}
+		}).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { log.Warn("tail connection lost", "error", err) })
+	if o.Persistent {
+		co.SetResumeSubs(true)
+	}
+	client := paho.NewClient(co)
+	client.Connect()
+	defer client.Disconnect(250)
+
+	enc := json.NewEncoder(o.Out)
+	tr := NewTracker(o.GapGrace)
+	write := func(l Line) error {
+		if err := enc.Encode(l); err != nil {
+			return fmt.Errorf("tail: write: %w", err)
+		}
+		if o.OnLine != nil {
+			o.OnLine(l)
+		}
+		return nil
+	}
+	tick := o.Clock.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	var sub paho.Token
+	var subDone <-chan struct{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-subs:
+			sub, subDone = t, t.Done() // the newest connection's subscription
+		case <-subDone:
+			if err := sub.Error(); err != nil {
+				log.Error("tail subscribe failed", "filter", filter, "error", err)
+			} else if st, ok := sub.(*paho.SubscribeToken); ok && st.Result()[filter] == 0x80 {
+				log.Error("tail subscription refused by the broker: check the ACL for this certificate", "filter", filter)
+			} else if o.Ready != nil {
+				readyOnce.Do(func() { close(o.Ready) })
+			}
+			sub, subDone = nil, nil
+		case <-tick.Chan():
+			for _, g := range tr.Gaps(o.Clock.Now()) {
+				if err := write(Line{Alert: "gap", Gateway: g.Gateway, GapFrom: g.From, GapTo: g.To}); err != nil {
+					return err
+				}
+			}
+		case m := <-msgs:
+			l, ok := TailLine(m.topic, m.payload, o.Verify, o.Clock.Now())
+			if ok {
+				if tr.Observe(l.Gateway, l.Seq, o.Clock.Now()) {
+					continue // duplicate
+				}
+				if b, isBirth := l.Body.(map[string]any); isBirth && l.Kind == string(envelope.KindBirth) {
+					if ds, ok := b["death_seq"].(uint64); ok && ds > 0 {
+						tr.Optional(l.Gateway, ds, o.Clock.Now())
+					}
+				}
+			}
+			if err := write(l); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// TailLine verifies one received message and turns it into a Line. ok is
+// false for alert lines.
+func TailLine(topic string, payload []byte, verify envelope.ChainVerifier, now time.Time) (Line, bool) {
+	topicGW := ""
+	if rest, found := strings.CutPrefix(topic, TopicPrefix); found {
+		topicGW, _, _ = strings.Cut(rest, "/")
+	}
+	if strings.HasSuffix(topic, "/cmd") {
+		return commandLine(topic, topicGW, payload, verify, now), false
+	}
+	m, err := envelope.Verify(payload, verify, now)
+	if err != nil {
+		return Line{Alert: "verify_failed", Topic: topic, Gateway: topicGW, Error: err.Error()}, false
+	}
+	l := Line{Topic: topic, Gateway: m.Gateway, Session: m.Session, Seq: m.Seq, Kind: string(m.Kind),
+		Time: time.UnixMilli(m.Time).UTC().Format(time.RFC3339Nano), Historical: m.Historical,
+		Verified: true, Signer: m.Signer}
+	if topicGW != m.Gateway || topic != Topic(m.Gateway, m.Kind) {
+		l.Alert, l.Verified, l.Error = "topic_mismatch", false, fmt.Sprintf("message of gateway %q kind %s on topic %s", m.Gateway, m.Kind, topic)
+		return l, false
+	}
+	body, err := DecodeBody(m.Kind, m.Body)
+	if err != nil {
+		l.Alert, l.Error = "body_invalid", err.Error()
+		return l, false
+	}
+	l.Body = body
+	return l, true
+}
+
+// DecodeBody strictly decodes a body into JSON-friendly values: metrics
+// become a list of resolved SenML records with RFC 8428 JSON labels (n, u,
+// v, vs, vb, t); other bodies become maps with text keys; byte strings are
+// base64 in JSON.
+func DecodeBody(kind envelope.Kind, body []byte) (any, error) {
+	if kind == envelope.KindMetrics {
+		p, err := envelope.DecodePack(body)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]map[string]any, 0, len(p))
+		for _, r := range p.Resolve() {
+			x := map[string]any{"n": r.Name, "t": r.Time}
+			if r.Unit != "" {
+				x["u"] = r.Unit
+			}
+			switch v := r.Value.(type) {
+			case float64:
+				x["v"] = v
+			case string:
+				x["vs"] = v
+			case bool:
+				x["vb"] = v
+			}
+			out = append(out, x)
+		}
+		return out, nil
+	}
+	var v any
+	if err := envelope.Unmarshal(body, &v); err != nil {
+		return nil, err
+	}
+	return jsonable(v), nil
+}
+
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i := range x {
+			x[i] = jsonable(x[i])
+		}
+		return x
+	default:
+		return v
+	}
+}
+
+// commandLine describes a command seen on a .../cmd topic (central's own
+// messages, signed by approvers). Verified says whether its signature and
+// signer chain verify; the gateway decides whether the signer may command.
+func commandLine(topic, gw string, payload []byte, verify envelope.ChainVerifier, now time.Time) Line {
+	l := Line{Topic: topic, Gateway: gw, Kind: "command"}
+	s, p, err := command.Decode(payload)
+	if err == nil {
+		err = s.VerifySignature()
+	}
+	if err == nil {
+		l.Signer, err = verify(s.Chain, now)
+	}
+	if err != nil {
+		l.Alert, l.Error = "verify_failed", err.Error()
+		return l
+	}
+	l.Verified = true
+	l.Time = time.UnixMilli(p.IssuedAt).UTC().Format(time.RFC3339Nano)
+	l.Body = map[string]any{"gateway": p.Gateway, "command": p.Name, "args": p.Args, "nonce": p.Nonce,
+		"exp": time.UnixMilli(p.Expires).UTC().Format(time.RFC3339Nano)}
+	return l
+}
