@@ -1,0 +1,266 @@
+package certs
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.step.sm/crypto/minica"
+	"go.step.sm/crypto/randutil"
+)
+
+// DevCAOptions configures a development CA.
+type DevCAOptions struct {
+	// Name prefixes the root and intermediate names. Default "wardgate dev".
+	Name string
+	// Clock is the CA's time. Default the real clock.
+	Clock clockwork.Clock
+	// Lifetime of issued and renewed certificates. Default 1h.
+	Lifetime time.Duration
+	// AllowRenewalAfterExpiry lets RenewExpired renew expired certificates
+	// (as step-ca's allowRenewalAfterExpiry claim).
+	AllowRenewalAfterExpiry bool
+}
+
+// DevCA is an in-process development CA (go.step.sm/crypto/minica): a root
+// and an intermediate valid 24 h from creation, signing P-256 leaves. For
+// `wardgate demo`, labs and tests only. Safe for concurrent use.
+type DevCA struct {
+	ca       *minica.CA
+	clock    clockwork.Clock
+	lifetime atomic.Int64
+	allowExp atomic.Bool
+}
+
+// NewDevCA creates a development CA with fresh keys.
+func NewDevCA(o DevCAOptions) (*DevCA, error) {
+	if o.Name == "" {
+		o.Name = "wardgate dev"
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Lifetime <= 0 {
+		o.Lifetime = time.Hour
+	}
+	ca, err := minica.New(minica.WithName(o.Name), minica.WithGetSignerFunc(GenerateKey))
+	if err != nil {
+		return nil, fmt.Errorf("create development CA: %w", err)
+	}
+	d := &DevCA{ca: ca, clock: o.Clock}
+	d.lifetime.Store(int64(o.Lifetime))
+	d.allowExp.Store(o.AllowRenewalAfterExpiry)
+	return d, nil
+}
+
+// Root returns the CA's root certificate.
+func (d *DevCA) Root() *x509.Certificate { return d.ca.Root }
+
+// Intermediate returns the CA's intermediate certificate.
+func (d *DevCA) Intermediate() *x509.Certificate { return d.ca.Intermediate }
+
+// Bundle returns a new trust bundle holding the CA's root.
+func (d *DevCA) Bundle() *Bundle { return NewBundle(d.ca.Root) }
+
+// SetLifetime changes the lifetime of certificates issued from now on.
+func (d *DevCA) SetLifetime(l time.Duration) { d.lifetime.Store(int64(l)) }
+
+// SetAllowRenewalAfterExpiry changes whether RenewExpired succeeds.
+func (d *DevCA) SetAllowRenewalAfterExpiry(v bool) { d.allowExp.Store(v) }
+
+// IssueOptions describes a leaf certificate for Issue.
+type IssueOptions struct {
+	// URI is the SPIFFE identity (optional).
+	URI string
+	// CommonName defaults to the URI's last path segment.
+	CommonName string
+	// DNSNames and IPs are extra SANs.
+	DNSNames []string
+	IPs      []net.IP
+	// Lifetime defaults to the CA's lifetime. It may be anything, so tests
+	// can make too-long-lived certificates.
+	Lifetime time.Duration
+	// NotBefore defaults to the CA clock's now; set it in the past to make
+	// an expired certificate.
+	NotBefore time.Time
+	// Key is the leaf's key; a new P-256 key when nil.
+	Key crypto.Signer
+}
+
+// Issue signs a leaf for serverAuth and clientAuth and returns it with its
+// key and chain (leaf, intermediate).
+func (d *DevCA) Issue(o IssueOptions) (tls.Certificate, error) {
+	key := o.Key
+	if key == nil {
+		var err error
+		if key, err = GenerateKey(); err != nil {
+			return tls.Certificate{}, err
+		}
+	}
+	tmpl := &x509.Certificate{
+		DNSNames:    o.DNSNames,
+		IPAddresses: o.IPs,
+		PublicKey:   key.Public(),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	cn := o.CommonName
+	if o.URI != "" {
+		u, err := url.Parse(o.URI)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("issue: bad URI %q: %w", o.URI, err)
+		}
+		tmpl.URIs = []*url.URL{u}
+		if cn == "" {
+			cn = u.Path[lastSlash(u.Path)+1:]
+		}
+	}
+	tmpl.Subject = pkix.Name{CommonName: cn}
+	chain, err := d.sign(tmpl, o.NotBefore, o.Lifetime)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tc, err := TLSCertificate(key, chain)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return *tc, nil
+}
+
+func lastSlash(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return i
+		}
+	}
+	return -1
+}
+
+// IssueIdentity issues a leaf for a SPIFFE identity with extra DNS names,
+// valid from now for lifetime (zero: the CA's lifetime).
+func (d *DevCA) IssueIdentity(uri string, dnsNames []string, lifetime time.Duration) (tls.Certificate, error) {
+	return d.Issue(IssueOptions{URI: uri, DNSNames: dnsNames, Lifetime: lifetime})
+}
+
+func (d *DevCA) sign(tmpl *x509.Certificate, notBefore time.Time, lifetime time.Duration) ([]*x509.Certificate, error) {
+	if notBefore.IsZero() {
+		notBefore = d.clock.Now()
+	}
+	if lifetime <= 0 {
+		lifetime = time.Duration(d.lifetime.Load())
+	}
+	tmpl.NotBefore = notBefore.Truncate(time.Second)
+	tmpl.NotAfter = tmpl.NotBefore.Add(lifetime)
+	sn, err := randSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = sn
+	leaf, err := d.ca.Sign(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("development CA: sign: %w", err)
+	}
+	return []*x509.Certificate{leaf, d.ca.Intermediate}, nil
+}
+
+func randSerial() (*big.Int, error) {
+	b, err := randutil.Salt(16)
+	if err != nil {
+		return nil, err
+	}
+	b[0] &= 0x7f
+	return new(big.Int).SetBytes(b), nil
+}
+
+// Sign implements CA: it signs the CSR's names; the token is ignored (the
+// development CA trusts its caller).
+func (d *DevCA) Sign(_ context.Context, csr *x509.CertificateRequest, _ string, lifetime time.Duration) ([]*x509.Certificate, error) {
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: invalid CSR: %w", ErrCARefused, err)
+	}
+	return d.sign(templateFrom(csr.Subject.CommonName, csr.DNSNames, csr.IPAddresses, csr.EmailAddresses, csr.URIs, csr.PublicKey), time.Time{}, lifetime)
+}
+
+func templateFrom(cn string, dns []string, ips []net.IP, emails []string, uris []*url.URL, pub crypto.PublicKey) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:        pkix.Name{CommonName: cn},
+		DNSNames:       dns,
+		IPAddresses:    ips,
+		EmailAddresses: emails,
+		URIs:           uris,
+		PublicKey:      pub,
+		KeyUsage:       x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+}
+
+func (d *DevCA) checkOwn(cur *tls.Certificate, allowExpired bool) (*x509.Certificate, error) {
+	if cur == nil || len(cur.Certificate) == 0 {
+		return nil, fmt.Errorf("%w: no certificate", ErrCARefused)
+	}
+	chain, err := chainOf(cur)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCARefused, err)
+	}
+	leaf := chain[0]
+	if err := leaf.CheckSignatureFrom(d.ca.Intermediate); err != nil {
+		return nil, fmt.Errorf("%w: certificate not issued by this CA", ErrCARefused)
+	}
+	now := d.clock.Now()
+	if now.After(leaf.NotAfter) && !allowExpired {
+		return nil, fmt.Errorf("%w: certificate expired on %s", ErrCARefused, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return leaf, nil
+}
+
+// Renew implements CA.
+func (d *DevCA) Renew(_ context.Context, cur *tls.Certificate) ([]*x509.Certificate, error) {
+	leaf, err := d.checkOwn(cur, false)
+	if err != nil {
+		return nil, err
+	}
+	return d.sign(templateFrom(leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses, leaf.EmailAddresses, leaf.URIs, leaf.PublicKey), time.Time{}, 0)
+}
+
+// Rekey implements CA.
+func (d *DevCA) Rekey(_ context.Context, cur *tls.Certificate, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
+	leaf, err := d.checkOwn(cur, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: invalid CSR: %w", ErrCARefused, err)
+	}
+	return d.sign(templateFrom(leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses, leaf.EmailAddresses, leaf.URIs, csr.PublicKey), time.Time{}, 0)
+}
+
+// RenewExpired implements CA.
+func (d *DevCA) RenewExpired(ctx context.Context, cur *tls.Certificate) ([]*x509.Certificate, error) {
+	if !d.allowExp.Load() {
+		if _, err := d.checkOwn(cur, true); err != nil {
+			return nil, err
+		}
+		return nil, ErrRenewAfterExpiryNotAllowed
+	}
+	leaf, err := d.checkOwn(cur, true)
+	if err != nil {
+		return nil, err
+	}
+	return d.sign(templateFrom(leaf.Subject.CommonName, leaf.DNSNames, leaf.IPAddresses, leaf.EmailAddresses, leaf.URIs, leaf.PublicKey), time.Time{}, 0)
+}
+
+// Roots implements CA.
+func (d *DevCA) Roots(context.Context) ([]*x509.Certificate, error) {
+	return []*x509.Certificate{d.ca.Root}, nil
+}
+
+var _ CA = (*DevCA)(nil)
