@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/wardgate/wardgate/certs"
@@ -76,6 +77,7 @@ func relayDevices(cfg *config.Config) []relay.Device {
 			MaxConns: d.Clinical.MaxConnections, MaxPerSource: d.Clinical.MaxPerSource,
 			HandshakeTimeout: d.Clinical.HandshakeTimeout.D(), IdleTimeout: d.Clinical.IdleTimeout.D(),
 			MaxLifetime: d.Clinical.MaxLifetime.D(),
+			Policy:      fmt.Sprintf("%q %s", d.Clinical.Allow, d.Clinical.MaxCertLifetime),
 		}
 		if s := d.Link.Serial; s != nil {
 			rd.Serial = &hal.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, Flow: s.Flow}

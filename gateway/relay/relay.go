@@ -33,6 +33,9 @@ type Device struct {
 	HandshakeTimeout time.Duration // 10s
 	IdleTimeout      time.Duration // 30m
 	MaxLifetime      time.Duration // 24h
+	// Policy is an opaque summary of who may connect; when it changes, the
+	// device is restarted so that no connection outlives its permission.
+	Policy string
 }
 
 func (d *Device) defaults() {
