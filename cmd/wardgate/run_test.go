@@ -106,6 +106,9 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 
 	out, errs, code := wg("status")
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errs)
+	}
 	for _, want := range []string{"gateway    gw-e2e", "spiffe://hospital.example/gateway/gw-e2e", "pump-07", "NOT CONNECTED", "hardware   sim"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s%s", want, out, errs)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -55,7 +56,7 @@ func (s *eventSink) emit(now time.Time, kind, severity string, attrs map[string]
 	case telemetry.SeverityAlarm:
 		level = slog.LevelError
 	}
-	s.log.Log(nil, level, "event", args...) //nolint:staticcheck // a nil context is allowed by slog
+	s.log.Log(context.Background(), level, "event", args...)
 	s.mu.Lock()
 	s.recent = append(s.recent, recentEvent{Time: now, Kind: kind, Severity: severity, Attrs: attrs})
 	if len(s.recent) > recentEvents {

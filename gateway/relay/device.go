@@ -197,8 +197,6 @@ type conn struct {
 
 	id             atomic.Pointer[string]
 	toDev, fromDev atomic.Uint64
-	cutOnce        sync.Once
-	cutCh          chan struct{}
 	mu             sync.Mutex
 	backend        io.Closer
 }
@@ -316,8 +314,7 @@ func (c *conn) relay(client *tls.Conn, backend io.ReadWriteCloser) {
 	last.Store(clock.Now().UnixNano())
 	stop := make(chan struct{})
 	var idle clockwork.Timer
-	var check func()
-	check = func() {
+	check := func() {
 		select {
 		case <-stop:
 			return
