@@ -52,6 +52,9 @@ func printStatus(e *env, s agent.Status) {
 	w := e.stdout
 	g := s.Gateway
 	fmt.Fprintf(w, "gateway    %s (site %s)  state %s  version %s  up %s\n", g.ID, g.Site, strings.ToUpper(g.State), g.Version, now.Sub(g.Started).Round(time.Second))
+	for _, why := range g.Why {
+		fmt.Fprintf(w, "           degraded: %s\n", why)
+	}
 	id := s.Identity
 	switch {
 	case id.ReenrollNeeded:

@@ -113,6 +113,10 @@ func accessEvent(e access.Event) (kind, severity string, attrs map[string]string
 			attrs[k] = fmt.Sprint(x)
 		}
 	}
+	if e.Kind == access.EvLockAdd || e.Kind == access.EvLockRemove {
+		attrs["identity"] = attrs["vendor"] // a lock names any identity, not only vendors
+		delete(attrs, "vendor")
+	}
 	if e.Duration > 0 {
 		attrs["duration"] = e.Duration.Round(time.Millisecond).String()
 	}

@@ -32,6 +32,7 @@ type GatewayStatus struct {
 	ConfigHash string    `json:"config_hash"`
 	Started    time.Time `json:"started"`
 	State      string    `json:"state"` // ok, degraded or alarm
+	Why        []string  `json:"why,omitempty"`
 }
 
 // TelemetryStatus is the telemetry part of Status.
@@ -71,8 +72,13 @@ func (a *Agent) Status() Status {
 		Events:    a.events.snapshot(),
 	}
 	s.Gateway.State = "ok"
-	if !s.Telemetry.Connected || a.certLeft() < 0.25 {
+	if !s.Telemetry.Connected {
 		s.Gateway.State = "degraded"
+		s.Gateway.Why = append(s.Gateway.Why, "telemetry broker unreachable (events are kept until it answers)")
+	}
+	if a.certLeft() < 0.25 {
+		s.Gateway.State = "degraded"
+		s.Gateway.Why = append(s.Gateway.Why, "less than 25% of the certificate lifetime left")
 	}
 	if len(s.Alarms) > 0 {
 		s.Gateway.State = "alarm"
