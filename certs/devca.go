@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -29,11 +30,16 @@ type DevCAOptions struct {
 	// AllowRenewalAfterExpiry lets RenewExpired renew expired certificates
 	// (as step-ca's allowRenewalAfterExpiry claim).
 	AllowRenewalAfterExpiry bool
+	// ValidFor is how long the root and intermediate stay valid from now
+	// (default 30 days); they are valid from 24 h before now, so tests may
+	// move a fake clock back.
+	ValidFor time.Duration
 }
 
-// DevCA is an in-process development CA (go.step.sm/crypto/minica): a root
-// and an intermediate valid 24 h from creation, signing P-256 leaves. For
-// `wardgate demo`, labs and tests only. Safe for concurrent use.
+// DevCA is an in-process development CA (go.step.sm/crypto/minica): a P-256
+// root and intermediate valid from 24 h before creation for
+// DevCAOptions.ValidFor, signing P-256 leaves. For `wardgate demo`, labs
+// and tests only. Safe for concurrent use.
 type DevCA struct {
 	ca       *minica.CA
 	clock    clockwork.Clock
@@ -52,7 +58,10 @@ func NewDevCA(o DevCAOptions) (*DevCA, error) {
 	if o.Lifetime <= 0 {
 		o.Lifetime = time.Hour
 	}
-	ca, err := minica.New(minica.WithName(o.Name), minica.WithGetSignerFunc(GenerateKey))
+	if o.ValidFor <= 0 {
+		o.ValidFor = 30 * 24 * time.Hour
+	}
+	ca, err := newMiniCA(o.Name, o.Clock.Now(), o.ValidFor)
 	if err != nil {
 		return nil, fmt.Errorf("create development CA: %w", err)
 	}
@@ -134,6 +143,53 @@ func (d *DevCA) Issue(o IssueOptions) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return *tc, nil
+}
+
+// newMiniCA makes the root and intermediate (minica.New fixes their
+// validity to 24 h from now; a demo may run longer and tests move clocks).
+func newMiniCA(name string, now time.Time, validFor time.Duration) (*minica.CA, error) {
+	mk := func(cn string, parent *x509.Certificate, parentKey, key crypto.Signer, pathLen int) (*x509.Certificate, error) {
+		sn, err := randSerial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber:          sn,
+			Subject:               pkix.Name{CommonName: cn},
+			NotBefore:             now.Add(-24 * time.Hour),
+			NotAfter:              now.Add(validFor),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+			MaxPathLen:            pathLen,
+			MaxPathLenZero:        pathLen == 0,
+		}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+		if err != nil {
+			return nil, err
+		}
+		return x509.ParseCertificate(der)
+	}
+	rootKey, err := GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	intKey, err := GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	root, err := mk(name+" Root CA", nil, nil, rootKey, 1)
+	if err != nil {
+		return nil, err
+	}
+	inter, err := mk(name+" Intermediate CA", root, rootKey, intKey, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &minica.CA{Root: root, RootSigner: rootKey, Intermediate: inter, Signer: intKey}, nil
 }
 
 func lastSlash(s string) int {

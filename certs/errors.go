@@ -26,7 +26,7 @@ var (
 	ErrCARefused = errors.New("CA refused the request")
 	// ErrRenewAfterExpiryNotAllowed: the certificate expired and the CA does
 	// not renew expired certificates; the gateway must be re-enrolled.
-	ErrRenewAfterExpiryNotAllowed = errors.New("certificate expired and the CA does not allow renewal after expiry: re-enrollment needed")
+	ErrRenewAfterExpiryNotAllowed = errors.New("certificate expired and the CA does not allow renewal after expiry: re-enrollment needed (wardgate enroll --config FILE --token NEW_TOKEN)")
 	// ErrClockInsane: the system clock is earlier than the binary's build time.
 	ErrClockInsane = errors.New("system clock is earlier than the build time: fix the clock (NTP) before enrolling or renewing")
 	// ErrBadIdentity: a URI is not a SPIFFE identity of a known kind under the trust domain.

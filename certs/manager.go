@@ -276,6 +276,15 @@ func (m *Manager) Kick() {
 	}
 }
 
+// RenewNow makes Run renew (or re-key, when due) at once instead of at the
+// scheduled time, e.g. on an operator's request.
+func (m *Manager) RenewNow() {
+	m.mu.Lock()
+	m.nextTry = m.o.Clock.Now()
+	m.mu.Unlock()
+	m.Kick()
+}
+
 // GetCertificate is for tls.Config.GetCertificate.
 func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c := m.cur.Load()

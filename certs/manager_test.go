@@ -511,3 +511,14 @@ func TestManagerRootsRefresh(t *testing.T) {
 		t.Fatalf("roots_changed %d times for unchanged roots", n)
 	}
 }
+
+func TestManagerRenewNow(t *testing.T) {
+	h := newMgrHarness(t, time.Hour, nil)
+	h.at(10 * time.Minute)
+	old := h.m.Current()
+	h.m.RenewNow()
+	h.ev.wait(t, EventRenewed, wait)
+	if h.m.Current() == old || !h.m.Status().NextRenewal.Equal(h.t0.Add(10*time.Minute+40*time.Minute)) {
+		t.Fatalf("status %+v", h.m.Status())
+	}
+}

@@ -175,3 +175,17 @@ func TestStoreLoadErrors(t *testing.T) {
 		t.Fatalf("mismatch: %v", err)
 	}
 }
+
+func TestStoreMakesDirPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "identity")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca := newDevCA(t, clockwork.NewRealClock(), time.Hour)
+	if err := NewStore(dir).SaveRoots(ca.Bundle().Roots()); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("dir mode %04o", fi.Mode().Perm())
+	}
+}

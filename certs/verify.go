@@ -24,6 +24,10 @@ const (
 // DefaultMaxPeerLifetime is used when PeerPolicy.MaxLifetime is zero.
 const DefaultMaxPeerLifetime = 24 * time.Hour
 
+// LifetimeSlack is tolerated above PeerPolicy.MaxLifetime: CAs backdate
+// NotBefore (step-ca by 1 minute), so a "12h" certificate spans 12h1m.
+const LifetimeSlack = 5 * time.Minute
+
 // PeerPolicy says which peers a listener (or a client) accepts.
 type PeerPolicy struct {
 	// TrustDomain of the identities accepted. Empty accepts the trust
@@ -33,7 +37,7 @@ type PeerPolicy struct {
 	// Allow lists the identity patterns admitted. Empty admits nobody.
 	Allow []Pattern
 	// MaxLifetime refuses certificates whose NotAfter-NotBefore is longer
-	// (a CA's backdating counts). Zero means DefaultMaxPeerLifetime.
+	// than MaxLifetime+LifetimeSlack. Zero means DefaultMaxPeerLifetime.
 	MaxLifetime time.Duration
 	// Locked, if set, is asked last; true refuses the peer with the reason
 	// it returns (e.g. "locked by security until ...").
@@ -122,7 +126,7 @@ func (v *Verifier) Verify(chain []*x509.Certificate, p PeerPolicy) (Identity, er
 	if maxLife <= 0 {
 		maxLife = DefaultMaxPeerLifetime
 	}
-	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > maxLife {
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > maxLife+LifetimeSlack {
 		return id, &PeerError{Reason: ReasonLifetimeTooLong, Identity: id,
 			Err: fmt.Errorf("certificate lifetime %s is longer than the allowed %s: use a short-lived certificate", life.Round(time.Second), maxLife)}
 	}

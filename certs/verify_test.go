@@ -47,6 +47,8 @@ func TestVerifyReasons(t *testing.T) {
 		{"other org", issue(IssueOptions{URI: VendorURI(testTD, "evil", "jane")}), policy, ReasonNotAllowed},
 		{"empty allow list", good, PeerPolicy{TrustDomain: testTD}, ReasonNotAllowed},
 		{"too long lived", issue(IssueOptions{URI: vendor, Lifetime: 13 * time.Hour}), policy, ReasonLifetimeTooLong},
+		{"max lifetime plus step-ca backdate", issue(IssueOptions{URI: vendor, Lifetime: 12*time.Hour + time.Minute}), policy, ""},
+		{"max lifetime plus more than the slack", issue(IssueOptions{URI: vendor, Lifetime: 12*time.Hour + LifetimeSlack + time.Second}), policy, ReasonLifetimeTooLong},
 		{"default max lifetime", issue(IssueOptions{URI: vendor, Lifetime: 25 * time.Hour}), PeerPolicy{TrustDomain: testTD, Allow: policy.Allow}, ReasonLifetimeTooLong},
 		{"locked", issue(IssueOptions{URI: VendorURI(testTD, "acme-medical", "mallory")}), policy, ReasonLocked},
 		{"no spiffe uri", issue(IssueOptions{CommonName: "plain"}), policy, ReasonBadIdentity},

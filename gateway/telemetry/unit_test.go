@@ -282,3 +282,29 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestTailAcceptsWillSignedBeforeExpiry: a death Will signed while the
+// certificate was valid verifies after the certificate expired; other
+// kinds do not.
+func TestTailAcceptsWillSignedBeforeExpiry(t *testing.T) {
+	pki := testpki.New(t)
+	gw := pki.Gateway(t, "gw-test")
+	signedAt := time.Now()
+	later := gw.Chain[0].NotAfter.Add(time.Hour)
+	mk := func(kind envelope.Kind) []byte {
+		body, _ := envelope.Marshal(Death{Reason: "offline"})
+		pl, _ := envelope.EncodePayload(&envelope.Envelope{Version: 1, Gateway: "gw-test", Seq: 9, Time: signedAt.UnixMilli(), Kind: kind, Body: body})
+		m, err := envelope.Sign(gw.Key, gw.Chain, pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	v := envelope.RootsVerifier(pki.Roots())
+	if l, ok := TailLine("wardgate/v1/gw-test/death", mk(envelope.KindDeath), v, later); !ok || !l.Verified {
+		t.Fatalf("death after expiry: %+v", l)
+	}
+	if l, ok := TailLine("wardgate/v1/gw-test/status", mk(envelope.KindStatus), v, later); ok || l.Alert != "verify_failed" {
+		t.Fatalf("status after expiry: %+v", l)
+	}
+}
