@@ -314,7 +314,7 @@ func TestCentralCommands(t *testing.T) {
 	if _, err := tun.Read(make([]byte, 1)); err == nil {
 		t.Error("tunnel survived an org-wide lock")
 	}
-	if _, err := run(commandClearTamper); err != nil {
+	if _, err := run(command.ClearTamper); err != nil {
 		t.Errorf("clear-tamper without tamper: %v", err)
 	}
 	if _, err := run("reboot"); err == nil {

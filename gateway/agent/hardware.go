@@ -142,8 +142,11 @@ func (a *Agent) indicatorLoop(ctx context.Context) error {
 	defer tick.Stop()
 	hb := a.hw.board.Kicker.Monitor("agent-indicators", 30*time.Second)
 	defer hb.Stop()
+	var lastStatus time.Time
+	lastKey := ""
 	for {
 		hb.Beat()
+		a.publishStatus(&lastStatus, &lastKey)
 		if left := a.certLeft(); left <= 0 {
 			a.raise("certificate_expired", "the gateway certificate expired; the gateway keeps trying to renew it")
 		}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/certs"
@@ -87,3 +88,24 @@ func (a *Agent) Status() Status {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// statusEvery is how often a status message goes out when nothing changed.
+const statusEvery = 10 * time.Minute
+
+// publishStatus sends a status message when the state or the alarms
+// changed, and every statusEvery otherwise.
+func (a *Agent) publishStatus(last *time.Time, lastKey *string) {
+	st := a.Status()
+	key := st.Gateway.State + "|" + strings.Join(st.Alarms, "|")
+	now := a.clock.Now()
+	if key == *lastKey && now.Sub(*last) < statusEvery {
+		return
+	}
+	msg := strings.Join(st.Gateway.Why, "; ")
+	if _, err := a.tel.Status(telemetry.Status{State: st.Gateway.State, UptimeS: int64(now.Sub(a.start) / time.Second),
+		Alarms: append([]string{}, st.Alarms...), Message: msg}); err != nil {
+		a.log.Warn("status not queued", "err", err)
+		return
+	}
+	*last, *lastKey = now, key
+}

@@ -117,14 +117,11 @@ func (a *Agent) command(_ context.Context, c command.Command) (string, error) {
 		return "locked", nil
 	case command.Unlock:
 		return "unlocked", a.access.Unlock(arg(0), actor)
-	case commandClearTamper:
+	case command.ClearTamper:
 		return "tamper cleared", a.clearTamper(actor)
 	}
 	return "", fmt.Errorf("command %s is not handled by this gateway", c.Name)
 }
-
-// commandClearTamper clears a tamper alarm from central.
-const commandClearTamper = "clear-tamper"
 
 // metrics fills the periodic metrics snapshot.
 func (a *Agent) metrics() telemetry.Metrics {

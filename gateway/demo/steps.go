@@ -271,7 +271,7 @@ func (d *demo) telemetrySummary(ctx context.Context) error {
 		last = max(last, seq)
 	}
 	d.n.check("telemetry-verified", bad == 0 && len(d.seen) > 0, "%d messages received, every signature verified against the hospital CA (%d failures)", len(d.seen), bad)
-	for _, k := range []string{"birth", "event", "metrics", "inventory"} {
+	for _, k := range []string{"birth", "status", "event", "metrics", "inventory"} {
 		d.n.check("telemetry-"+k, kinds[k] > 0, "%d %s message(s)", kinds[k], k)
 	}
 	// Gaps are sequence numbers reserved for a death Will that was not needed.

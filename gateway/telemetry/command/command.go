@@ -29,20 +29,21 @@ const (
 
 // Command names a gateway understands.
 const (
-	Approve      = "approve"     // approve GRANT-ID
-	Deny         = "deny"        // deny GRANT-ID
-	Revoke       = "revoke"      // revoke GRANT-ID
-	Lock         = "lock"        // lock IDENTITY [DURATION [REASON]]
-	Unlock       = "unlock"      // unlock IDENTITY
-	EndSession   = "end-session" // end-session SESSION-ID
-	Rebirth      = "rebirth"     // rebirth: publish a new birth
-	InventoryNow = "inventory"   // inventory: publish the inventory now
+	Approve      = "approve"      // approve GRANT-ID
+	Deny         = "deny"         // deny GRANT-ID
+	Revoke       = "revoke"       // revoke GRANT-ID
+	Lock         = "lock"         // lock IDENTITY [DURATION [REASON]]
+	Unlock       = "unlock"       // unlock IDENTITY
+	EndSession   = "end-session"  // end-session SESSION-ID
+	Rebirth      = "rebirth"      // rebirth: publish a new birth
+	InventoryNow = "inventory"    // inventory: publish the inventory now
+	ClearTamper  = "clear-tamper" // clear-tamper: re-enable vendor access after a tamper
 )
 
 // Names lists the commands, with their argument counts (min, max).
 var Names = map[string][2]int{
 	Approve: {1, 1}, Deny: {1, 1}, Revoke: {1, 1}, Lock: {1, 3}, Unlock: {1, 1},
-	EndSession: {1, 1}, Rebirth: {0, 0}, InventoryNow: {0, 0},
+	EndSession: {1, 1}, Rebirth: {0, 0}, InventoryNow: {0, 0}, ClearTamper: {0, 0},
 }
 
 // Sentinel errors; each is a rejection reason reported in the reply.
