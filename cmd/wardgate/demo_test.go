@@ -55,7 +55,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		"vendor-refused", "vendor-request-event", "led-pending", "approve-button", "vendor-tunnel", "vendor-session",
 		"led-live", "vendor-expiry", "session-end-event", "recording", "lock-cuts", "lock-refuses", "lock-event", "unlock",
 		"rotation-overdue", "exception-expiring", "inventory", "rotation", "rotation-no-drop", "rotation-new-handshakes",
-		"rotation-event", "telemetry-verified", "telemetry-sequence",
+		"rotation-event", "telemetry-verified", "telemetry-status", "telemetry-sequence",
 	} {
 		if _, ran := steps[want]; !ran {
 			t.Errorf("step %s did not run", want)
