@@ -51,7 +51,7 @@ func (h *hardware) setVendor(pending, live bool) {
 	}
 	h.vendorPending.Store(pending)
 	h.vendorLive.Store(live)
-	h.poke()
+	h.a.indicate() // at once: the owner looks at the LED when asked to
 }
 
 func (h *hardware) poke() {
@@ -150,21 +150,29 @@ func (a *Agent) indicatorLoop(ctx context.Context) error {
 		if left := a.certLeft(); left <= 0 {
 			a.raise("certificate_expired", "the gateway certificate expired; the gateway keeps trying to renew it")
 		}
-		ind := hal.Indication{
-			Degraded:      !a.tel.Stats().Connected || a.certLeft() < 0.25,
-			VendorPending: a.hw.vendorPending.Load(),
-			VendorLive:    a.hw.vendorLive.Load(),
-			Alarm:         len(a.alarmList()) > 0,
-		}
-		if err := a.hw.board.Indicate(ind); err != nil {
-			a.log.Warn("LEDs", "err", err)
-		}
+		a.indicate()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.Chan():
 		case <-a.hw.wake:
 		}
+	}
+}
+
+// indicate sets the LEDs from the agent's state.
+func (a *Agent) indicate() {
+	if a.hw == nil || a.tel == nil || a.ident == nil {
+		return // still being set up; the indicator loop catches up
+	}
+	ind := hal.Indication{
+		Degraded:      !a.tel.Stats().Connected || a.certLeft() < 0.25,
+		VendorPending: a.hw.vendorPending.Load(),
+		VendorLive:    a.hw.vendorLive.Load(),
+		Alarm:         len(a.alarmList()) > 0,
+	}
+	if err := a.hw.board.Indicate(ind); err != nil {
+		a.log.Warn("LEDs", "err", err)
 	}
 }
 
