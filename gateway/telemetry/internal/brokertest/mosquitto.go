@@ -18,6 +18,11 @@ import (
 // need fails (under CI) or skips when a binary is missing.
 func need(t testing.TB, bin string) string {
 	t.Helper()
+	if testing.Short() {
+		// -short is the unit-test run (make test-arm under qemu-user):
+		// broker integration tests run in make test.
+		t.Skipf("%s integration test skipped in -short mode", bin)
+	}
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
