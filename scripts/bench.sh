@@ -28,13 +28,12 @@ section() { echo; echo "## $*"; echo; }
 		bash "$script" 2>"$tmp/err" || { echo "**failed:**"; echo '```'; tail -20 "$tmp/err"; echo '```'; }
 	done
 
-	section "Go benchmarks (median of 5)"
-	echo '```'
-	echo "\$ go test -run='^\$' -bench=. -benchmem -count=5 ./certs/... ./gateway/... ./config/..."
-	go test -run='^$' -bench=. -benchmem -count=5 -benchtime=1s -timeout 8m ./certs/... ./gateway/... ./config/... 2>&1 \
+	section "Go benchmarks (median of 5 runs)"
+	echo "\`go test -run='^\$' -bench=. -benchmem -count=5 ./certs/... ./gateway/... ./hal/...\`"
+	echo
+	go test -run='^$' -bench=. -benchmem -count=5 -benchtime=1s -timeout 8m ./certs/... ./gateway/... ./hal/... 2>&1 \
 		| grep -E '^(Benchmark|pkg:)' >"$tmp/go.txt" || true
-	go tool benchstat "$tmp/go.txt" 2>/dev/null || cat "$tmp/go.txt"
-	echo '```'
+	go run ./scripts/benchtable <"$tmp/go.txt"
 	echo
 	echo "Total time: $(( $(date +%s) - start )) s."
 } | tee "$out"
