@@ -61,9 +61,11 @@ func cmdEnroll(e *env, args []string) int {
 		return exitUsage
 	}
 	want := certs.GatewayURI(cfg.Gateway.TrustDomain, cfg.Gateway.ID)
-	if !slices.Contains(claims.SANs, want) {
-		fmt.Fprintf(e.stderr, "wardgate enroll: the token is for %q with names %v, not for this gateway (%s).\nAsk the CA operator for a token with --san %s, or fix gateway.id in %s.\n",
-			claims.Subject, claims.SANs, cfg.Gateway.ID, want, *cfgPath)
+	if !slices.Contains(claims.SANs, want) || claims.Subject != cfg.Gateway.ID {
+		fmt.Fprintf(e.stderr, "wardgate enroll: the token is for %q with names %v, not for this gateway (%s).\n"+
+			"The certificate's name must be the gateway id (the broker ACL maps it to the gateway's topics).\n"+
+			"Ask the CA operator for `step ca token %s --san %s --san %s`, or fix gateway.id in %s.\n",
+			claims.Subject, claims.SANs, cfg.Gateway.ID, cfg.Gateway.ID, cfg.Gateway.ID, want, *cfgPath)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
