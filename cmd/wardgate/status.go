@@ -76,20 +76,24 @@ func printStatus(e *env, s agent.Status) {
 	fmt.Fprintln(w)
 	var rows [][]string
 	for _, d := range s.Devices {
-		link := "not used yet"
-		if d.LinkUp != nil {
-			link = map[bool]string{true: "up", false: "DOWN"}[*d.LinkUp]
-		}
-		var hs uint64
-		for _, n := range d.HandshakeFailures {
+		k := d.Counters
+		var hs, auth int64
+		for _, n := range k.HandshakeFailures {
 			hs += n
 		}
-		rows = append(rows, []string{d.ID, d.Listen, d.Link + " " + d.Target, link, fmt.Sprint(len(d.Live)), fmt.Sprint(d.Connections),
-			fmt.Sprintf("%d/%d", d.ToDevice, d.FromDevice), fmt.Sprintf("%d/%d", d.AuthFailures, hs)})
+		for _, n := range k.AuthFailures {
+			auth += n
+		}
+		state := d.LinkState
+		if state == "down" {
+			state = "DOWN"
+		}
+		rows = append(rows, []string{d.ID, d.Listen, d.Link, state, fmt.Sprint(k.Live), fmt.Sprint(k.Sessions),
+			fmt.Sprintf("%d/%d", k.BytesToDevice, k.BytesFromDevice), fmt.Sprintf("%d/%d", auth, hs)})
 	}
-	table(e, "DEVICE\tLISTEN\tLINK\tSTATE\tLIVE\tCONNS\tBYTES TO/FROM\tAUTH/TLS FAIL", rows)
+	table(e, "DEVICE\tLISTEN\tLINK\tSTATE\tLIVE\tSESSIONS\tBYTES TO/FROM\tAUTH/TLS FAIL", rows)
 	for _, d := range s.Devices {
-		for _, c := range d.Live {
+		for _, c := range d.Conns {
 			fmt.Fprintf(w, "  %s: %s from %s since %s\n", d.ID, c.Identity, c.Remote, ago(now, c.Since))
 		}
 	}

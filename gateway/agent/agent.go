@@ -214,18 +214,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		vl.Close()
 		return err
 	}
-	if err := a.clin.listen(); err != nil {
-		vl.Close()
-		al.Close()
-		return err
-	}
 	a.events.setPublisher(a.tel.Event)
 
 	run("identity", a.ident.Run)
 	run("telemetry", a.tel.Run)
 	run("vendor", func(ctx context.Context) error { return a.access.Run(ctx, vl) })
 	run("admin", func(ctx context.Context) error { return adminSrv.Serve(ctx, al) })
-	run("clinical", a.clin.run)
+	// The clinical path outlives ctx by the drain below.
+	clinCtx, clinCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer clinCancel()
+	run("clinical", func(context.Context) error { return a.clin.run(clinCtx) })
 	run("hardware", a.hw.run)
 	run("indicators", a.indicatorLoop)
 
@@ -243,6 +241,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.hw.notifyStopping()
 	a.log.Info("stopping: draining connections", "deadline", cfg.Gateway.DrainTimeout.D())
 	a.clin.drain(cfg.Gateway.DrainTimeout.D())
+	clinCancel()
 	return err
 }
 
@@ -262,6 +261,7 @@ func (a *Agent) Close() error {
 	if a.hw != nil {
 		errs = append(errs, a.hw.close())
 	}
+	a.clin.close()
 	return errors.Join(errs...)
 }
 

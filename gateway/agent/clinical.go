@@ -5,26 +5,27 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
-	"github.com/wardgate/wardgate/gateway/relay"
+	"github.com/wardgate/wardgate/gateway/clinical"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 	"github.com/wardgate/wardgate/hal"
 )
 
 // DeviceStatus is one device in `wardgate status`.
-type DeviceStatus = relay.DeviceSnapshot
+type DeviceStatus = clinical.DeviceStatus
 
-// clinicalPath adapts the relay to the agent.
+// clinicalPath adapts the clinical relay to the agent.
 type clinicalPath struct {
 	a   *Agent
-	srv *relay.Server
+	srv *clinical.Server
 }
 
-func (a *Agent) setupClinical() error {
-	srv, err := relay.New(relay.Options{
+func (a *Agent) clinicalOptions() clinical.Options {
+	return clinical.Options{
 		GetCertificate: a.ident.GetCertificate,
 		ClientCAs:      a.verifier.ClientCAs,
 		Authorize: func(device string, chain []*x509.Certificate) (string, string, error) {
@@ -44,23 +45,17 @@ func (a *Agent) setupClinical() error {
 		},
 		Listen: a.o.Listen,
 		Dial:   a.o.Dial,
-		Events: func(e relay.Event) {
-			attrs := map[string]string{"device": e.Device}
-			for k, v := range e.Attrs {
-				attrs[k] = v
-			}
-			sev := telemetry.SeverityInfo
-			switch e.Kind {
-			case relay.EvAuthFailure, relay.EvHandshakeFailure, relay.EvLimit, relay.EvBusy, relay.EvCut:
-				sev = telemetry.SeverityWarning
-			case relay.EvLinkDown:
-				sev = telemetry.SeverityAlarm
-			}
-			a.events.emit(e.Time, e.Kind, sev, attrs)
+		OpenSerial: func(c clinical.SerialConfig) (io.ReadWriteCloser, error) {
+			return hal.OpenSerial(hal.SerialConfig(c))
 		},
+		Events: a.clinicalEvent,
 		Clock:  a.clock,
-		Logger: a.o.Logger,
-	})
+		Logger: a.o.Logger.With("component", "clinical"),
+	}
+}
+
+func (a *Agent) setupClinical() error {
+	srv, err := clinical.New(a.clinicalOptions(), clinicalDevices(a.cfg()))
 	if err != nil {
 		return err
 	}
@@ -68,47 +63,80 @@ func (a *Agent) setupClinical() error {
 	return nil
 }
 
-// relayDevices maps the configuration to the relay's devices.
-func relayDevices(cfg *config.Config) []relay.Device {
-	out := make([]relay.Device, 0, len(cfg.Devices))
+// clinicalEvent forwards a clinical event (never payload) to the sink.
+func (a *Agent) clinicalEvent(e clinical.Event) {
+	attrs := map[string]string{"device": e.Device}
+	add := func(k, v string) {
+		if v != "" {
+			attrs[k] = v
+		}
+	}
+	add("identity", e.Identity)
+	add("claimed", e.Claimed)
+	add("remote", e.Remote)
+	add("reason", e.Reason)
+	add("detail", e.Detail)
+	if e.Suppressed > 0 {
+		attrs["suppressed"] = fmt.Sprint(e.Suppressed)
+	}
+	if e.Kind == clinical.EvSessionEnd {
+		attrs["to_device"], attrs["from_device"] = fmt.Sprint(e.ToDevice), fmt.Sprint(e.FromDevice)
+		attrs["duration"] = e.Duration.Round(time.Millisecond).String()
+	}
+	sev := telemetry.SeverityInfo
+	switch e.Kind {
+	case clinical.EvRefused, clinical.EvHandshakeFailed, clinical.EvLimit, clinical.EvBusy, clinical.EvListenerError:
+		sev = telemetry.SeverityWarning
+	case clinical.EvLinkDown:
+		sev = telemetry.SeverityAlarm
+	}
+	a.events.emit(e.Time, e.Kind, sev, attrs)
+}
+
+// clinicalDevices maps the configuration to the relay's devices.
+func clinicalDevices(cfg *config.Config) []clinical.DeviceOptions {
+	out := make([]clinical.DeviceOptions, 0, len(cfg.Devices))
 	for _, d := range cfg.Devices {
-		rd := relay.Device{
+		cd := clinical.DeviceOptions{
 			ID: d.ID, Listen: d.Clinical.Listen, TCP: d.Link.TCP,
+			Allow: d.Clinical.Allow, MaxCertLifetime: d.Clinical.MaxCertLifetime.D(),
 			MaxConns: d.Clinical.MaxConnections, MaxPerSource: d.Clinical.MaxPerSource,
 			HandshakeTimeout: d.Clinical.HandshakeTimeout.D(), IdleTimeout: d.Clinical.IdleTimeout.D(),
 			MaxLifetime: d.Clinical.MaxLifetime.D(),
-			Policy:      fmt.Sprintf("%q %s", d.Clinical.Allow, d.Clinical.MaxCertLifetime),
 		}
 		if s := d.Link.Serial; s != nil {
-			rd.Serial = &hal.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, Flow: s.Flow}
+			cd.Serial = &clinical.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, Flow: s.Flow}
 		}
-		out = append(out, rd)
+		out = append(out, cd)
 	}
 	return out
 }
 
-// listen opens every device listener.
-func (c *clinicalPath) listen() error { return c.srv.Update(relayDevices(c.a.cfg())) }
+// run serves the clinical path until ctx ends (drain cuts what is left).
+func (c *clinicalPath) run(ctx context.Context) error { return c.srv.Run(ctx) }
 
-// run returns when ctx ends; connections are drained by drain.
-func (c *clinicalPath) run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
-}
-
+// drain lets live sessions finish within timeout, then cuts them.
 func (c *clinicalPath) drain(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c.srv.Shutdown(ctx)
+	if err := c.srv.Shutdown(ctx); err != nil {
+		c.a.log.Warn("clinical drain", "err", err)
+	}
 }
 
-func (c *clinicalPath) update(cfg *config.Config) error { return c.srv.Update(relayDevices(cfg)) }
+func (c *clinicalPath) close() {
+	if c != nil {
+		c.srv.Close()
+	}
+}
+
+func (c *clinicalPath) update(cfg *config.Config) error { return c.srv.Update(clinicalDevices(cfg)) }
 
 func (c *clinicalPath) cut(identity string) {
 	if c == nil {
 		return
 	}
-	c.srv.CutIdentity(identity, "locked")
+	c.srv.CutIdentity(identity)
 }
 
 func (c *clinicalPath) status() []DeviceStatus { return c.srv.Snapshot() }
@@ -116,12 +144,16 @@ func (c *clinicalPath) status() []DeviceStatus { return c.srv.Snapshot() }
 func (c *clinicalPath) metrics() []telemetry.DeviceMetrics {
 	var out []telemetry.DeviceMetrics
 	for _, d := range c.srv.Snapshot() {
-		var hs uint64
-		for _, n := range d.HandshakeFailures {
+		k := d.Counters
+		var hs, auth int64
+		for _, n := range k.HandshakeFailures {
 			hs += n
 		}
-		out = append(out, telemetry.DeviceMetrics{ID: d.ID, BytesIn: d.FromDevice, BytesOut: d.ToDevice,
-			Connections: d.Connections, HandshakeFailures: hs, AuthFailures: d.AuthFailures, LinkUp: d.LinkUp != nil && *d.LinkUp})
+		for _, n := range k.AuthFailures {
+			auth += n
+		}
+		out = append(out, telemetry.DeviceMetrics{ID: d.ID, BytesIn: uint64(k.BytesFromDevice), BytesOut: uint64(k.BytesToDevice),
+			Connections: uint64(k.Sessions), HandshakeFailures: uint64(hs), AuthFailures: uint64(auth), LinkUp: d.LinkState == "up"})
 	}
 	return out
 }
