@@ -396,6 +396,10 @@ func roundTrip(t testing.TB, c net.Conn, msg string) {
 // otherwise when it is missing.
 func needTool(t testing.TB, name string) string {
 	t.Helper()
+	if testing.Short() {
+		// -short is the unit-test run (make test-arm under qemu-user).
+		t.Skipf("%s integration test skipped in -short mode", name)
+	}
 	p, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
