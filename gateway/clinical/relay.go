@@ -82,16 +82,24 @@ func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	return n, nil
 }
 
-// waitReadable blocks until rc is readable (or spuriously; callers read
-// nonblocking afterwards), its deadline passes or it is closed.
+// waitReadable blocks until rc is readable (data, EOF or an error waiting),
+// its deadline passes or it is closed. RawConn.Read clears the poller's
+// readiness before calling the function, so the function must look at the
+// socket itself: bytes that arrived after the caller's last nonblocking read
+// would otherwise never wake it (the poller is edge-triggered).
 func waitReadable(rc syscall.RawConn) error {
-	first := true
-	return rc.Read(func(uintptr) bool {
-		if first {
-			first = false
-			return false
+	var peek [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch err {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // nothing yet: wait for the poller
+			}
+			return true // data, EOF or an error: the next read reports it
 		}
-		return true
 	})
 }
 
