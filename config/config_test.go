@@ -168,6 +168,7 @@ func TestValidationRules(t *testing.T) {
 		{"hal driver bad", "driver: sim", "driver: gpio", problemWant{"hal.driver", "driver: gpio", "not a driver"}},
 		{"hal periph needs pins", "driver: sim", "driver: periph\n  approve_button: GPIO17\n  leds: {ok: GPIO22, vendor: GPIO23}", problemWant{"hal.leds.alarm", "leds: {ok", "name the GPIO pin"}},
 		{"hal pin reused", "driver: sim", "driver: sim\n  approve_button: GPIO17\n  tamper: GPIO17", problemWant{"hal.tamper", "tamper: GPIO17", "already used by hal.approve_button"}},
+		{"watchdog relative", "driver: sim", "driver: sim\n  watchdog: watchdog0", problemWant{"hal.watchdog", "watchdog: watchdog0", "or none"}},
 		{"vendor org bad", "  - org: acme\n", "  - org: Acme Inc\n", problemWant{"vendors[0].org", "org: Acme Inc", "not a valid name"}},
 		{"vendor identity other org", `identities: ["spiffe://hospital.example/vendor/acme/*"]`, `identities: ["spiffe://hospital.example/vendor/globex/*"]`, problemWant{"vendors[0].identities[0]", "identities:", "must name this vendor"}},
 		{"vendor twice", "devices:\n", "  - org: acme\n    identities: [\"spiffe://hospital.example/vendor/acme/*\"]\ndevices:\n", problemWant{"vendors[1].org", "  - org: acme\n    identities: [\"spiffe://hospital.example/vendor/acme/*\"]\ndevices:", "listed twice"}},
@@ -210,6 +211,16 @@ func lineOf(t *testing.T, text, sub string) int {
 		t.Fatalf("%q not in text", sub)
 	}
 	return strings.Count(text[:i], "\n") + 1
+}
+
+func TestWatchdogNone(t *testing.T) {
+	cfg, err := Parse("w.yaml", []byte(strings.Replace(base, "driver: sim", "driver: sim\n  watchdog: none", 1)), now)
+	if err != nil || cfg.HAL.Watchdog != "none" {
+		t.Fatalf("watchdog none: %v %+v", err, cfg)
+	}
+	if cfg, _ := Parse("w.yaml", []byte(base), now); cfg.HAL.Watchdog != "none" {
+		t.Errorf("sim default watchdog %q, want none", cfg.HAL.Watchdog)
+	}
 }
 
 func TestAllProblemsAtOnce(t *testing.T) {
