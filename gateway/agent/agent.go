@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -344,6 +345,6 @@ func (a *Agent) alarmList() []string {
 	for k, m := range a.alarms {
 		out = append(out, k+": "+m)
 	}
-	sortStrings(out)
+	sort.Strings(out)
 	return out
 }

@@ -5,14 +5,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/clinical"
 	"github.com/wardgate/wardgate/gateway/telemetry"
-	"github.com/wardgate/wardgate/hal"
 )
 
 // DeviceStatus is one device in `wardgate status`.
@@ -45,9 +43,6 @@ func (a *Agent) clinicalOptions() clinical.Options {
 		},
 		Listen: a.o.Listen,
 		Dial:   a.o.Dial,
-		OpenSerial: func(c clinical.SerialConfig) (io.ReadWriteCloser, error) {
-			return hal.OpenSerial(hal.SerialConfig(c))
-		},
 		Events: a.clinicalEvent,
 		Clock:  a.clock,
 		Logger: a.o.Logger.With("component", "clinical"),

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"sort"
 	"strings"
 	"time"
 
@@ -86,8 +85,6 @@ func (a *Agent) Status() Status {
 	}
 	return s
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 // statusEvery is how often a status message goes out when nothing changed.
 const statusEvery = 10 * time.Minute
