@@ -47,6 +47,3 @@ func (a Actor) Valid() bool {
 	}
 	return false
 }
-
-
-
