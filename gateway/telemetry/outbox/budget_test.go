@@ -308,6 +308,36 @@ func TestCountersAndDeliveredPersist(t *testing.T) {
 	}
 }
 
+// TestAlarmsAfterReopen: a restart does not hide a full outbox: the next
+// Enqueue raises AlarmFull again; an Ack alone raises nothing.
+func TestAlarmsAfterReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "o.db")
+	var alarms []string
+	opts := Options{MaxBytes: 10 * unit, OnAlarm: func(kind, _ string) { alarms = append(alarms, kind) }}
+	o := open(t, path, opts)
+	ev := rec(t, ClassEvent, 1)
+	for range 9 {
+		if _, err := o.Enqueue(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Close()
+	alarms = nil
+	o = open(t, path, opts)
+	if err := o.Ack(1); err != nil {
+		t.Fatal(err)
+	}
+	if len(alarms) != 0 {
+		t.Fatalf("ack raised %v", alarms)
+	}
+	if _, err := o.Enqueue(ev); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(alarms, []string{AlarmFull}) {
+		t.Fatalf("alarms after reopen %v, want [%s]", alarms, AlarmFull)
+	}
+}
+
 // TestDeliveredForgetsOldDrops: past the kept drops, seqs at or below the
 // forgotten ones report not delivered, never delivered by mistake.
 func TestDeliveredForgetsOldDrops(t *testing.T) {

@@ -609,7 +609,7 @@ func (o *Outbox) commit(b *batch) error {
 	var raiseFull, raiseDrop bool
 	if limit > 0 {
 		full := starved || st.protected() > share
-		if full && !o.fullRaised {
+		if full && !o.fullRaised && len(b.recs) > 0 { // raised by Enqueue only
 			o.fullRaised, raiseFull = true, true
 		}
 		if dropped+tooLarge > 0 && !o.dropRaised {
