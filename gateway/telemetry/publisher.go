@@ -23,7 +23,7 @@ import (
 )
 
 // Alarm kinds reported through Options.OnAlarm (outbox alarms too:
-// outbox.AlarmFull, outbox.AlarmWriteFailed).
+// outbox.AlarmFull, outbox.AlarmEventsDropped, outbox.AlarmWriteFailed).
 const (
 	// AlarmPublishRefused: the broker refused our publish or subscribe (ACL);
 	// usually the gateway id does not match the certificate's name.
@@ -73,6 +73,7 @@ type Options struct {
 	// OutboxPath is the outbox file (STATE_DIR/telemetry.db). Required.
 	OutboxPath string
 	// OutboxMax caps the outbox in bytes (mqtt.outbox_max); 0: no cap.
+	// A quarter of it is kept for security events (outbox.Options.Reserve).
 	OutboxMax int64
 	// OnAlarm is called on alarms; keep it short.
 	OnAlarm func(Alarm)
@@ -208,12 +209,25 @@ func (p *Publisher) Stats() Stats {
 		Sent: p.sent.Load(), Resent: p.resent.Load(), Refused: p.refused.Load(), Attempts: p.attempts.Load()}
 }
 
+// Delivered reports whether message seq (as returned by Event, Status and
+// the like) has left the gateway: the broker acknowledged it and it was
+// not dropped. False while it waits, and for a seq not handed out yet.
+// Use it to keep local data until central has the matching event; see
+// outbox.Outbox.Delivered for the exact contract. It fails with
+// outbox.ErrClosed after Close.
+func (p *Publisher) Delivered(seq uint64) (bool, error) {
+	return p.ob.Delivered(seq)
+}
+
 func (p *Publisher) enqueue(class outbox.Class, kind envelope.Kind, body []byte) (uint64, error) {
 	return p.ob.Enqueue(outbox.Record{Class: class, Kind: string(kind), Time: p.clock.Now().UnixMilli(), Body: body})
 }
 
 // Event durably queues a security event and returns its sequence number
-// once it is on disk. Events are never dropped.
+// once it is on disk. Events are dropped only when security events alone
+// fill the outbox, oldest first (Stats.Outbox.LostEvents and the alarm
+// outbox.AlarmEventsDropped say so); Delivered tells whether one reached
+// the broker.
 func (p *Publisher) Event(e Event) (uint64, error) {
 	body, err := EventBody(e)
 	if err != nil {
@@ -250,7 +264,8 @@ func (p *Publisher) PublishMetrics(m Metrics) (uint64, error) {
 	return p.enqueue(outbox.ClassBulk, envelope.KindMetrics, body)
 }
 
-// PublishInventory queues an inventory message (never dropped). Call it
+// PublishInventory queues an inventory message (an event: dropped only as
+// Event describes). Call it
 // when the inventory changed; the Publisher also sends it on birth and
 // every AccountabilityEvery.
 func (p *Publisher) PublishInventory(inv Inventory) (uint64, error) {
@@ -549,7 +564,7 @@ func (p *Publisher) sendLoop(ctx context.Context, client paho.Client, session, l
 					msg, err := p.signed(key, chain, session, r.Seq, r.Time, envelope.Kind(r.Kind), r.Seq < liveFrom, r.Body)
 					if err != nil {
 						p.log.Error("telemetry message cannot be signed; dropping it", "seq", r.Seq, "kind", r.Kind, "error", err)
-						_ = p.ob.Ack(r.Seq)
+						_ = p.ob.Discard(r.Seq) // lost, not delivered
 						continue
 					}
 					mu.Lock()

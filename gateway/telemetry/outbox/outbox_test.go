@@ -86,61 +86,6 @@ func TestPriorityOrder(t *testing.T) {
 	}
 }
 
-func TestFullDropsOldestMetricsNeverEvents(t *testing.T) {
-	var alarms []string
-	body := make([]byte, 100)
-	o := open(t, filepath.Join(t.TempDir(), "o.db"), Options{
-		MaxBytes: 2000,
-		OnAlarm:  func(kind, _ string) { alarms = append(alarms, kind) },
-	})
-	var metrics []uint64
-	for range 15 {
-		s, err := o.Enqueue(Record{Class: ClassBulk, Kind: "metrics", Body: body})
-		if err != nil {
-			t.Fatal(err)
-		}
-		metrics = append(metrics, s)
-	}
-	st := o.Stats()
-	if st.Bytes > 2000 || st.Lost == 0 {
-		t.Fatalf("stats %+v", st)
-	}
-	// The survivors are the newest metrics.
-	recs, _ := o.Peek(100, nil)
-	if recs[len(recs)-1].Seq != metrics[len(metrics)-1] || recs[0].Seq != metrics[st.Lost] {
-		t.Fatalf("survivors %d..%d, lost %d", recs[0].Seq, recs[len(recs)-1].Seq, st.Lost)
-	}
-	// Events push every metric out, then are kept beyond capacity.
-	var events []uint64
-	for range 40 {
-		s, err := o.Enqueue(Record{Class: ClassEvent, Kind: "event", Body: body})
-		if err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, s)
-	}
-	st = o.Stats()
-	if st.Depth != 40 || st.Lost != 15 {
-		t.Fatalf("after events: %+v", st)
-	}
-	if len(alarms) != 1 || alarms[0] != AlarmFull {
-		t.Fatalf("alarms %v", alarms)
-	}
-	// A new metric no longer fits at all.
-	if _, err := o.Enqueue(Record{Class: ClassBulk, Kind: "metrics", Body: body}); !errors.Is(err, ErrDropped) {
-		t.Fatalf("metric into full outbox: %v", err)
-	}
-	if o.Stats().Lost != 16 {
-		t.Fatalf("lost %d", o.Stats().Lost)
-	}
-	if err := o.Ack(events...); err != nil {
-		t.Fatal(err)
-	}
-	if st := o.Stats(); st.Depth != 0 || st.Bytes != 0 {
-		t.Fatalf("after ack: %+v", st)
-	}
-}
-
 func TestGroupCommitConcurrent(t *testing.T) {
 	o := open(t, filepath.Join(t.TempDir(), "o.db"), Options{})
 	const n, workers = 400, 8
@@ -202,26 +147,41 @@ func BenchmarkEnqueueFsync(b *testing.B) {
 	})
 }
 
-func TestWriteFailureRaisesAlarm(t *testing.T) {
+func TestWriteFailureRaisesAlarmOnce(t *testing.T) {
 	var alarms []string
 	o := open(t, filepath.Join(t.TempDir(), "o.db"), Options{OnAlarm: func(k, _ string) { alarms = append(alarms, k) }})
+	if _, err := o.Enqueue(Record{Class: ClassEvent, Body: []byte{0xf6}}); err != nil {
+		t.Fatal(err)
+	}
 	o.DB().Close() // the file is gone from under the outbox, as on a failed disk
-	if _, err := o.Enqueue(Record{Class: ClassEvent, Body: []byte{0xf6}}); err == nil {
-		t.Fatal("enqueue succeeded on a closed database")
+	for range 2 {
+		_, err := o.Enqueue(Record{Class: ClassEvent, Body: []byte{0xf6}})
+		if !errors.Is(err, ErrWriteFailed) || errors.Is(err, ErrDiskFull) {
+			t.Fatalf("enqueue on a closed database: %v", err)
+		}
 	}
 	if len(alarms) != 1 || alarms[0] != AlarmWriteFailed {
-		t.Fatalf("alarms %v", alarms)
+		t.Fatalf("alarms %v, want one %s for the episode", alarms, AlarmWriteFailed)
 	}
 	if _, err := o.Peek(1, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("peek: %v", err)
+	}
+	if _, err := o.Delivered(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("delivered: %v", err)
+	}
+	if _, err := o.NextSession(); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("next session: %v", err)
+	}
+	if _, err := o.ReserveSeq(); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("reserve seq: %v", err)
 	}
 }
 
 func TestAlarmCallbackMayEnqueue(t *testing.T) {
 	var o *Outbox
-	raised := 0
+	raised := map[string]int{}
 	o = open(t, filepath.Join(t.TempDir(), "o.db"), Options{MaxBytes: 300, OnAlarm: func(kind, _ string) {
-		raised++
+		raised[kind]++
 		if _, err := o.Enqueue(Record{Class: ClassEvent, Kind: "event", Body: []byte{0xf6}}); err != nil {
 			t.Errorf("enqueue from alarm: %v", err)
 		}
@@ -231,8 +191,8 @@ func TestAlarmCallbackMayEnqueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if raised != 1 {
-		t.Fatalf("alarm raised %d times", raised)
+	if raised[AlarmFull] != 1 || raised[AlarmEventsDropped] != 1 || len(raised) != 2 {
+		t.Fatalf("alarms raised %v, want each once", raised)
 	}
 }
 
