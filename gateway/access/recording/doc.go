@@ -9,6 +9,13 @@
 // hash is the recording's final hash. Any changed, removed or reordered byte
 // makes the chain fail at the first affected frame.
 //
+// A Store owns the recordings directory: it caps disk use (absolute and as a
+// share of free space), refuses new recordings with ErrFull when full, keeps
+// every recording until central has received its session-end event and then
+// prunes oldest first, and fsyncs live recordings periodically. Its
+// accounting is rebuilt from the files, so recordings deleted by hand simply
+// drop out of it. The sentinel errors are listed in errors.go.
+//
 // A Writer is safe for concurrent use by the two relay directions of a tunnel.
 // Replay and Verify read untrusted bytes and never panic on any input.
 package recording

@@ -102,6 +102,10 @@ func init() {
 }
 
 // Writer appends frames to a recording file. Safe for concurrent use.
+//
+// Every frame is flushed to the operating system as it is written; Sync and
+// Close make it durable. A Writer from Store.Create is also synced by the
+// store's Run at least every StoreOptions.FsyncEvery.
 type Writer struct {
 	mu       sync.Mutex
 	f        *os.File
@@ -115,17 +119,27 @@ type Writer struct {
 	final    []byte
 	err      error
 	onGrowth func(n int64)
+
+	synced   int64                // size at the last successful sync
+	syncFile func(*os.File) error // nil: (*os.File).Sync
+	onClose  func()               // called once, under mu, when Close finishes
 }
 
 // Create creates the recording file at path (mode 0600, which must not exist)
 // and writes the header frame. onGrowth, if non-nil, is called with the number
 // of bytes each frame adds to the file (for disk accounting).
 func Create(path string, h Header, onGrowth func(n int64)) (*Writer, error) {
+	return create(path, h, &Writer{onGrowth: onGrowth})
+}
+
+// create opens path and writes the header frame into w, whose hooks the
+// caller has set.
+func create(path string, h Header, w *Writer) (*Writer, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create recording: %w", err)
 	}
-	w := &Writer{f: f, bw: bufio.NewWriterSize(f, 64<<10), onGrowth: onGrowth}
+	w.f, w.bw = f, bufio.NewWriterSize(f, 64<<10)
 	if err := w.append(body{Type: TypeHeader, Time: h.Start.UnixNano(), Header: &h}, true); err != nil {
 		_ = f.Close()
 		_ = os.Remove(path)
@@ -191,6 +205,40 @@ func (w *Writer) Size() int64 {
 	return w.size
 }
 
+// Sync makes the frames written so far durable (fsync). It does nothing if
+// nothing was written since the last successful sync. A failed sync is
+// sticky: the bytes may not be on disk, so later Writes and Close return the
+// same error and the caller cuts the session (no unrecorded access). After
+// Close, Sync returns Close's error.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil || w.closed {
+		return w.err
+	}
+	if w.size == w.synced {
+		return nil
+	}
+	if err := w.sync(); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+// sync fsyncs the file; w.mu is held and every frame is already flushed.
+func (w *Writer) sync() error {
+	sf := w.syncFile
+	if sf == nil {
+		sf = (*os.File).Sync
+	}
+	if err := sf(w.f); err != nil {
+		return fmt.Errorf("sync recording: %w", err)
+	}
+	w.synced = w.size
+	return nil
+}
+
 // Close writes the trailer, syncs and closes the file, and returns the final
 // hash. Calling Close again returns the same hash.
 func (w *Writer) Close(end time.Time, reason string) ([]byte, error) {
@@ -199,12 +247,15 @@ func (w *Writer) Close(end time.Time, reason string) ([]byte, error) {
 	if w.closed {
 		return w.final, w.err
 	}
+	if w.onClose != nil {
+		defer w.onClose()
+	}
 	tr := &Trailer{End: end, ToDevice: w.toDev, FromDev: w.fromDev, Frames: w.frames + 1, EndReason: reason}
 	err := w.append(body{Type: TypeTrailer, Time: end.UnixNano(), Trailer: tr}, true)
 	w.closed = true
 	w.final = append([]byte(nil), w.prev[:]...)
-	if serr := w.f.Sync(); err == nil && serr != nil {
-		err = fmt.Errorf("sync recording: %w", serr)
+	if serr := w.sync(); err == nil && serr != nil {
+		err = serr
 	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close recording: %w", cerr)
@@ -214,9 +265,6 @@ func (w *Writer) Close(end time.Time, reason string) ([]byte, error) {
 	}
 	return w.final, err
 }
-
-// ErrBroken is matched (errors.Is) by every *ChainError.
-var ErrBroken = errors.New("recording chain broken")
 
 // ChainError reports the first frame (0-based, the header being frame 0) that
 // fails verification.

@@ -210,3 +210,50 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	_, _ = w.Close(t0, "")
 }
+
+func TestWriterSync(t *testing.T) {
+	syncErr := errors.New("EIO")
+	tests := []struct {
+		name      string
+		fail      bool
+		wantSyncs int // after Sync, Sync again (nothing new), Write, Sync
+	}{
+		{"ok", false, 2},
+		{"failure is sticky", true, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			syncs := 0
+			w, err := create(filepath.Join(t.TempDir(), "s.cbor"), Header{Session: "s", Start: t0}, &Writer{syncFile: func(f *os.File) error {
+				syncs++
+				if tc.fail {
+					return syncErr
+				}
+				return f.Sync()
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = w.Sync()
+			if tc.fail != (err != nil) || (tc.fail && !errors.Is(err, syncErr)) {
+				t.Fatalf("Sync = %v", err)
+			}
+			_ = w.Sync() // nothing written since, or already failed: no fsync
+			werr := w.Write(ToDevice, t0, []byte("x"))
+			if tc.fail != (werr != nil) {
+				t.Fatalf("Write after Sync = %v", werr)
+			}
+			_ = w.Sync()
+			if syncs != tc.wantSyncs {
+				t.Fatalf("%d fsyncs, want %d", syncs, tc.wantSyncs)
+			}
+			_, cerr := w.Close(t0, "")
+			if tc.fail != (cerr != nil) {
+				t.Fatalf("Close = %v", cerr)
+			}
+			if serr := w.Sync(); !errors.Is(serr, cerr) {
+				t.Fatalf("Sync after Close = %v, Close said %v", serr, cerr)
+			}
+		})
+	}
+}
