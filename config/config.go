@@ -18,6 +18,11 @@ type Config struct {
 	// reported in telemetry so central can tell which config runs.
 	File string `yaml:"-"`
 	Hash string `yaml:"-"`
+
+	// Warnings are risky but valid choices found in the file (severity
+	// Warning), ordered by line. They do not stop the agent;
+	// `wardgate config check` prints them.
+	Warnings Problems `yaml:"-"`
 }
 
 // Gateway names this gateway and where it keeps its state.
@@ -116,7 +121,9 @@ type HAL struct {
 	Driver        string `yaml:"driver"`
 	ApproveButton string `yaml:"approve_button"`
 	LEDs          LEDs   `yaml:"leds"`
-	Tamper        string `yaml:"tamper"`
+	// Tamper is the enclosure loop's pin. Empty or "none" means no tamper
+	// input, which is valid but warned about (see Config.Warnings).
+	Tamper string `yaml:"tamper"`
 	// Watchdog is the watchdog device, or "none" (e.g. when systemd's
 	// RuntimeWatchdogSec owns it). Default /dev/watchdog with the periph
 	// driver, none with sim.

@@ -83,6 +83,9 @@ func TestBaseIsValid(t *testing.T) {
 	if cfg.Devices[0].Clinical.MaxPending != 0 {
 		t.Errorf("clinical max_pending = %d, want 0 (the relay's default)", cfg.Devices[0].Clinical.MaxPending)
 	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("base config has warnings:\n%v", cfg.Warnings)
+	}
 }
 
 func TestOutboxReserveFollowsOutboxMax(t *testing.T) {

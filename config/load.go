@@ -62,7 +62,8 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // Parse decodes, defaults and validates configuration bytes; file names
 // them in problems. Decode problems (unknown keys, wrong types) and
 // validation problems are reported together; validation says nothing about
-// a field that did not decode, nor about its parents and children.
+// a field that did not decode, nor about its parents and children. A
+// valid configuration comes back with its Warnings set.
 func Parse(file string, data []byte, now time.Time) (*Config, error) {
 	root, err := parseDocument(file, data)
 	if err != nil {
@@ -93,6 +94,7 @@ func Parse(file string, data []byte, now time.Time) (*Config, error) {
 	}
 	sum := sha256.Sum256(data)
 	cfg.File, cfg.Hash = file, hex.EncodeToString(sum[:])
+	cfg.Warnings = warnings(&cfg, d)
 	return &cfg, nil
 }
 
