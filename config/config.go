@@ -18,6 +18,11 @@ type Config struct {
 	// reported in telemetry so central can tell which config runs.
 	File string `yaml:"-"`
 	Hash string `yaml:"-"`
+
+	// Warnings are risky but valid choices found in the file (severity
+	// Warning), ordered by line. They do not stop the agent;
+	// `wardgate config check` prints them.
+	Warnings Problems `yaml:"-"`
 }
 
 // Gateway names this gateway and where it keeps its state.
@@ -40,6 +45,42 @@ type Gateway struct {
 	// DrainTimeout bounds how long SIGTERM waits for connections to end.
 	// Default 10s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// VendorLimits caps the vendor listener.
+	VendorLimits VendorLimits `yaml:"vendor_limits"`
+	// Recordings bounds the vendor session recordings kept in StateDir.
+	Recordings Recordings `yaml:"recordings"`
+}
+
+// VendorLimits caps the brokered vendor listener. Zero (or absent) fields
+// take the defaults; set values must be 1 or more.
+type VendorLimits struct {
+	// MaxConnections caps concurrent connections to the listener
+	// (default DefaultVendorMaxConnections, 128).
+	MaxConnections int `yaml:"max_connections"`
+	// MaxPerSource caps the connections from one address
+	// (default DefaultVendorMaxPerSource, 8).
+	MaxPerSource int `yaml:"max_per_source"`
+	// MaxPending caps TLS handshakes in progress
+	// (default DefaultVendorMaxPending, 32).
+	MaxPending int `yaml:"max_pending"`
+	// HandshakeTimeout bounds one TLS handshake and CONNECT request, 1s to
+	// 60s (default DefaultVendorHandshakeTimeout, 10s).
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+}
+
+// Recordings bounds the vendor session recordings on the state disk. The
+// agent keeps the recordings under the smaller of MaxBytes and MaxFreeShare
+// of the state disk's free space.
+type Recordings struct {
+	// MaxBytes is the absolute cap (default DefaultRecordingsMaxBytes,
+	// 1GiB); at least 1MiB.
+	MaxBytes Size `yaml:"max_bytes"`
+	// MaxFreeShare is the cap as a share of the state disk's free space,
+	// 1% to 90% (default DefaultRecordingsMaxFreeShare, 25%).
+	MaxFreeShare Percent `yaml:"max_free_share"`
+	// FsyncEvery is how often an open recording is flushed to disk, 100ms
+	// to 30s (default DefaultRecordingsFsyncEvery, 2s).
+	FsyncEvery Duration `yaml:"fsync_every"`
 }
 
 // Identity describes how the gateway gets its own certificate.
@@ -68,6 +109,10 @@ type MQTT struct {
 	MetricsInterval Duration `yaml:"metrics_interval"`
 	// OutboxMax caps the durable outbox on disk. Default 256MiB.
 	OutboxMax Size `yaml:"outbox_max"`
+	// OutboxReserve is the part of OutboxMax kept for security events:
+	// metrics and other routine messages may not fill it. Default
+	// OutboxMax/4; less than OutboxMax.
+	OutboxReserve Size `yaml:"outbox_reserve"`
 }
 
 // HAL selects and wires the gateway's hardware.
@@ -76,7 +121,9 @@ type HAL struct {
 	Driver        string `yaml:"driver"`
 	ApproveButton string `yaml:"approve_button"`
 	LEDs          LEDs   `yaml:"leds"`
-	Tamper        string `yaml:"tamper"`
+	// Tamper is the enclosure loop's pin. Empty or "none" means no tamper
+	// input, which is valid but warned about (see Config.Warnings).
+	Tamper string `yaml:"tamper"`
 	// Watchdog is the watchdog device, or "none" (e.g. when systemd's
 	// RuntimeWatchdogSec owns it). Default /dev/watchdog with the periph
 	// driver, none with sim.
@@ -147,7 +194,10 @@ type Serial struct {
 // Clinical is the device's mTLS front for patient-care systems.
 type Clinical struct {
 	Listen string `yaml:"listen"`
-	// Allow lists the identity URI patterns admitted.
+	// Allow lists the identity URI patterns admitted, such as
+	// spiffe://TD/svc/NAME (`*` one segment, `**` the rest). Patterns that
+	// could admit vendor, approver or gateway identities are refused: those
+	// reach devices only through the vendor channel.
 	Allow []string `yaml:"allow"`
 	// MaxCertLifetime refuses client certificates valid for longer.
 	// Default 24h.
@@ -156,6 +206,9 @@ type Clinical struct {
 	// 64), MaxPerSource those from one address (default 16).
 	MaxConnections int `yaml:"max_connections"`
 	MaxPerSource   int `yaml:"max_per_source"`
+	// MaxPending caps the TLS handshakes in progress for the device. 0
+	// (the default) leaves the clinical relay's own default.
+	MaxPending int `yaml:"max_pending"`
 	// HandshakeTimeout (default 10s), IdleTimeout (default 30m) and
 	// MaxLifetime (default 24h) bound each connection.
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`

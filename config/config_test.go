@@ -21,7 +21,7 @@ gateway:
 identity:
   ca: step
   ca_url: https://ca.hospital.example:9000
-  root_fingerprint: 4c9a5b1e2d3f40718293a4b5c6d7e8f90112233445566778899aabbccddeeff0
+  root_fingerprint: 5d0b6c2f3e4051829304b5c6d7e8f90a1223344556677889900aabbccddeeff1
   lifetime: 4h
 mqtt:
   broker: mqtts://broker.hospital.example:8883
@@ -69,6 +69,33 @@ func TestBaseIsValid(t *testing.T) {
 	if cfg.Hash == "" || cfg.File != "base.yaml" {
 		t.Errorf("file and hash not set")
 	}
+	want := VendorLimits{MaxConnections: DefaultVendorMaxConnections, MaxPerSource: DefaultVendorMaxPerSource,
+		MaxPending: DefaultVendorMaxPending, HandshakeTimeout: Duration(DefaultVendorHandshakeTimeout)}
+	if cfg.Gateway.VendorLimits != want || want.MaxConnections != 128 || want.MaxPerSource != 8 || want.MaxPending != 32 || want.HandshakeTimeout.D() != 10*time.Second {
+		t.Errorf("vendor_limits = %+v, want %+v", cfg.Gateway.VendorLimits, want)
+	}
+	if r := cfg.Gateway.Recordings; r.MaxBytes != 1<<30 || r.MaxFreeShare != 25 || r.FsyncEvery.D() != 2*time.Second {
+		t.Errorf("recordings = %+v", r)
+	}
+	if cfg.MQTT.OutboxReserve != 64<<20 {
+		t.Errorf("outbox_reserve = %s, want outbox_max/4 = 64MiB", cfg.MQTT.OutboxReserve)
+	}
+	if cfg.Devices[0].Clinical.MaxPending != 0 {
+		t.Errorf("clinical max_pending = %d, want 0 (the relay's default)", cfg.Devices[0].Clinical.MaxPending)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("base config has warnings:\n%v", cfg.Warnings)
+	}
+}
+
+func TestOutboxReserveFollowsOutboxMax(t *testing.T) {
+	cfg, err := Parse("w.yaml", []byte(strings.Replace(base, "mqtt:\n", "mqtt:\n  outbox_max: 1GiB\n", 1)), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.OutboxReserve != 256<<20 {
+		t.Errorf("outbox_reserve = %s, want 256MiB", cfg.MQTT.OutboxReserve)
+	}
 }
 
 func TestExampleIsValidAndComplete(t *testing.T) {
@@ -88,7 +115,8 @@ func TestExampleIsValidAndComplete(t *testing.T) {
 	}
 	// Every key of every section appears in the example.
 	for _, key := range []string{"drain_timeout", "rekey_every", "outbox_max", "long_press", "max_cert_lifetime",
-		"max_per_source", "handshake_timeout", "idle_timeout", "max_lifetime", "request_timeout", "data_bits", "stop_bits", "flow"} {
+		"max_per_source", "handshake_timeout", "idle_timeout", "max_lifetime", "request_timeout", "data_bits", "stop_bits", "flow",
+		"vendor_limits", "max_connections", "max_pending", "recordings", "max_bytes", "max_free_share", "fsync_every", "outbox_reserve"} {
 		if !strings.Contains(Example, key+":") {
 			t.Errorf("example does not show %s", key)
 		}
@@ -163,7 +191,7 @@ func TestValidationRules(t *testing.T) {
 		{"lifetime too long", "lifetime: 4h", "lifetime: 2d", problemWant{"identity.lifetime", "lifetime: 2d", "between 5m and 24h"}},
 		{"ca kind bad", "ca: step", "ca: vault", problemWant{"identity.ca", "ca: vault", "not a CA kind"}},
 		{"ca url not https", "ca_url: https://", "ca_url: http://", problemWant{"identity.ca_url", "ca_url: http://", "https"}},
-		{"fingerprint bad", "root_fingerprint: 4c9a", "root_fingerprint: zz9a", problemWant{"identity.root_fingerprint", "root_fingerprint:", "64 hexadecimal"}},
+		{"fingerprint bad", "root_fingerprint: 5d0b", "root_fingerprint: zz0b", problemWant{"identity.root_fingerprint", "root_fingerprint:", "64 hexadecimal"}},
 		{"broker not tls", "broker: mqtts://", "broker: tcp://", problemWant{"mqtt.broker", "broker: tcp://", "TLS only"}},
 		{"hal driver bad", "driver: sim", "driver: gpio", problemWant{"hal.driver", "driver: gpio", "not a driver"}},
 		{"hal periph needs pins", "driver: sim", "driver: periph\n  approve_button: GPIO17\n  leds: {ok: GPIO22, vendor: GPIO23}", problemWant{"hal.leds.alarm", "leds: {ok", "name the GPIO pin"}},
@@ -174,6 +202,33 @@ func TestValidationRules(t *testing.T) {
 		{"vendor twice", "devices:\n", "  - org: acme\n    identities: [\"spiffe://hospital.example/vendor/acme/*\"]\ndevices:\n", problemWant{"vendors[1].org", "  - org: acme\n    identities: [\"spiffe://hospital.example/vendor/acme/*\"]\ndevices:", "listed twice"}},
 		{"clinical allow empty", `allow: ["spiffe://hospital.example/svc/pump-server"]`, "allow: []", problemWant{"devices[0].clinical.allow", "allow: []", "identities allowed"}},
 		{"clinical allow other domain", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["spiffe://evil.example/svc/x"]`, problemWant{"devices[0].clinical.allow[0]", "allow:", "not an identity of this trust domain"}},
+		// gateway.vendor_limits
+		{"vendor max_connections negative", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits: {max_connections: -1}", problemWant{"gateway.vendor_limits.max_connections", "vendor_limits:", "1 or more"}},
+		{"vendor max_per_source negative", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    max_per_source: -2", problemWant{"gateway.vendor_limits.max_per_source", "max_per_source: -2", "1 or more"}},
+		{"vendor max_per_source over max_connections", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    max_connections: 4\n    max_per_source: 5", problemWant{"gateway.vendor_limits.max_per_source", "max_per_source: 5", "more than max_connections"}},
+		{"vendor max_pending negative", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    max_pending: -1", problemWant{"gateway.vendor_limits.max_pending", "max_pending: -1", "1 or more"}},
+		{"vendor handshake too short", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    handshake_timeout: 500ms", problemWant{"gateway.vendor_limits.handshake_timeout", "handshake_timeout: 500ms", "between 1s and 60s"}},
+		{"vendor handshake too long", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    handshake_timeout: 2m", problemWant{"gateway.vendor_limits.handshake_timeout", "handshake_timeout: 2m", "between 1s and 60s"}},
+		// gateway.recordings
+		{"recordings max_bytes too small", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  recordings:\n    max_bytes: 64KiB", problemWant{"gateway.recordings.max_bytes", "max_bytes: 64KiB", "at least 1MiB"}},
+		{"recordings share too large", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  recordings:\n    max_free_share: 95%", problemWant{"gateway.recordings.max_free_share", "max_free_share: 95%", "between 1% and 90%"}},
+		{"recordings share too small", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  recordings:\n    max_free_share: 0.5%", problemWant{"gateway.recordings.max_free_share", "max_free_share: 0.5%", "between 1% and 90%"}},
+		{"recordings share without percent sign", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  recordings:\n    max_free_share: 25", problemWant{"gateway.recordings.max_free_share", "max_free_share: 25", "percent sign"}},
+		{"recordings fsync too often", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  recordings:\n    fsync_every: 10ms", problemWant{"gateway.recordings.fsync_every", "fsync_every: 10ms", "between 100ms and 30s"}},
+		{"recordings fsync too rare", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  recordings:\n    fsync_every: 1m", problemWant{"gateway.recordings.fsync_every", "fsync_every: 1m", "between 100ms and 30s"}},
+		// mqtt.outbox_reserve
+		{"outbox reserve not below outbox max", "mqtt:\n", "mqtt:\n  outbox_max: 64MiB\n  outbox_reserve: 64MiB\n", problemWant{"mqtt.outbox_reserve", "outbox_reserve: 64MiB", "not less than outbox_max"}},
+		// clinical.max_pending
+		{"clinical max_pending negative", `allow: ["spiffe://hospital.example/svc/pump-server"]`, "allow: [\"spiffe://hospital.example/svc/pump-server\"]\n      max_pending: -1", problemWant{"devices[0].clinical.max_pending", "max_pending: -1", "relay's default"}},
+		// No bypass of the clinical path.
+		{"vendor port is the clinical port", "ports: [23, 8080]", "ports: [23, 4001]", problemWant{"devices[0].vendor.ports[1]", "ports: [23, 4001]", "raw clinical port without approval or recording"}},
+		{"clinical allow first segment wildcard", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["spiffe://hospital.example/*/pump-server"]`, problemWant{"devices[0].clinical.allow[0]", "allow:", "spiffe://hospital.example/svc/NAME"}},
+		{"clinical allow everything", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["spiffe://hospital.example/svc/a", "spiffe://hospital.example/**"]`, problemWant{"devices[0].clinical.allow[1]", "allow:", "wildcard"}},
+		{"clinical allow vendors", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["spiffe://hospital.example/vendor/acme/*"]`, problemWant{"devices[0].clinical.allow[0]", "allow:", "admits vendor identities"}},
+		{"clinical allow approvers", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["spiffe://hospital.example/approver/**"]`, problemWant{"devices[0].clinical.allow[0]", "allow:", "admits approver identities"}},
+		{"clinical allow gateways", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["spiffe://hospital.example/gateway/gw-1"]`, problemWant{"devices[0].clinical.allow[0]", "allow:", "admits gateway identities"}},
+		{"clinical allow wildcard trust domain", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["spiffe://*/svc/pump-server"]`, problemWant{"devices[0].clinical.allow[0]", "allow:", "wildcard trust domain"}},
+		{"clinical allow not spiffe", `allow: ["spiffe://hospital.example/svc/pump-server"]`, `allow: ["https://hospital.example/svc/pump-server"]`, problemWant{"devices[0].clinical.allow[0]", "allow:", "not a SPIFFE identity pattern"}},
 		{"bool as text", "site: site-a", "site: true", problemWant{"gateway.site", "site: true", "put it in quotes"}},
 		{"merge key", "hal:\n  driver: sim", "hal:\n  <<: {driver: sim}", problemWant{"hal", "<<:", "merge keys"}},
 	}
@@ -330,6 +385,9 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("version: 1\n"))
 	f.Add([]byte("version: 1\na: &a [x, x]\nb: [*a, *a]\n"))
 	f.Add([]byte("\tversion: 1"))
+	// Decode problems next to values validation reads.
+	f.Add([]byte(strings.NewReplacer("driver: sim", "driver: [sim]", "vendor:\n", "vendor: x\n  x:\n", "link: {tcp", "link: {serial: 1, tcp").Replace(base)))
+	f.Add([]byte("version: 1\ngateway: {vendor_limits: 3, recordings: {max_free_share: 5}}\ndevices: [{clinical: 1, vendor: {}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("fuzz.yaml", data, now)
 		if (cfg == nil) == (err == nil) {
@@ -339,4 +397,69 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("error is not ErrInvalid: %v", err)
 		}
 	})
+}
+
+// TestDecodeAndValidationProblemsTogether checks that decode problems do not
+// hide validation problems elsewhere in the file.
+func TestDecodeAndValidationProblemsTogether(t *testing.T) {
+	text := strings.NewReplacer(
+		"  site: site-a", "  site: site-a\n  colour: blue", // unknown key (decode)
+		"ports: [23, 8080]", "ports: [23, telnet]", // wrong type (decode)
+		"id: pump-07", "id: pump_07", // bad name (validation)
+		"lifetime: 4h", "lifetime: 2d", // out of range (validation)
+	).Replace(base)
+	_, err := Parse("w.yaml", []byte(text), now)
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("want Problems, got %v", err)
+	}
+	got := map[string]bool{}
+	for _, p := range ps {
+		got[p.Path] = true
+	}
+	for _, path := range []string{"gateway.colour", "devices[0].vendor.ports[1]", "devices[0].id", "identity.lifetime"} {
+		if !got[path] {
+			t.Errorf("no problem at %s; got:\n%v", path, err)
+		}
+	}
+	if len(ps) != 4 {
+		t.Errorf("want 4 problems, got %d:\n%v", len(ps), err)
+	}
+}
+
+// TestNoFollowOnProblems: a field that did not decode gives exactly its own
+// problem, never a second, misleading one from validation.
+func TestNoFollowOnProblems(t *testing.T) {
+	cases := []struct {
+		name, old, new string
+		path           string // the only problem expected
+	}{
+		{"wrong type in a list", "ports: [23, 8080]", "ports: [23, telnet]", "devices[0].vendor.ports[1]"},
+		{"list written as text", "approval: [local]", "approval: local", "devices[0].vendor.approval"},
+		{"hal driver not text", "  driver: sim", "  driver: [sim]", "hal.driver"},
+		{"ca not text", "  ca: step\n  ca_url: https://ca.hospital.example:9000\n", "  ca: [dev]\n", "identity.ca"},
+		{"misspelt key", "  site: site-a", "  stie: site-a", "gateway.stie"},
+		{"link tcp not text", "link: {tcp: 10.20.0.7:4001}", "link: {tcp: [10.20.0.7]}", "devices[0].link.tcp"},
+		{"trust domain not text", "trust_domain: hospital.example", "trust_domain: [hospital.example]", "gateway.trust_domain"},
+		{"vendor org not text", "  - org: acme\n", "  - org: [acme]\n", "vendors[0].org"},
+		{"outbox max bad", "mqtt:\n", "mqtt:\n  outbox_max: lots\n  outbox_reserve: 300MiB\n", "mqtt.outbox_max"},
+		{"vendor section not a section", "    vendor:\n      org: acme\n      ports: [23, 8080]\n      approval: [local]\n", "    vendor: acme\n", "devices[0].vendor"},
+		{"date bad", "expires: 2027-03-31", "expires: soon", "devices[0].exceptions[0].expires"},
+		{"devices not a list", base[strings.Index(base, "devices:"):], "devices: pump-07\n", "devices"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(base, tc.old) {
+				t.Fatalf("case does not apply: %q not in base", tc.old)
+			}
+			_, err := Parse("w.yaml", []byte(strings.Replace(base, tc.old, tc.new, 1)), now)
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("want Problems, got %v", err)
+			}
+			if len(ps) != 1 || ps[0].Path != tc.path {
+				t.Errorf("want one problem at %s, got:\n%v", tc.path, err)
+			}
+		})
+	}
 }

@@ -20,6 +20,39 @@ type decoder struct {
 	file     string
 	lines    map[string]int
 	problems Problems
+	// failed holds the field paths whose value did not decode, or which an
+	// unknown key probably misspells. Validation stays quiet about them,
+	// their parents and their children: the decode problem already says
+	// what to fix, and the value validation would see is not the one meant.
+	failed map[string]bool
+}
+
+// markFailed records path as not (correctly) decoded.
+func (d *decoder) markFailed(path string) {
+	if path == "" {
+		return
+	}
+	if d.failed == nil {
+		d.failed = map[string]bool{}
+	}
+	d.failed[path] = true
+}
+
+// related reports whether path is a failed path, or a parent or child of
+// one.
+func (d *decoder) related(path string) bool {
+	for f := range d.failed {
+		if path == f || within(path, f) || within(f, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path lies below parent (parent.x or parent[i]).
+func within(path, parent string) bool {
+	return len(path) > len(parent) && strings.HasPrefix(path, parent) &&
+		(path[len(parent)] == '.' || path[len(parent)] == '[')
 }
 
 func (d *decoder) addf(line int, path, format string, args ...any) {
@@ -175,6 +208,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		idx, ok := fields[key]
 		if !ok {
 			d.addf(k.Line, fp, "unknown key %q; %s", key, suggest(key, fields))
+			if best := closestKey(key, fields); best != "" {
+				d.markFailed(join(path, best))
+			}
 			continue
 		}
 		d.lines[fp] = k.Line
@@ -197,21 +233,30 @@ func structFields(t reflect.Type) map[string]int {
 
 // suggest names the closest known key, or lists them all.
 func suggest(key string, fields map[string]int) string {
+	if best := closestKey(key, fields); best != "" {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
+	return "known keys here: " + strings.Join(sortedKeys(fields), ", ")
+}
+
+// closestKey returns the known key within two edits of key, or "".
+func closestKey(key string, fields map[string]int) string {
+	best, bestDist := "", 3
+	for _, k := range sortedKeys(fields) {
+		if dist := editDistance(key, k); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	return best
+}
+
+func sortedKeys(fields map[string]int) []string {
 	names := make([]string, 0, len(fields))
 	for k := range fields {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	best, bestDist := "", 3
-	for _, k := range names {
-		if dist := editDistance(key, k); dist < bestDist {
-			best, bestDist = k, dist
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf("did you mean %q?", best)
-	}
-	return "known keys here: " + strings.Join(names, ", ")
+	return names
 }
 
 func editDistance(a, b string) int {

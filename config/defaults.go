@@ -16,6 +16,25 @@ const (
 	DefaultOutboxMax       = 256 << 20
 	DefaultMaxSession      = time.Hour
 	DefaultRequestTimeout  = 15 * time.Minute
+
+	// gateway.vendor_limits
+	DefaultVendorMaxConnections   = 128
+	DefaultVendorMaxPerSource     = 8
+	DefaultVendorMaxPending       = 32
+	DefaultVendorHandshakeTimeout = 10 * time.Second
+
+	// gateway.recordings
+	DefaultRecordingsMaxBytes     = 1 << 30
+	DefaultRecordingsMaxFreeShare = 25 // percent
+	DefaultRecordingsFsyncEvery   = 2 * time.Second
+
+	// DefaultOutboxReserveDivisor: mqtt.outbox_reserve defaults to
+	// outbox_max / DefaultOutboxReserveDivisor.
+	DefaultOutboxReserveDivisor = 4
+
+	// AdminSocketName is the admin socket's file name in the state
+	// directory when gateway.admin_socket is not set.
+	AdminSocketName = "admin.sock"
 )
 
 // applyDefaults fills every unset field that has a default. It is the only
@@ -24,10 +43,21 @@ func applyDefaults(c *Config) {
 	g := &c.Gateway
 	setS(&g.StateDir, DefaultStateDir)
 	setS(&g.VendorListen, DefaultVendorListen)
-	if g.AdminSocket == "" && filepath.IsAbs(g.StateDir) {
-		g.AdminSocket = filepath.Join(g.StateDir, "admin.sock")
-	}
+	g.AdminSocket = defaultAdminSocket(g.StateDir, g.AdminSocket)
 	setD(&g.DrainTimeout, 10*time.Second)
+	vl := &g.VendorLimits
+	setI(&vl.MaxConnections, DefaultVendorMaxConnections)
+	setI(&vl.MaxPerSource, DefaultVendorMaxPerSource)
+	setI(&vl.MaxPending, DefaultVendorMaxPending)
+	setD(&vl.HandshakeTimeout, DefaultVendorHandshakeTimeout)
+	rec := &g.Recordings
+	if rec.MaxBytes == 0 {
+		rec.MaxBytes = DefaultRecordingsMaxBytes
+	}
+	if rec.MaxFreeShare == 0 {
+		rec.MaxFreeShare = DefaultRecordingsMaxFreeShare
+	}
+	setD(&rec.FsyncEvery, DefaultRecordingsFsyncEvery)
 
 	id := &c.Identity
 	setS(&id.CA, "step")
@@ -39,6 +69,9 @@ func applyDefaults(c *Config) {
 	setD(&c.MQTT.MetricsInterval, DefaultMetricsInterval)
 	if c.MQTT.OutboxMax == 0 {
 		c.MQTT.OutboxMax = DefaultOutboxMax
+	}
+	if c.MQTT.OutboxReserve == 0 {
+		c.MQTT.OutboxReserve = c.MQTT.OutboxMax / DefaultOutboxReserveDivisor
 	}
 
 	h := &c.HAL
@@ -85,6 +118,22 @@ func applyDefaults(c *Config) {
 				}
 			}
 		}
+	}
+}
+
+// defaultAdminSocket returns the admin socket path: socket when set, else
+// STATE_DIR/admin.sock when stateDir is absolute, else "" (validation then
+// reports the relative state_dir). Load and AdminSocket both use it.
+func defaultAdminSocket(stateDir, socket string) string {
+	if socket == "" && filepath.IsAbs(stateDir) {
+		return filepath.Join(stateDir, AdminSocketName)
+	}
+	return socket
+}
+
+func setI(p *int, v int) {
+	if *p == 0 {
+		*p = v
 	}
 }
 

@@ -24,6 +24,16 @@ const MaxFileSize = 1 << 20
 // now is the time used by rules about dates (exception expiry). On any
 // problem it returns a nil Config and Problems listing all of them.
 func Load(path string, now time.Time) (*Config, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, now)
+}
+
+// readFile reads a configuration file, turning the usual failures into a
+// Problem that says what to do.
+func readFile(path string) ([]byte, error) {
 	fail := func(format string, args ...any) error {
 		return Problems{{File: path, Msg: fmt.Sprintf(format, args...)}}
 	}
@@ -44,14 +54,53 @@ func Load(path string, now time.Time) (*Config, error) {
 	if err != nil {
 		return nil, fail("cannot read the file: %v", err)
 	}
-	return Parse(path, data, now)
+	return data, nil
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // Parse decodes, defaults and validates configuration bytes; file names
-// them in problems.
+// them in problems. Decode problems (unknown keys, wrong types) and
+// validation problems are reported together; validation says nothing about
+// a field that did not decode, nor about its parents and children. A
+// valid configuration comes back with its Warnings set.
 func Parse(file string, data []byte, now time.Time) (*Config, error) {
+	root, err := parseDocument(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if expandedSize(root, map[*yaml.Node]int{}, maxNodes) > maxNodes {
+		return nil, Problems{{File: file, Msg: fmt.Sprintf("the file expands to more than %d values through YAML aliases (an alias bomb?); write the values out", maxNodes)}}
+	}
+	d := &decoder{file: file, lines: map[string]int{"": root.Line}}
+	var cfg Config
+	d.decode(root, reflect.ValueOf(&cfg).Elem(), "")
+	for _, p := range d.problems {
+		d.markFailed(p.Path)
+	}
+	if _, ok := d.lines["version"]; !ok {
+		d.addf(root.Line, "version", "missing; add `version: %d` as the first line", Version)
+	} else if cfg.Version != Version && !d.failed["version"] {
+		// Another version's keys mean other things: report only this.
+		return nil, Problems{{File: file, Line: d.lines["version"], Path: "version",
+			Msg: fmt.Sprintf("version %d is not supported; this wardgate reads version %d", cfg.Version, Version)}}
+	}
+
+	applyDefaults(&cfg)
+	v := &validator{d: d, now: now}
+	v.validate(&cfg)
+	if len(d.problems) > 0 {
+		return nil, d.problems.sorted()
+	}
+	sum := sha256.Sum256(data)
+	cfg.File, cfg.Hash = file, hex.EncodeToString(sum[:])
+	cfg.Warnings = warnings(&cfg, d)
+	return &cfg, nil
+}
+
+// parseDocument checks the file as a whole and returns its top-level
+// mapping.
+func parseDocument(file string, data []byte) (*yaml.Node, error) {
 	fail := func(line int, format string, args ...any) error {
 		return Problems{{File: file, Line: line, Msg: fmt.Sprintf(format, args...)}}
 	}
@@ -77,32 +126,7 @@ func Parse(file string, data []byte, now time.Time) (*Config, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, fail(root.Line, "the file must be a section of key: value pairs starting with `version: 1`")
 	}
-
-	if expandedSize(root, map[*yaml.Node]int{}, maxNodes) > maxNodes {
-		return nil, fail(0, "the file expands to more than %d values through YAML aliases (an alias bomb?); write the values out", maxNodes)
-	}
-	d := &decoder{file: file, lines: map[string]int{"": root.Line}}
-	var cfg Config
-	d.decode(root, reflect.ValueOf(&cfg).Elem(), "")
-	if _, ok := d.lines["version"]; !ok {
-		d.addf(root.Line, "version", "missing; add `version: %d` as the first line", Version)
-	} else if cfg.Version != Version && len(d.problems) == 0 {
-		d.addf(d.lines["version"], "version", "version %d is not supported; this wardgate reads version %d", cfg.Version, Version)
-	}
-	if len(d.problems) > 0 {
-		// Validating half-decoded values would add noise; fix these first.
-		return nil, d.problems.sorted()
-	}
-
-	applyDefaults(&cfg)
-	v := &validator{d: d, now: now}
-	v.validate(&cfg)
-	if len(d.problems) > 0 {
-		return nil, d.problems.sorted()
-	}
-	sum := sha256.Sum256(data)
-	cfg.File, cfg.Hash = file, hex.EncodeToString(sum[:])
-	return &cfg, nil
+	return root, nil
 }
 
 // yamlSyntaxProblem turns a YAML parser error into a Problem with a hint.

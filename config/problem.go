@@ -11,15 +11,29 @@ import (
 // configuration that cannot be used; such errors are Problems.
 var ErrInvalid = errors.New("invalid configuration")
 
+// Severity says whether a Problem stops the configuration from being used.
+type Severity int
+
+const (
+	// SeverityError (the zero value): the configuration cannot be used.
+	SeverityError Severity = iota
+	// SeverityWarning: a risky but valid choice; the configuration is used.
+	SeverityWarning
+)
+
 // Problem is one thing wrong with a configuration file.
 type Problem struct {
 	File string // as given to Load or Parse
 	Line int    // 1-based; 0 when the problem is with the file as a whole
 	Path string // field path such as devices[0].vendor.ports[1]; may be ""
 	Msg  string // what is wrong and what to do
+	// Severity is SeverityError for every Problem in the error returned
+	// by Load and Parse, SeverityWarning for Config.Warnings.
+	Severity Severity
 }
 
-// String formats the problem as FILE:LINE: path: message.
+// String formats the problem as FILE:LINE: path: message, or
+// FILE:LINE: path: warning: message for a warning.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
@@ -30,6 +44,9 @@ func (p Problem) String() string {
 	if p.Path != "" {
 		b.WriteString(p.Path)
 		b.WriteString(": ")
+	}
+	if p.Severity == SeverityWarning {
+		b.WriteString("warning: ")
 	}
 	b.WriteString(p.Msg)
 	return b.String()

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -145,3 +146,46 @@ func (d Date) String() string {
 
 // MarshalText prints dates as written.
 func (d Date) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Percent is a share written with a percent sign: "25%" or "12.5%". The
+// value is in percent (25 means a quarter); the zero value means "not set".
+type Percent float64
+
+// Fraction returns the share as a fraction of one (25% is 0.25).
+func (p Percent) Fraction() float64 { return float64(p) / 100 }
+
+func (p *Percent) parseScalar(s string) error {
+	v, err := ParsePercent(s)
+	if err != nil {
+		return err
+	}
+	*p = Percent(v)
+	return nil
+}
+
+// String formats the percentage the way it is written in the file.
+func (p Percent) String() string {
+	return strconv.FormatFloat(float64(p), 'f', -1, 64) + "%"
+}
+
+// MarshalText prints percentages as written.
+func (p Percent) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// ParsePercent parses "25%" or "12.5%" and returns the number of percent
+// (25, 12.5). The percent sign is required so that 25 and 0.25 cannot be
+// confused; values outside 0% to 100% are refused.
+func ParsePercent(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	num, ok := strings.CutSuffix(s, "%")
+	if !ok {
+		return 0, fmt.Errorf("%q is not a percentage; write it with a percent sign, like 25%%", s)
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%q is not a percentage; write it like 25%% or 12.5%%", s)
+	}
+	if v < 0 || v > 100 {
+		return 0, fmt.Errorf("%q is outside 0%% to 100%%", s)
+	}
+	return v, nil
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -19,6 +20,9 @@ var (
 	anyLabel  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	dnsName   = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	hexSHA256 = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	// vendorOrgPath matches the paths whose decode failure leaves the set
+	// of vendor organisations unknown.
+	vendorOrgPath = regexp.MustCompile(`^vendors(\[\d+\](\.org)?)?$`)
 )
 
 // Bounds enforced by validation.
@@ -30,18 +34,51 @@ const (
 	MaxSessionLimit    = 24 * time.Hour
 	MinMetricsInterval = time.Second
 	MinOutbox          = 1 << 20
+
+	MinVendorHandshakeTimeout = time.Second
+	MaxVendorHandshakeTimeout = time.Minute
+	MinRecordingsMaxBytes     = 1 << 20
+	MinRecordingsFreeShare    = 1  // percent
+	MaxRecordingsFreeShare    = 90 // percent
+	MinFsyncEvery             = 100 * time.Millisecond
+	MaxFsyncEvery             = 30 * time.Second
 )
 
 type validator struct {
 	d   *decoder
 	now time.Time
+	// td is the trust domain, or "" when it is missing, invalid or did not
+	// decode: rules that build identities from it are then skipped.
+	td string
+	// orgsKnown is false when a vendor's org did not decode, so that
+	// "not a configured vendor" would be a guess.
+	orgsKnown bool
 }
 
+// add reports a validation problem at path, unless path, a parent or a
+// child of it did not decode: that problem is already reported, and the
+// value seen here is not the one the file meant.
 func (v *validator) add(path, format string, args ...any) {
+	if v.d.related(path) {
+		return
+	}
 	v.d.addf(v.d.lineOf(path), path, format, args...)
 }
 
+// decoded reports whether path and its parents and children decoded
+// cleanly, so that rules reading its value from elsewhere may trust it.
+func (v *validator) decoded(path string) bool { return !v.d.related(path) }
+
 func (v *validator) validate(c *Config) {
+	if td := c.Gateway.TrustDomain; dnsName.MatchString(td) && v.decoded("gateway.trust_domain") {
+		v.td = td
+	}
+	v.orgsKnown = true
+	for f := range v.d.failed {
+		if vendorOrgPath.MatchString(f) {
+			v.orgsKnown = false
+		}
+	}
 	v.gateway(c)
 	v.identity(c)
 	v.mqtt(c)
@@ -76,6 +113,33 @@ func (v *validator) gateway(c *Config) {
 		v.add("gateway.admin_socket", "%q is not an absolute path; use one such as /run/wardgate/admin.sock", g.AdminSocket)
 	}
 	v.listenAddr("gateway.vendor_listen", g.VendorListen)
+
+	vl := g.VendorLimits
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"max_connections", vl.MaxConnections}, {"max_per_source", vl.MaxPerSource}, {"max_pending", vl.MaxPending}} {
+		if f.n < 1 {
+			v.add("gateway.vendor_limits."+f.key, "%d is not allowed; use 1 or more, or leave it out for the default", f.n)
+		}
+	}
+	if vl.MaxConnections >= 1 && vl.MaxPerSource > vl.MaxConnections {
+		v.add("gateway.vendor_limits.max_per_source", "%d is more than max_connections (%d); one address cannot use more than the whole listener, lower it", vl.MaxPerSource, vl.MaxConnections)
+	}
+	if h := vl.HandshakeTimeout.D(); h < MinVendorHandshakeTimeout || h > MaxVendorHandshakeTimeout {
+		v.add("gateway.vendor_limits.handshake_timeout", "%s is outside the allowed range; use between 1s and 60s (10s is usual)", vl.HandshakeTimeout)
+	}
+
+	r := g.Recordings
+	if r.MaxBytes < MinRecordingsMaxBytes {
+		v.add("gateway.recordings.max_bytes", "%s is too small; use at least 1MiB (1GiB is usual)", r.MaxBytes)
+	}
+	if r.MaxFreeShare < MinRecordingsFreeShare || r.MaxFreeShare > MaxRecordingsFreeShare {
+		v.add("gateway.recordings.max_free_share", "%s is outside the allowed range; use between 1%% and 90%% of the state disk's free space (25%% is usual)", r.MaxFreeShare)
+	}
+	if f := r.FsyncEvery.D(); f < MinFsyncEvery || f > MaxFsyncEvery {
+		v.add("gateway.recordings.fsync_every", "%s is outside the allowed range; use between 100ms and 30s (2s is usual)", r.FsyncEvery)
+	}
 }
 
 func (v *validator) listenAddr(path, addr string) {
@@ -94,7 +158,11 @@ func (v *validator) listenAddr(path, addr string) {
 
 func (v *validator) identity(c *Config) {
 	id := c.Identity
-	switch id.CA {
+	ca := id.CA
+	if !v.decoded("identity.ca") {
+		ca = "" // step was defaulted in; do not insist on its settings
+	}
+	switch ca {
 	case "step":
 		u, err := url.Parse(id.CAURL)
 		switch {
@@ -110,7 +178,7 @@ func (v *validator) identity(c *Config) {
 		case !hexSHA256.MatchString(fp):
 			v.add("identity.root_fingerprint", "not a SHA-256 fingerprint; it must be 64 hexadecimal characters")
 		}
-	case "dev":
+	case "dev", "":
 	default:
 		v.add("identity.ca", "%q is not a CA kind; use step (the hospital's CA) or dev (built-in development CA, labs only)", id.CA)
 	}
@@ -138,12 +206,18 @@ func (v *validator) mqtt(c *Config) {
 	}
 	if m.OutboxMax < MinOutbox {
 		v.add("mqtt.outbox_max", "%s is too small; use at least 1MiB (256MiB is usual)", m.OutboxMax)
+	} else if m.OutboxReserve >= m.OutboxMax && v.decoded("mqtt.outbox_max") {
+		v.add("mqtt.outbox_reserve", "%s is not less than outbox_max (%s); the reserve for security events is part of the outbox, use less (outbox_max/4 is the default)", m.OutboxReserve, m.OutboxMax)
 	}
 }
 
 func (v *validator) hal(c *Config) {
 	h := c.HAL
-	switch h.Driver {
+	driver := h.Driver
+	if !v.decoded("hal.driver") {
+		driver = "" // periph was defaulted in; do not ask for its pins
+	}
+	switch driver {
 	case "periph":
 		for path, pin := range map[string]string{
 			"hal.approve_button": h.ApproveButton,
@@ -153,7 +227,7 @@ func (v *validator) hal(c *Config) {
 				v.add(path, "missing; name the GPIO pin, e.g. GPIO17 (see docs/hardware.md)")
 			}
 		}
-	case "sim":
+	case "sim", "":
 	default:
 		v.add("hal.driver", "%q is not a driver; use periph (real GPIO) or sim (simulated hardware)", h.Driver)
 	}
@@ -162,7 +236,7 @@ func (v *validator) hal(c *Config) {
 		{"hal.approve_button", h.ApproveButton}, {"hal.leds.ok", h.LEDs.OK},
 		{"hal.leds.vendor", h.LEDs.Vendor}, {"hal.leds.alarm", h.LEDs.Alarm}, {"hal.tamper", h.Tamper},
 	} {
-		if p.pin == "" {
+		if p.pin == "" || p.pin == "none" {
 			continue
 		}
 		if other, dup := seen[p.pin]; dup {
@@ -190,8 +264,11 @@ func (v *validator) vendors(c *Config) map[string]bool {
 		if len(vd.Identities) == 0 {
 			v.add(p+".identities", "missing; list the technicians' identities, e.g. spiffe://%s/vendor/%s/*", c.Gateway.TrustDomain, vd.Org)
 		}
-		prefix := "spiffe://" + c.Gateway.TrustDomain + "/vendor/" + vd.Org + "/"
+		prefix := "spiffe://" + v.td + "/vendor/" + vd.Org + "/"
 		for j, pat := range vd.Identities {
+			if v.td == "" || !v.decoded(p+".org") {
+				break // reported at gateway.trust_domain or the org
+			}
 			if !strings.HasPrefix(pat, prefix) || len(pat) == len(prefix) {
 				v.add(fmt.Sprintf("%s.identities[%d]", p, j), "%q must name this vendor's technicians: start it with %s", pat, prefix)
 			}
@@ -230,7 +307,9 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 		}
 		listeners = append(listeners, l)
 	}
-	addListener("gateway.vendor_listen", c.Gateway.VendorListen)
+	if v.decoded("gateway.vendor_listen") {
+		addListener("gateway.vendor_listen", c.Gateway.VendorListen)
+	}
 
 	deviceIDs := map[string]string{}
 	accountIDs := map[string]string{}
@@ -252,7 +331,7 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 			addListener(p+".clinical.listen", dev.Clinical.Listen)
 		}
 		if dev.Vendor != nil {
-			v.deviceVendor(p+".vendor", dev, orgs)
+			v.deviceVendor(p, dev, orgs)
 		}
 		for j, a := range dev.Accounts {
 			ap := fmt.Sprintf("%s.accounts[%d]", p, j)
@@ -269,7 +348,7 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 			if !a.LastRotated.IsZero() && a.LastRotated.After(v.now) {
 				v.add(ap+".last_rotated", "%s is in the future; give the date it was last rotated", a.LastRotated)
 			}
-			if a.Vendor != "" && !orgs[a.Vendor] {
+			if a.Vendor != "" && !orgs[a.Vendor] && v.orgsKnown {
 				v.add(ap+".vendor", "%q is not a configured vendor; add it under vendors or fix the name", a.Vendor)
 			}
 		}
@@ -366,10 +445,9 @@ func (v *validator) clinical(p string, c *Config, dev *Device) {
 	if len(cl.Allow) == 0 {
 		v.add(p+".allow", "missing; list the identities allowed in, e.g. spiffe://%s/svc/pump-server", c.Gateway.TrustDomain)
 	}
-	prefix := "spiffe://" + c.Gateway.TrustDomain + "/"
 	for j, pat := range cl.Allow {
-		if !strings.HasPrefix(pat, prefix) || len(pat) == len(prefix) {
-			v.add(fmt.Sprintf("%s.allow[%d]", p, j), "%q is not an identity of this trust domain; start it with %s", pat, prefix)
+		if msg := v.allowProblem(pat); msg != "" {
+			v.add(fmt.Sprintf("%s.allow[%d]", p, j), "%s", msg)
 		}
 	}
 	if l := cl.MaxCertLifetime.D(); l < time.Minute || l > MaxVendorLifetime {
@@ -378,18 +456,61 @@ func (v *validator) clinical(p string, c *Config, dev *Device) {
 	if cl.MaxConnections < 1 || cl.MaxPerSource < 1 {
 		v.add(p, "connection limits must be 1 or more")
 	}
+	if cl.MaxPending < 0 {
+		v.add(p+".max_pending", "%d is not allowed; use 1 or more, or 0 (or leave it out) for the clinical relay's default", cl.MaxPending)
+	}
 }
 
-func (v *validator) deviceVendor(p string, dev *Device, orgs map[string]bool) {
+// reservedKinds are the first path segments of identities that must never
+// reach a device's clinical port directly: vendors reach devices only
+// through the vendor channel (approval, recording); approvers and gateways
+// have no business there.
+var reservedKinds = []string{"vendor", "approver", "gateway"}
+
+// allowProblem returns what is wrong with a clinical allow pattern, or "".
+func (v *validator) allowProblem(pat string) string {
+	hint := "use spiffe://" + cmp.Or(v.td, "TRUST_DOMAIN") + "/svc/NAME patterns for patient-care systems"
+	rest, ok := strings.CutPrefix(pat, "spiffe://")
+	if !ok {
+		return fmt.Sprintf("%q is not a SPIFFE identity pattern; %s", pat, hint)
+	}
+	td, path, _ := strings.Cut(rest, "/")
+	if strings.Contains(td, "*") {
+		return fmt.Sprintf("%q has a wildcard trust domain: it would admit identities of every trust domain, vendors included, to the raw clinical port without approval or recording; %s", pat, hint)
+	}
+	first, _, _ := strings.Cut(path, "/")
+	switch {
+	case strings.Contains(first, "*"):
+		return fmt.Sprintf("%q starts its path with a wildcard: it would admit vendor technicians to the raw clinical port without approval or recording; %s", pat, hint)
+	case slices.Contains(reservedKinds, first):
+		return fmt.Sprintf("%q admits %s identities to the clinical path, where they would reach the raw clinical port without approval or recording (vendors come in only through the vendor channel); %s", pat, first, hint)
+	case v.td == "":
+		return "" // the trust domain's own problem is reported at gateway.trust_domain
+	case td != v.td || path == "":
+		return fmt.Sprintf("%q is not an identity of this trust domain; start it with spiffe://%s/ (%s)", pat, v.td, hint)
+	}
+	return ""
+}
+
+func (v *validator) deviceVendor(dp string, dev *Device, orgs map[string]bool) {
+	p := dp + ".vendor"
 	vd := dev.Vendor
 	switch {
 	case vd.Org == "":
 		v.add(p+".org", "missing; name the vendor (one of vendors[].org) allowed to service this device")
-	case !orgs[vd.Org]:
+	case !orgs[vd.Org] && v.orgsKnown:
 		v.add(p+".org", "%q is not a configured vendor; add it under vendors or fix the name", vd.Org)
 	}
 	if len(vd.Ports) == 0 {
 		v.add(p+".ports", "missing; declare the service ports a vendor may reach, e.g. [23, 8080]")
+	}
+	clinicalPort := -1
+	if dev.Link.TCP != "" && dev.Link.Serial == nil && v.decoded(dp+".link") {
+		if _, port, err := net.SplitHostPort(dev.Link.TCP); err == nil {
+			if n, err := strconv.Atoi(port); err == nil {
+				clinicalPort = n
+			}
+		}
 	}
 	seen := map[int]bool{}
 	for j, port := range vd.Ports {
@@ -401,6 +522,9 @@ func (v *validator) deviceVendor(p string, dev *Device, orgs map[string]bool) {
 			v.add(pp, "port %d is listed twice", port)
 		}
 		seen[port] = true
+		if port == clinicalPort {
+			v.add(pp, "port %d is the device's clinical service (link.tcp %s): a vendor would reach the raw clinical port without approval or recording, around the clinical mTLS front; remove it and list only the device's service ports", port, dev.Link.TCP)
+		}
 	}
 	if len(vd.Approval) == 0 {
 		v.add(p+".approval", "missing; say who approves vendor access: [local], [central] or [local, central]")
@@ -422,7 +546,7 @@ func (v *validator) deviceVendor(p string, dev *Device, orgs map[string]bool) {
 	if r := vd.RequestTimeout.D(); r < time.Minute || r > 24*time.Hour {
 		v.add(p+".request_timeout", "%s is outside the allowed range; use between 1m and 24h", vd.RequestTimeout)
 	}
-	if vd.Host == "" {
+	if vd.Host == "" && v.decoded(dp+".link") {
 		v.add(p+".host", "missing; serial devices need the device's network address for service ports")
 	} else if strings.ContainsAny(vd.Host, ":/ ") && net.ParseIP(vd.Host) == nil {
 		v.add(p+".host", "%q is not a host; give an IP address or host name", vd.Host)

@@ -19,7 +19,10 @@ import (
 const defaultConfig = "/etc/wardgate/wardgate.yaml"
 
 // socketFlags adds --config and --socket to fs and returns a function that
-// resolves the admin socket path from them.
+// resolves the admin socket path from them. With --config only
+// gateway.admin_socket and gateway.state_dir are read (config.AdminSocket),
+// so a typo elsewhere in the file does not lock the operator out of a
+// running agent.
 func socketFlags(fs *flag.FlagSet) func() (string, error) {
 	cfgPath := fs.String("config", "", "agent configuration `FILE` (its gateway.admin_socket is used; default "+defaultConfig+")")
 	sock := fs.String("socket", "", "admin socket `PATH` (overrides --config)")
@@ -34,11 +37,11 @@ func socketFlags(fs *flag.FlagSet) func() (string, error) {
 			}
 			p = defaultConfig
 		}
-		cfg, err := config.Load(p, time.Now())
+		sock, err := config.AdminSocket(p)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("cannot find the admin socket in the configuration:\n%w\npass --socket PATH to name the socket directly", err)
 		}
-		return cfg.Gateway.AdminSocket, nil
+		return sock, nil
 	}
 }
 
@@ -53,6 +56,10 @@ func call(e *env, resolve func() (string, error), method, path string, body, out
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := admin.NewClient(sock).Do(ctx, method, path, body, out); err != nil {
+		if errors.Is(err, admin.ErrNoAgent) {
+			fmt.Fprintf(e.stderr, "wardgate: cannot reach the agent: nothing listens on the admin socket %s; start the agent with `wardgate run --config FILE`, or pass --socket PATH if it listens elsewhere\n", sock)
+			return exitFailure
+		}
 		fmt.Fprintln(e.stderr, "wardgate:", err)
 		var api *admin.APIError
 		if errors.As(err, &api) && api.Status >= 400 && api.Status < 500 {

@@ -13,8 +13,9 @@ func init() {
 }
 
 const configAbout = `Subcommands:
-  check FILE   validate FILE; print every problem as FILE:LINE: path: message.
-               Exit 0 when valid, 2 when not. FILE may be /dev/stdin.
+  check FILE   validate FILE; print every problem as FILE:LINE: path: message
+               and every risky but valid choice as FILE:LINE: path: warning: message.
+               Exit 0 when valid (even with warnings), 2 when not. FILE may be /dev/stdin.
   example      print a complete, commented example configuration.`
 
 func cmdConfig(e *env, args []string) int {
@@ -45,7 +46,7 @@ func cmdConfig(e *env, args []string) int {
 }
 
 func cmdConfigCheck(e *env, args []string) int {
-	fs := newFlags(e, "config check FILE", "Validates FILE and prints every problem as FILE:LINE: path: message.\nExit 0 when valid, 2 when not.")
+	fs := newFlags(e, "config check FILE", "Validates FILE and prints every problem as FILE:LINE: path: message,\nand every risky but valid choice as FILE:LINE: path: warning: message.\nExit 0 when valid (even with warnings), 2 when not.")
 	if code, ok := parse(e, fs, args); !ok {
 		return code
 	}
@@ -67,6 +68,9 @@ func cmdConfigCheck(e *env, args []string) int {
 		}
 		return exitUsage
 	}
-	fmt.Fprintf(e.stdout, "%s: valid (gateway %s, %d device(s), %d vendor(s))\n", file, cfg.Gateway.ID, len(cfg.Devices), len(cfg.Vendors))
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(e.stderr, w)
+	}
+	fmt.Fprintf(e.stdout, "%s: valid (gateway %s, %d device(s), %d vendor(s), %d warning(s))\n", file, cfg.Gateway.ID, len(cfg.Devices), len(cfg.Vendors), len(cfg.Warnings))
 	return exitOK
 }

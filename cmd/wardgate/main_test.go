@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,9 +77,69 @@ func TestConfigExampleMatchesFileAndChecks(t *testing.T) {
 	if err := os.WriteFile(p, []byte(out), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errs := runCLI(t, "", "config", "check", p); code != exitOK || !strings.Contains(out, "valid") {
+	code, out, errs := runCLI(t, "", "config", "check", p)
+	if code != exitOK || !strings.Contains(out, "valid") {
 		t.Fatalf("check of the example: exit %d\n%s%s", code, out, errs)
 	}
+	// The example's root fingerprint is a placeholder: warned, still valid.
+	if !strings.Contains(errs, p+":") || !strings.Contains(errs, ": identity.root_fingerprint: warning: ") || !strings.Contains(out, "1 warning(s)") {
+		t.Errorf("check of the example does not warn about its placeholder fingerprint:\n%s%s", out, errs)
+	}
+}
+
+func TestConfigCheckWarnings(t *testing.T) {
+	dev := strings.NewReplacer("  ca: step ", "  ca: dev  ", "\n  tamper: GPIO27", "\n  tamper: none").Replace(config.Example)
+	p := filepath.Join(t.TempDir(), "dev.yaml")
+	if err := os.WriteFile(p, []byte(dev), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "", "config", "check", p)
+	if code != exitOK {
+		t.Fatalf("exit %d, want 0: warnings do not make a file invalid\n%s", code, errs)
+	}
+	for _, want := range []string{
+		p + ":" + fmt.Sprint(lineOfText(dev, "  ca: dev")) + ": identity.ca: warning: ",
+		p + ":" + fmt.Sprint(lineOfText(dev, "  tamper: none")) + ": hal.tamper: warning: no tamper input",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if !strings.Contains(out, "2 warning(s)") {
+		t.Errorf("stdout: %q", out)
+	}
+}
+
+// TestConfigCheckReportsEverythingAtOnce: decode problems (unknown key,
+// wrong type) and validation problems come out of one run.
+func TestConfigCheckReportsEverythingAtOnce(t *testing.T) {
+	text := strings.NewReplacer(
+		"  site: st-example", "  site: st-example\n  colour: blue",
+		"ports: [23, 8080]", "ports: [23, 4001]",
+		"lifetime: 4h ", "lifetime: 9d ",
+	).Replace(config.Example)
+	p := filepath.Join(t.TempDir(), "w.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCLI(t, "", "config", "check", p)
+	if code != exitUsage {
+		t.Errorf("exit %d, want 2", code)
+	}
+	for _, want := range []string{
+		`gateway.colour: unknown key "colour"`,
+		"devices[0].vendor.ports[1]: port 4001 is the device's clinical service",
+		"identity.lifetime: 9d is outside the allowed range",
+		"3 problem(s)",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+func lineOfText(text, sub string) int {
+	return strings.Count(text[:strings.Index(text, sub)], "\n") + 1
 }
 
 func TestConfigCheckBadFiles(t *testing.T) {
