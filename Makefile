@@ -61,7 +61,7 @@ demo: build ## the whole product in one process on loopback: `wardgate demo` (ru
 	bin/wardgate demo
 
 bench: deps ## benchmarks side by side with their baselines; tables into docs/BENCHMARKS.md
-	scripts/bench.sh
+	WARDGATE_TAGS=$(TAGS) scripts/bench.sh
 
 deb: cross ## .deb packages for arm64 and armhf into dist/
 	scripts/package/deb.sh arm64 armhf
