@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench.sh runs every benchmark, each side by side with its baseline, and
 # writes the tables into docs/BENCHMARKS.md (also printed). Bounded to about
-# 10 minutes on a 2-core machine; medians of several runs where noisy.
+# 12 minutes on a 2-core machine; medians of several runs where noisy.
+# scripts/bench/*.sh: the clinical relay against its baselines, the stripped
+# binary sizes for ARM, and startup from exec to serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${BENCH_OUT:-docs/BENCHMARKS.md}"

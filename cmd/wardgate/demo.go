@@ -1,50 +1,85 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
-	"time"
-
-	"github.com/wardgate/wardgate/gateway/demo"
 )
 
 func init() {
-	register(cliCommand{name: "demo", summary: "the whole product in one process on loopback, narrated", run: cmdDemo})
+	register(cliCommand{name: "demo", summary: "the whole product in one process on loopback, narrated (runs wardgate-demo)", run: cmdDemo})
 }
 
-const demoAbout = `Runs everything in one process on loopback, without root and with nothing
-installed: a development CA, an embedded MQTT broker, a simulated infusion
-pump (TCP) and patient monitor (serial, on a pseudo-terminal), simulated
-hardware and the agent. It then plays a scenario: a clinical client passes the
-mTLS front; a vendor is refused, asks, the approve button is pressed, the
-session runs, is recorded and is cut at expiry; a lock stops an identity;
-owners are told of an overdue rotation and an expiring exception; the gateway
-certificate rotates under a live session; central security verifies every
-telemetry message. Exit 0 when every step behaved, 1 otherwise.`
+// demoBinary is the demo's own binary. The gateway binary does not link the
+// demo (its embedded broker, simulated devices and pseudo-terminals); `wardgate
+// demo` runs this one instead, with the same arguments. cmd/wardgate-demo.
+const demoBinary = "wardgate-demo"
+
+// executable is os.Executable; tests replace it.
+var executable = os.Executable
+
+// findDemo returns the demo binary next to the executable exe, else the one
+// on PATH.
+func findDemo(exe string) (string, error) {
+	if exe != "" {
+		p := filepath.Join(filepath.Dir(exe), demoBinary)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return exec.LookPath(demoBinary)
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
+}
 
 func cmdDemo(e *env, args []string) int {
-	fs := newFlags(e, "demo [--for DURATION] [--json]", demoAbout)
-	forD := fs.Duration("for", 90*time.Second, "time budget of the scenario; vendor sessions are sized to fit")
-	asJSON := fs.Bool("json", false, "one JSON object per line (steps, telemetry, summary)")
-	keep := fs.Bool("keep", false, "keep the demo's state directory (configuration, logs, recordings)")
-	if code, ok := parse(e, fs, args); !ok {
-		return code
+	exe, _ := executable()
+	bin, err := findDemo(exe)
+	if err != nil && len(args) == 1 && isHelp(args[0]) {
+		fmt.Fprintf(e.stdout, "Usage: wardgate demo [--for DURATION] [--json] [--keep]\n\n"+
+			"Runs %s, the demo's own binary, with these arguments: the whole product\n"+
+			"in one process on loopback, narrated. It is not installed here: build it with\n"+
+			"`make build`, or build and play the demo with `make demo`.\n", demoBinary)
+		return exitOK
 	}
-	if fs.NArg() > 0 || *forD < 30*time.Second {
-		fmt.Fprintln(e.stderr, "wardgate demo: --for must be at least 30s")
+	if err != nil {
+		fmt.Fprintf(e.stderr, "wardgate demo: the demo is a separate binary, %s, found neither next to this\n"+
+			"one (%s) nor on PATH. Build both with `make build` (bin/wardgate and\n"+
+			"bin/%s), or build and play the demo at once with `make demo`.\n", demoBinary, exe, demoBinary)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ok, err := demo.Run(ctx, demo.Options{For: *forD, JSON: *asJSON, Out: e.stdout, Version: version, Keep: *keep})
-	if err != nil {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	// The demo stops on SIGINT or SIGTERM: pass them on and wait for it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(e.stderr, "wardgate demo:", err)
-	}
-	if !ok {
 		return exitFailure
 	}
-	return exitOK
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case sig := <-sigs:
+			cmd.Process.Signal(sig)
+		case err := <-done:
+			var exit *exec.ExitError
+			switch {
+			case err == nil:
+				return exitOK
+			case errors.As(err, &exit) && exit.ExitCode() >= 0:
+				return exit.ExitCode()
+			}
+			fmt.Fprintln(e.stderr, "wardgate demo:", err)
+			return exitFailure
+		}
+	}
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deb.sh builds wardgate .deb packages for arm64 and armhf (and amd64 when
-# asked) into dist/ from the binaries `make cross` leaves in bin/.
+# asked) into dist/ from the binaries `make cross` leaves in bin/: the
+# gateway binary only, never wardgate-demo.
 #   usage: scripts/package/deb.sh [ARCH...]    (default: arm64 armhf)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
