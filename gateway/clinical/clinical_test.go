@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/wardgate/wardgate/gateway/authority"
 	"io"
 	"net"
 	"net/http"
@@ -193,18 +194,18 @@ func TestDeviceFailsMidSession(t *testing.T) {
 	}
 }
 
-// TestCutIdentity: a lock cuts the live session within 1 s; new handshakes
-// are refused by Authorize.
-func TestCutIdentity(t *testing.T) {
+// TestLockCutsLiveSession: a prefix lock cuts the live session within 1 s
+// through the lock authority's subscription; new handshakes are refused by
+// Authorize.
+func TestLockCutsLiveSession(t *testing.T) {
 	e := newEnv(t, echo, nil)
 	good := e.p.good(t)
 	c := dial(t, e.addr(), good)
 	defer c.Close()
 	roundTrip(t, c, "hello")
 	start := time.Now()
-	e.pol.lock(pumpSrv)
-	if n := e.s.CutIdentity(pumpSrv); n != 1 {
-		t.Fatalf("cut %d sessions, want 1", n)
+	if _, err := e.auth.AddLock("spiffe://"+td+"/svc/*", time.Time{}, "incident", authority.Actor{Kind: authority.KindLocal, Via: "admin"}); err != nil {
+		t.Fatal(err)
 	}
 	took, _ := waitClosed(t, c, 3*time.Second)
 	if took > time.Second || time.Since(start) > time.Second {

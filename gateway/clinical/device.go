@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/wardgate/wardgate/gateway/front"
 	"time"
 )
 
@@ -30,6 +32,7 @@ type device struct {
 	o    DeviceOptions
 	st   *stats
 	ln   net.Listener
+	fr   *front.Front
 	tcfg *tls.Config
 
 	ctx    context.Context
@@ -42,8 +45,6 @@ type device struct {
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
-	pending   int
-	perSource map[string]int
 	accepting bool
 	stopped   bool
 	wg        sync.WaitGroup
@@ -60,7 +61,24 @@ func newDevice(s *Server, o DeviceOptions, st *stats) (*device, error) {
 			return nil, fmt.Errorf("device %s: clinical.listen %s: %w (is another program or device using this port?)", o.ID, o.Listen, err)
 		}
 	}
-	d := &device{s: s, o: o, st: st, ln: ln, conns: map[*conn]struct{}{}, perSource: map[string]int{}, accepting: true}
+	d := &device{s: s, o: o, st: st, ln: ln, conns: map[*conn]struct{}{}, accepting: true}
+	d.fr = front.New(ln, front.Options{
+		Limits: front.Limits{MaxConns: o.MaxConns, MaxPending: o.MaxPending, MaxPerSource: o.MaxPerSource, HandshakeTimeout: o.HandshakeTimeout},
+		Clock:  s.o.Clock,
+		Logger: s.o.Logger,
+		OnRefused: func(source, reason string) {
+			if reason == front.ReasonConnLimit {
+				return // reported by handle with the identity
+			}
+			d.st.inc(d.st.refus, reason)
+			d.s.emit(Event{Kind: EvLimit, Device: o.ID, Remote: source, Reason: reason,
+				Detail: "connection refused by a limit; raise max_per_source/max_pending if this client is legitimate"}, d.st)
+		},
+		OnAcceptError: func(err error, retry time.Duration) {
+			d.s.emit(Event{Kind: EvListenerError, Device: o.ID, Reason: "accept", Detail: err.Error()}, d.st)
+			d.s.o.Logger.Warn("accept failed; retrying", "device", o.ID, "err", err, "retry_in", retry)
+		},
+	})
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.tcfg = d.tlsConfig()
 	if o.Serial != nil {
@@ -69,48 +87,24 @@ func newDevice(s *Server, o DeviceOptions, st *stats) (*device, error) {
 	return d, nil
 }
 
-// Cipher suites for TLS 1.2: ECDHE key exchange and AEAD only. TLS 1.3
-// suites are all AEAD and not configurable.
-var cipherSuites = []uint16{
-	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-}
-
 func (d *device) tlsConfig() *tls.Config {
 	o := d.s.o
-	inner := &tls.Config{
-		MinVersion:       tls.VersionTLS12,
-		CipherSuites:     cipherSuites,
-		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
-		GetCertificate:   o.GetCertificate,
-		ClientAuth:       tls.RequireAnyClientCert,
-		Time:             o.Clock.Now,
-	}
+	inner := front.ServerConfig(o.GetCertificate, o.Clock.Now)
 	// The outer config holds the session ticket keys (kept across
 	// handshakes); each handshake gets a copy with the current trust bundle
 	// and its connection's verification.
-	return &tls.Config{
-		MinVersion:       tls.VersionTLS12,
-		CipherSuites:     cipherSuites,
-		CurvePreferences: inner.CurvePreferences,
-		GetCertificate:   o.GetCertificate,
-		ClientAuth:       tls.RequireAnyClientCert,
-		Time:             o.Clock.Now,
-		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-			nb, ok := h.Conn.(*nbConn)
-			if !ok || nb.owner == nil {
-				return nil, errors.New("internal error: unknown connection")
-			}
-			cfg := inner.Clone()
-			cfg.ClientCAs = o.ClientCAs()
-			cfg.VerifyConnection = nb.owner.verify
-			return cfg, nil
-		},
+	outer := front.ServerConfig(o.GetCertificate, o.Clock.Now)
+	outer.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		nb, ok := h.Conn.(*nbConn)
+		if !ok || nb.owner == nil {
+			return nil, errors.New("internal error: unknown connection")
+		}
+		cfg := inner.Clone()
+		cfg.ClientCAs = o.ClientCAs()
+		cfg.VerifyConnection = nb.owner.verify
+		return cfg, nil
 	}
+	return outer
 }
 
 func (d *device) start() {
@@ -125,7 +119,7 @@ func (d *device) start() {
 }
 
 func (d *device) closeListener() {
-	d.lnOnce.Do(func() { _ = d.ln.Close() })
+	d.lnOnce.Do(func() { _ = d.fr.Close() })
 }
 
 // stopAccepting closes the listener; live sessions go on.
@@ -163,12 +157,12 @@ func (d *device) liveCount() int {
 	return len(d.conns)
 }
 
-func (d *device) connsOf(identity string) []*conn {
+func (d *device) connsMatching(match func(identity string) bool) []*conn {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []*conn
 	for c := range d.conns {
-		if c.identity == identity {
+		if match(c.identity) {
 			out = append(out, c)
 		}
 	}
@@ -239,88 +233,14 @@ func (d *device) sweep(now time.Time) {
 	}
 }
 
-// temporary tells accept errors worth retrying after a pause.
-func temporary(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// serve accepts connections until the listener is closed. Accept errors
-// other than closing are retried with backoff from 5ms doubling to 1s.
+// serve accepts connections through the front until the listener is
+// closed; the front's caps refuse what is over them.
 func (d *device) serve() {
 	defer d.wg.Done()
-	var delay time.Duration
-	for {
-		raw, err := d.ln.Accept()
-		if err != nil {
-			if d.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else {
-				delay = min(2*delay, time.Second)
-			}
-			if !temporary(err) {
-				delay = time.Second
-			}
-			d.s.emit(Event{Kind: EvListenerError, Device: d.o.ID, Reason: "accept", Detail: err.Error()}, d.st)
-			d.s.o.Logger.Warn("accept failed; retrying", "device", d.o.ID, "err", err, "retry_in", delay)
-			select {
-			case <-d.s.o.Clock.After(delay):
-			case <-d.ctx.Done():
-				return
-			}
-			continue
-		}
-		delay = 0
+	_ = d.fr.Serve(d.ctx, func(fc *front.Conn) {
 		d.st.accepted.Add(1)
-		ip := hostOf(raw.RemoteAddr())
-		reason := ""
-		d.mu.Lock()
-		switch {
-		case !d.accepting:
-			reason = ReasonShutdown
-		case d.o.MaxPending >= 0 && d.pending >= d.o.MaxPending:
-			reason = ReasonPendingLimit
-		case d.o.MaxPerSource >= 0 && d.perSource[ip] >= d.o.MaxPerSource:
-			reason = ReasonSourceLimit
-		default:
-			d.pending++
-			d.perSource[ip]++
-			d.wg.Add(1)
-		}
-		d.mu.Unlock()
-		if reason != "" {
-			_ = raw.Close()
-			if reason != ReasonShutdown {
-				d.st.inc(d.st.refus, reason)
-				d.s.emit(Event{Kind: EvLimit, Device: d.o.ID, Remote: raw.RemoteAddr().String(), Reason: reason,
-					Detail: "connection refused by a limit; raise max_per_source/max_connections if this client is legitimate"}, d.st)
-			}
-			continue
-		}
-		go d.handle(raw, ip)
-	}
-}
-
-func hostOf(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	h, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return h
+		d.handle(fc)
+	})
 }
 
 // conn is one client connection.
@@ -329,9 +249,9 @@ type conn struct {
 	raw    net.Conn
 	nb     *nbConn
 	tc     *tls.Conn
+	fc     *front.Conn
 	remote string
 	since  time.Time
-	gen    uint64 // cut generation before authorization
 
 	identity string   // set by verify
 	refusal  *refusal // set by verify on refusal
@@ -355,7 +275,6 @@ func (r *refusal) Error() string { return r.err.Error() }
 
 // verify is the connection's tls.Config.VerifyConnection.
 func (c *conn) verify(cs tls.ConnectionState) error {
-	c.gen = c.d.s.generation()
 	chain := cs.PeerCertificates
 	if len(chain) == 0 {
 		c.refusal = &refusal{reason: ReasonNoCertificate, err: errors.New("no client certificate")}
@@ -416,62 +335,44 @@ func (c *conn) cutReason() string {
 	return ""
 }
 
-func (d *device) release(ip string, live bool, c *conn) {
-	d.mu.Lock()
-	if live {
-		delete(d.conns, c)
-	} else {
-		d.pending--
-	}
-	d.perSource[ip]--
-	if d.perSource[ip] <= 0 {
-		delete(d.perSource, ip)
-	}
-	d.mu.Unlock()
-}
-
 // handle serves one accepted connection: handshake and authorization,
-// limits, link, relay.
-func (d *device) handle(raw net.Conn, ip string) {
-	defer d.wg.Done()
+// limits, link, relay. The front closes raw and frees its slot after.
+func (d *device) handle(fc *front.Conn) {
 	s := d.s
-	c := &conn{d: d, raw: raw, remote: raw.RemoteAddr().String()}
-	c.nb = newNBConn(raw)
+	c := &conn{d: d, raw: fc.Conn, fc: fc, remote: fc.RemoteAddr().String()}
+	c.nb = newNBConn(fc.Conn)
 	c.nb.owner = c
 	c.tc = tls.Server(c.nb, d.tcfg)
-	_ = raw.SetDeadline(time.Now().Add(d.o.HandshakeTimeout))
 	if err := c.tc.HandshakeContext(d.ctx); err != nil {
-		_ = raw.Close()
-		d.release(ip, false, c)
 		d.handshakeFailed(c, err)
 		return
 	}
-	_ = raw.SetDeadline(time.Time{})
 	c.since = s.o.Clock.Now()
 	c.idleSince = c.since
-
+	if !fc.Establish() {
+		d.refuse(c, EvLimit, ReasonDeviceLimit, fmt.Sprintf("device already has %d sessions (max_connections)", d.o.MaxConns))
+		_ = c.tc.Close()
+		return
+	}
 	d.mu.Lock()
-	full := d.o.MaxConns >= 0 && len(d.conns) >= d.o.MaxConns
 	stopped := d.stopped
-	d.pending--
-	if !full && !stopped {
+	if !stopped {
 		d.conns[c] = struct{}{}
-	} else {
-		d.perSource[ip]--
 	}
 	d.mu.Unlock()
-	if full || stopped {
-		if full {
-			d.refuse(c, EvLimit, ReasonDeviceLimit, fmt.Sprintf("device already has %d sessions (max_connections)", d.o.MaxConns))
-		}
+	if stopped {
 		_ = c.tc.Close()
 		return
 	}
 	defer func() {
-		d.release(ip, true, c)
+		d.mu.Lock()
+		delete(d.conns, c)
+		d.mu.Unlock()
 		s.sessionEnded()
 	}()
-	if s.cutSince(c.identity, c.gen) {
+	// A lock added after Authorize ran but before the session was
+	// registered is caught here; later ones by the lock subscription.
+	if locked, _ := s.locked(c.identity); locked {
 		c.cut(ReasonLocked, true)
 		d.refuse(c, EvRefused, ReasonLocked, "identity was locked during the handshake")
 		return

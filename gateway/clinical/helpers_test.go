@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/wardgate/wardgate/gateway/authority"
 	"go.step.sm/crypto/minica"
 )
 
@@ -142,6 +144,7 @@ type policy struct {
 	clock  clockwork.Clock
 	mu     sync.Mutex
 	locked map[string]bool
+	auth   *authority.Authority
 }
 
 func newPolicy(p *pki, allow ...string) *policy {
@@ -187,6 +190,11 @@ func (p *policy) authorize(_ string, chain []*x509.Certificate) (string, string,
 	p.mu.Lock()
 	locked := p.locked[id]
 	p.mu.Unlock()
+	if p.auth != nil {
+		if l, _ := p.auth.Locked(id); l {
+			locked = true
+		}
+	}
 	if locked {
 		return id, "locked", errors.New("identity locked")
 	}
@@ -305,19 +313,27 @@ func pong(c net.Conn) {
 
 // env is a running server with one TCP device.
 type env struct {
-	t   testing.TB
-	p   *pki
-	pol *policy
-	ev  *events
-	s   *Server
-	be  *backend
-	dev DeviceOptions
+	t    testing.TB
+	p    *pki
+	pol  *policy
+	auth *authority.Authority
+	ev   *events
+	s    *Server
+	be   *backend
+	dev  DeviceOptions
 }
 
 func newEnv(t testing.TB, handler func(net.Conn), mod func(*Options, *DeviceOptions)) *env {
 	t.Helper()
 	p := newPKI(t)
 	e := &env{t: t, p: p, pol: newPolicy(p, pumpSrv), ev: newEvents()}
+	auth, err := authority.Open(authority.Options{Path: filepath.Join(t.TempDir(), "authority.db"), TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	e.auth = auth
+	e.pol.auth = auth
 	if handler != nil {
 		e.be = newBackend(t, handler)
 	}
@@ -325,6 +341,7 @@ func newEnv(t testing.TB, handler func(net.Conn), mod func(*Options, *DeviceOpti
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &p.server, nil },
 		ClientCAs:      func() *x509.CertPool { return p.pool },
 		Authorize:      e.pol.authorize,
+		Locks:          auth,
 		Events:         e.ev.add,
 	}
 	e.dev = DeviceOptions{ID: devicePmp, Listen: "127.0.0.1:0", Allow: []string{pumpSrv}, MaxCertLifetime: maxLife}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 // Defaults applied to zero fields of DeviceOptions and Options.
@@ -45,6 +47,11 @@ type Options struct {
 	// not_allowed, expired) and the identity when it is known. It runs
 	// inside the handshake, also on resumed handshakes.
 	Authorize func(deviceID string, chain []*x509.Certificate) (identity string, reason string, err error)
+	// Locks is the gateway's lock authority: live sessions whose identity
+	// a new lock covers are cut at once (reason locked), and a session
+	// whose identity was locked during its handshake is refused. Nil: no
+	// locks beyond what Authorize checks.
+	Locks Locks
 	// Listen opens a device's listener when DeviceOptions.Listener is nil;
 	// nil means net.Listen.
 	Listen func(network, addr string) (net.Listener, error)
@@ -70,6 +77,13 @@ type Options struct {
 	// SerialBackoffMin and SerialBackoffMax bound the delay between attempts
 	// to reopen a missing serial port. Defaults 250ms and 10s.
 	SerialBackoffMin, SerialBackoffMax time.Duration
+}
+
+// Locks is what the relay needs of the lock authority
+// (*authority.Authority implements it).
+type Locks interface {
+	Locked(identity string) (bool, string)
+	Subscribe(fn func(authority.Change)) (cancel func())
 }
 
 // DeviceOptions configure one device's listener and link. Exactly one of TCP

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 // Server is the clinical path of every configured device.
@@ -25,9 +27,7 @@ type Server struct {
 	once    sync.Once
 	ended   chan struct{} // a session ended (for Shutdown)
 
-	cutMu   sync.Mutex
-	cutGen  uint64
-	lastCut map[string]uint64 // identity -> generation of its last cut
+	unsubscribe func()
 }
 
 // New validates the options and binds every device's listener (so that a
@@ -39,10 +39,17 @@ func New(o Options, devices []DeviceOptions) (*Server, error) {
 	o = o.withDefaults()
 	s := &Server{o: o, lim: limiter{window: o.EventWindow, keys: map[limitKey]*limitState{}},
 		devices: map[string]*device{}, stats: map[string]*stats{}, done: make(chan struct{}),
-		ended: make(chan struct{}, 1), lastCut: map[string]uint64{}}
+		ended: make(chan struct{}, 1)}
 	if err := s.Update(devices); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if o.Locks != nil {
+		s.unsubscribe = o.Locks.Subscribe(func(c authority.Change) {
+			if c.Lock != nil {
+				s.cutMatching(c.Lock.Matches)
+			}
+		})
 	}
 	return s, nil
 }
@@ -203,6 +210,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // for their goroutines. Idempotent; Run returns.
 func (s *Server) Close() {
 	s.once.Do(func() {
+		if s.unsubscribe != nil {
+			s.unsubscribe()
+		}
 		s.mu.Lock()
 		s.closed = true
 		close(s.done)
@@ -231,39 +241,31 @@ func (s *Server) deviceList() []*device {
 	return out
 }
 
-// CutIdentity ends every live session of identity at once, without
-// close_notify (reason locked), and makes handshakes of that identity that
-// were authorized before the call fail. It returns how many sessions it cut.
-// Call it after the lock is in force for Authorize.
-func (s *Server) CutIdentity(identity string) int {
-	s.cutMu.Lock()
-	s.cutGen++
-	s.lastCut[identity] = s.cutGen
-	s.cutMu.Unlock()
+// cutMatching ends every live session whose identity matches, at once and
+// without close_notify (reason locked). It returns how many it cut.
+func (s *Server) cutMatching(match func(identity string) bool) int {
 	s.mu.Lock()
 	devs := s.deviceList()
 	s.mu.Unlock()
 	n := 0
 	for _, d := range devs {
-		for _, c := range d.connsOf(identity) {
+		for _, c := range d.connsMatching(match) {
 			c.cut(ReasonLocked, true)
 			n++
 		}
 	}
+	if n > 0 {
+		s.o.Logger.Warn("locked identities cut", "sessions", n)
+	}
 	return n
 }
 
-// cutSince tells whether identity was cut after generation g.
-func (s *Server) cutSince(identity string, g uint64) bool {
-	s.cutMu.Lock()
-	defer s.cutMu.Unlock()
-	return s.lastCut[identity] > g
-}
-
-func (s *Server) generation() uint64 {
-	s.cutMu.Lock()
-	defer s.cutMu.Unlock()
-	return s.cutGen
+// locked asks the lock authority about identity (never locked without one).
+func (s *Server) locked(identity string) (bool, string) {
+	if s.o.Locks == nil || identity == "" {
+		return false, ""
+	}
+	return s.o.Locks.Locked(identity)
 }
 
 // DeviceStatus is one device in Snapshot.
