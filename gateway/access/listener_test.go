@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway/access/recording"
 	"github.com/wardgate/wardgate/gateway/front"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestClinicalPortRefusedEvenIfListed(t *testing.T) {
@@ -213,13 +215,39 @@ func TestUnendedRecordingReported(t *testing.T) {
 	if _, err := w.Close(e.clock.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
+	// Session 3 ended under an older version, which noted it in its index.
+	if w, err = rs.Create(id+"-3", recording.Header{Grant: id, Start: e.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(e.clock.Now(), "closed"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(filepath.Join(e.dir, "access.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketRecordings)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(id+"-3"), []byte(`{"session":"`+id+`-3","file":"`+id+`-3.cbor","ended":"2026-11-01T08:00:00Z","hash":"abcd","acked":true}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 	e.ev = newEvents()
 	e.start()
-	end := e.ev.wait(t, EvSessionEnd, nil)
-	if end.Session != id+"-2" || end.Reason != "gateway stopped during the session" || end.Hash != "" || end.Grant != id || end.Device != "pump-07" {
+	end := e.ev.wait(t, EvSessionEnd, func(ev Event) bool { return ev.Session == id+"-2" })
+	if end.Reason != "gateway stopped during the session" || end.Hash != "" || end.Grant != id || end.Device != "pump-07" {
 		t.Fatalf("%+v", end)
 	}
-	if n := e.ev.count(EvSessionEnd); n != 1 {
+	old := e.ev.wait(t, EvSessionEnd, func(ev Event) bool { return ev.Session == id+"-3" })
+	if old.Reason != "session ended at 2026-11-01T08:00:00Z, before this gateway version" || old.Hash != "abcd" {
+		t.Fatalf("%+v", old)
+	}
+	if n := e.ev.count(EvSessionEnd); n != 2 {
 		t.Fatalf("%d session ends after restart", n)
 	}
 	if u := e.rec.Unended(); len(u) != 0 {
