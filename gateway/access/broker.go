@@ -10,23 +10,36 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/wardgate/wardgate/gateway/access/recording"
+	"github.com/wardgate/wardgate/gateway/authority"
+	"github.com/wardgate/wardgate/gateway/front"
 )
 
-// Options configure a Broker. Store, Devices and RecordingDir are required;
-// other zero values take the defaults documented per field.
+// Options configure a Broker. Store, Authority, Recordings and
+// GetCertificate are required; other zero values take the defaults
+// documented per field.
 type Options struct {
 	Store   *Store
 	Devices []Device
+
+	// Authority owns locks and the tamper latch. The broker refuses locked
+	// identities and, while the latch is set, every vendor; it cuts the
+	// sessions (and revokes the grants) a new lock covers and every session
+	// at tamper. Lock and tamper events are the authority's.
+	Authority *authority.Authority
+	// Recordings stores session recordings. Its cap gates new sessions only
+	// (ErrFull refuses with CodeStorageFull); live sessions are never cut
+	// for space. The broker creates and closes recordings; whoever publishes
+	// EvSessionEnd calls Recordings.Ended with the event's sequence number.
+	Recordings *recording.Store
 
 	// GetCertificate returns the gateway's current server certificate.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
@@ -48,42 +61,50 @@ type Options struct {
 	// LED is called with the amber LED state whenever it changes (and once at
 	// start): pending requests -> blinking, live session -> steady.
 	LED func(pending, live bool)
-	// OnLock is called after an identity (or "/*" prefix) is locked, so the
-	// caller can cut the identity's clinical sessions too.
-	OnLock func(identity string)
 
 	Clock  clockwork.Clock // default: real clock
 	Logger *slog.Logger    // default: slog.Default(); a component attribute is added
 
-	RecordingDir      string        // session recordings (created 0700)
-	RecordingMaxBytes int64         // cap on recording disk use (default 1 GiB)
-	RequestTTL        time.Duration // pending request lifetime (default 15m)
-	RefusalHold       time.Duration // how long denied/revoked/expired is reported before a fresh request (default 15m)
-	HandshakeTimeout  time.Duration // TLS handshake and request head, wall-clock (default 10s)
-	DialTimeout       time.Duration // device dial, wall-clock (default 10s)
-	Limits            Limits        // CONNECT head limits
+	RequestTTL  time.Duration // pending request lifetime (default 15m)
+	RefusalHold time.Duration // how long denied/revoked/expired is reported before a fresh request (default 15m)
+	DialTimeout time.Duration // device dial, wall-clock (default 10s)
+	Limits      Limits        // CONNECT head limits
+	// ConnLimits cap the vendor listener (front.Limits); zero fields take
+	// DefaultConnLimits. HandshakeTimeout bounds the TLS handshake and the
+	// CONNECT head (wall clock).
+	ConnLimits front.Limits
+	// EventWindow is the window refusal events are folded in (default 10s,
+	// on Clock): per source address and refusal code, the first refusal is
+	// reported at once and the others in one summary when the window ends.
+	EventWindow time.Duration
+
+	noted func() // tests: called after every refusal was noted
 }
 
-// Broker is the brokered vendor channel: it owns requests, grants, locks,
-// live sessions and recordings. All methods are safe for concurrent use.
+// DefaultConnLimits apply to zero fields of Options.ConnLimits.
+var DefaultConnLimits = front.Limits{MaxConns: 128, MaxPending: 32, MaxPerSource: 8, HandshakeTimeout: 10 * time.Second}
+
+// DefaultEventWindow applies when Options.EventWindow is zero.
+const DefaultEventWindow = 10 * time.Second
+
+// Broker is the brokered vendor channel: it owns requests, grants and live
+// sessions. All methods are safe for concurrent use.
 type Broker struct {
-	o     Options
-	log   *slog.Logger
-	clock clockwork.Clock
+	o      Options
+	log    *slog.Logger
+	clock  clockwork.Clock
+	folder *front.Folder
+	unsub  func()
 
-	mu         sync.Mutex
-	devices    map[string]Device
-	grants     map[string]*Grant
-	locks      map[string]*Lock
-	sessions   map[string]*session
-	timers     map[string]clockwork.Timer
-	recs       map[string]*recordingRec
-	tamper     bool // latched
-	tamperOpen bool // switch currently open
-	closed     bool
-	conns      map[net.Conn]struct{}
-
-	recBytes atomic.Int64
+	mu       sync.Mutex
+	devices  map[string]Device
+	grants   map[string]*Grant
+	sessions map[string]*session
+	timers   map[string]clockwork.Timer
+	closed   bool
+	conns    map[net.Conn]struct{}
+	runs     map[int]context.CancelFunc // of running Runs, cancelled by Close
+	nextRun  int
 
 	ledMu  sync.Mutex
 	led    LEDState
@@ -98,8 +119,11 @@ func New(o Options) (*Broker, error) {
 	if o.Store == nil {
 		return nil, errors.New("access: Options.Store is required")
 	}
-	if o.RecordingDir == "" {
-		return nil, errors.New("access: Options.RecordingDir is required")
+	if o.Authority == nil {
+		return nil, errors.New("access: Options.Authority is required")
+	}
+	if o.Recordings == nil {
+		return nil, errors.New("access: Options.Recordings is required")
 	}
 	if o.GetCertificate == nil {
 		return nil, errors.New("access: Options.GetCertificate is required")
@@ -120,29 +144,25 @@ func New(o Options) (*Broker, error) {
 	if o.Authorize == nil {
 		o.Authorize = defaultAuthorize
 	}
-	if o.RecordingMaxBytes <= 0 {
-		o.RecordingMaxBytes = 1 << 30
-	}
 	if o.RequestTTL <= 0 {
 		o.RequestTTL = 15 * time.Minute
 	}
 	if o.RefusalHold <= 0 {
 		o.RefusalHold = 15 * time.Minute
 	}
-	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = 10 * time.Second
+	o.ConnLimits = o.ConnLimits.WithDefaults(DefaultConnLimits)
+	if o.EventWindow <= 0 {
+		o.EventWindow = DefaultEventWindow
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 10 * time.Second
 	}
-	if err := os.MkdirAll(o.RecordingDir, 0o700); err != nil {
-		return nil, fmt.Errorf("access: recording directory: %w", err)
-	}
 	b := &Broker{
 		o: o, log: o.Logger.With("component", "access"), clock: o.Clock,
-		devices: map[string]Device{}, grants: map[string]*Grant{}, locks: map[string]*Lock{},
+		folder:  &front.Folder{Window: o.EventWindow},
+		devices: map[string]Device{}, grants: map[string]*Grant{},
 		sessions: map[string]*session{}, timers: map[string]clockwork.Timer{},
-		recs: map[string]*recordingRec{}, conns: map[net.Conn]struct{}{},
+		conns: map[net.Conn]struct{}{}, runs: map[int]context.CancelFunc{},
 	}
 	devs, err := validateDevices(o.Devices)
 	if err != nil {
@@ -152,6 +172,7 @@ func New(o Options) (*Broker, error) {
 	if err := b.load(); err != nil {
 		return nil, err
 	}
+	b.unsub = o.Authority.Subscribe(b.onAuthority)
 	b.updateLED()
 	return b, nil
 }
@@ -211,38 +232,15 @@ func (b *Broker) load() error {
 		b.grants[g.ID] = &g
 		return nil
 	})
-	if err == nil {
-		err = s.each(bucketLocks, func(k string, v []byte) error {
-			var l Lock
-			if err := json.Unmarshal(v, &l); err != nil {
-				return fmt.Errorf("lock %s: %w", k, err)
-			}
-			b.locks[l.Identity] = &l
-			return nil
-		})
-	}
+	var legacy map[string]legacyRecording
 	if err == nil {
 		err = s.each(bucketRecordings, func(k string, v []byte) error {
-			var r recordingRec
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("recording %s: %w", k, err)
-			}
-			if fi, err := os.Stat(filepath.Join(b.o.RecordingDir, r.File)); err == nil {
-				r.Size = fi.Size()
-			}
-			b.recs[r.Session] = &r
-			b.recBytes.Add(r.Size)
-			return nil
-		})
-	}
-	if err == nil {
-		err = s.each(bucketMeta, func(k string, v []byte) error {
-			if k == string(keyTamper) {
-				var t tamperRec
-				if err := json.Unmarshal(v, &t); err != nil {
-					return fmt.Errorf("tamper: %w", err)
+			var r legacyRecording
+			if json.Unmarshal(v, &r) == nil && !r.Ended.IsZero() {
+				if legacy == nil {
+					legacy = map[string]legacyRecording{}
 				}
-				b.tamper = t.Latched
+				legacy[k] = r
 			}
 			return nil
 		})
@@ -250,33 +248,48 @@ func (b *Broker) load() error {
 	if err != nil {
 		return fmt.Errorf("access: load store: %w", err)
 	}
-	// Recordings whose session never ended (the gateway stopped) are closed
-	// in the index; their files lack a trailer, which replay reports.
-	for _, r := range b.recs {
-		if r.Ended.IsZero() {
-			r.Ended = now
-			if err := s.put(bucketRecordings, r.Session, r); err != nil {
-				return err
-			}
-		}
-	}
 	var evs []Event
 	b.mu.Lock()
+	evs = append(evs, b.unendedLocked(now, legacy)...)
 	for _, g := range b.grants {
 		if g.State == StatePending || g.State == StateActive {
 			evs = append(evs, b.scheduleLocked(g, now)...)
 		}
-	}
-	for _, l := range b.locks {
-		b.scheduleLockLocked(l, now)
 	}
 	b.mu.Unlock()
 	b.emit(evs)
 	return nil
 }
 
-// Close stops timers and cuts every live session. It does not close the
-// Store. Idempotent.
+// unendedLocked reports the recordings whose session never ended (the
+// gateway stopped during it) with a session-end event, so that their end is
+// published and the store may prune them once central has it. Recordings of
+// an older version that ended then are reported with their real end.
+func (b *Broker) unendedLocked(now time.Time, legacy map[string]legacyRecording) []Event {
+	var evs []Event
+	for _, id := range b.o.Recordings.Unended() {
+		if _, live := b.sessions[id]; live {
+			continue
+		}
+		ev := Event{Time: now, Kind: EvSessionEnd, Session: id, Reason: "gateway stopped during the session",
+			Recording: filepath.Base(b.o.Recordings.Path(id))}
+		if i := strings.LastIndexByte(id, '-'); i > 0 {
+			if g, ok := b.grants[id[:i]]; ok {
+				ev.Grant, ev.Vendor, ev.Device = g.ID, g.Vendor, g.Device
+			}
+		}
+		if r, ok := legacy[id]; ok {
+			ev.Reason = "session ended at " + r.Ended.UTC().Format(time.RFC3339) + ", before this gateway version"
+			ev.Hash = r.Hash
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// Close stops timers, unsubscribes from the authority, stops Run and cuts
+// every live session. It does not close the Store, the Authority or the
+// recording store. Idempotent.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -284,6 +297,9 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	for _, cancel := range b.runs {
+		cancel()
+	}
 	for k, t := range b.timers {
 		t.Stop()
 		delete(b.timers, k)
@@ -293,6 +309,7 @@ func (b *Broker) Close() error {
 		_ = c.Close()
 	}
 	b.mu.Unlock()
+	b.unsub()
 	for _, s := range cut {
 		s.cut("gateway shutting down")
 	}
@@ -411,44 +428,12 @@ func (b *Broker) expireLocked(g *Grant, now time.Time) ([]Event, []*session) {
 	return []Event{{Time: now, Kind: kind, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Until: g.Deadline}}, cut
 }
 
-func (b *Broker) scheduleLockLocked(l *Lock, now time.Time) {
-	key := "lock:" + l.Identity
-	if t, ok := b.timers[key]; ok {
-		t.Stop()
-		delete(b.timers, key)
-	}
-	if b.closed || l.Until.IsZero() {
-		return
-	}
-	ident, until := l.Identity, l.Until
-	b.timers[key] = b.clock.AfterFunc(max(until.Sub(now), 0), func() {
-		b.mu.Lock()
-		cur, ok := b.locks[ident]
-		if b.closed || !ok || !cur.Until.Equal(until) {
-			b.mu.Unlock()
-			return
-		}
-		delete(b.timers, key)
-		delete(b.locks, ident)
-		b.deleteLocked(bucketLocks, ident)
-		ev := Event{Time: b.clock.Now(), Kind: EvLockRemove, Vendor: ident, Reason: "lock expired", Actor: &Actor{Kind: KindSystem, Via: "expiry"}}
-		b.mu.Unlock()
-		b.emit([]Event{ev})
-	})
-}
-
 // --- persistence helpers (errors are logged: the in-memory state stays
 // authoritative and the next write retries the record) ---
 
 func (b *Broker) persistGrantLocked(g *Grant) {
 	if err := b.o.Store.put(bucketGrants, g.ID, g); err != nil {
 		b.log.Error("persist grant failed", "grant", g.ID, "err", err)
-	}
-}
-
-func (b *Broker) deleteLocked(bucket []byte, key string) {
-	if err := b.o.Store.delete(bucket, key); err != nil {
-		b.log.Error("store delete failed", "err", err)
 	}
 }
 
@@ -481,7 +466,7 @@ func cutAll(ss []*session, reason string) {
 // device's policy approved. Errors: ErrNotFound, ErrNotPending, ErrPolicy,
 // ErrAlreadyApproved, ErrBadActor.
 func (b *Broker) Approve(id string, actor Actor) (Grant, error) {
-	if !actor.valid() || actor.Kind == KindSystem {
+	if !actor.Valid() || actor.Kind == KindSystem {
 		return Grant{}, ErrBadActor
 	}
 	id = normID(id)
@@ -559,7 +544,7 @@ func (b *Broker) Revoke(id string, actor Actor) error {
 }
 
 func (b *Broker) close(id string, actor Actor, to State, kind, reason string) error {
-	if !actor.valid() {
+	if !actor.Valid() {
 		return ErrBadActor
 	}
 	b.mu.Lock()
@@ -635,7 +620,7 @@ func (b *Broker) ButtonShortPress() (int, error) {
 
 // EndSession cuts one live session; its grant stays active.
 func (b *Broker) EndSession(sessionID string, actor Actor) error {
-	if !actor.valid() {
+	if !actor.Valid() {
 		return ErrBadActor
 	}
 	b.mu.Lock()
@@ -648,173 +633,57 @@ func (b *Broker) EndSession(sessionID string, actor Actor) error {
 	return nil
 }
 
-// SetTamper reports the tamper switch. Opening latches tamper: every vendor
-// session is cut and vendor access is refused until ClearTamper, even after a
-// restart.
-func (b *Broker) SetTamper(open bool) {
-	b.mu.Lock()
-	b.tamperOpen = open
-	if !open || b.tamper {
-		b.mu.Unlock()
-		return
-	}
-	now := b.clock.Now()
-	b.tamper = true
-	if err := b.o.Store.put(bucketMeta, string(keyTamper), tamperRec{Latched: true, Since: now}); err != nil {
-		b.log.Error("persist tamper failed", "err", err)
-	}
-	cut := b.allSessionsLocked()
-	b.mu.Unlock()
-	b.log.Warn("tamper switch opened: vendor access disabled")
-	cutAll(cut, "tamper")
-	b.emit([]Event{{Time: now, Kind: EvTamper, Reason: "tamper switch opened: vendor access disabled until cleared"}})
-}
-
-// ClearTamper re-enables vendor access after a tamper. ErrTamperActive while
-// the switch is still open.
-func (b *Broker) ClearTamper(actor Actor) error {
-	if !actor.valid() {
-		return ErrBadActor
-	}
-	b.mu.Lock()
-	if b.tamperOpen {
-		b.mu.Unlock()
-		return fmt.Errorf("close the gateway enclosure first: %w", ErrTamperActive)
-	}
-	was := b.tamper
-	b.tamper = false
-	if err := b.o.Store.put(bucketMeta, string(keyTamper), tamperRec{}); err != nil {
-		b.log.Error("persist tamper failed", "err", err)
-	}
-	now := b.clock.Now()
-	b.mu.Unlock()
-	if was {
-		b.emit([]Event{{Time: now, Kind: EvTamperClear, Actor: &actor}})
-	}
-	return nil
-}
-
-// Lock blocks identity (an identity URI, or a prefix ending in "/*") on the
-// vendor and clinical paths until until (zero: until Unlock). Its live vendor
-// sessions are cut and its pending or active grants revoked; OnLock is then
-// called so the clinical path does the same.
-func (b *Broker) Lock(identity string, until time.Time, reason string, actor Actor) error {
-	if !actor.valid() {
-		return ErrBadActor
-	}
-	identity = strings.TrimSpace(identity)
-	if identity == "" {
-		return errors.New("lock: identity is empty")
-	}
-	now := b.clock.Now()
-	if !until.IsZero() && !until.After(now) {
-		return errors.New("lock: end time is in the past")
-	}
-	l := &Lock{Identity: identity, Until: until, Reason: reason, Actor: actor, Created: now}
-	b.mu.Lock()
-	if err := b.o.Store.put(bucketLocks, identity, l); err != nil {
-		b.mu.Unlock()
-		return err
-	}
-	b.locks[identity] = l
-	b.scheduleLockLocked(l, now)
-	evs := []Event{{Time: now, Kind: EvLockAdd, Vendor: identity, Until: until, Reason: reason, Actor: &actor}}
-	var cut []*session
-	for _, g := range b.grants {
-		if (g.State == StatePending || g.State == StateActive) && l.matches(g.Vendor) {
-			e, c, err := b.closeLocked(g, actor, StateRevoked, EvRevoke, "identity locked")
-			if err == nil {
-				evs, cut = append(evs, e...), append(cut, c...)
+// onAuthority applies a change of the authority: a new lock revokes the
+// pending and active grants of the identities it covers and cuts their
+// sessions; a tamper cuts every session.
+func (b *Broker) onAuthority(c authority.Change) {
+	switch {
+	case c.Lock != nil:
+		l := *c.Lock
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return
+		}
+		var evs []Event
+		var cut []*session
+		for _, g := range b.grants {
+			if (g.State == StatePending || g.State == StateActive) && l.Matches(g.Vendor) {
+				e, cs, err := b.closeLocked(g, l.Actor, StateRevoked, EvRevoke, "identity locked")
+				if err == nil {
+					evs, cut = append(evs, e...), append(cut, cs...)
+				}
 			}
 		}
-	}
-	cut = append(cut, b.sessionsOfLocked(func(s *session) bool { return l.matches(s.info.Vendor) })...)
-	b.mu.Unlock()
-	b.log.Warn("identity locked", "identity", identity, "actor", actor.String())
-	cutAll(cut, "identity locked")
-	b.emit(evs)
-	b.updateLED()
-	if b.o.OnLock != nil {
-		b.o.OnLock(identity)
-	}
-	return nil
-}
-
-// Unlock removes the lock on identity (exactly as locked). ErrNotFound if none.
-func (b *Broker) Unlock(identity string, actor Actor) error {
-	if !actor.valid() {
-		return ErrBadActor
-	}
-	b.mu.Lock()
-	if _, ok := b.locks[identity]; !ok {
+		cut = append(cut, b.sessionsOfLocked(func(s *session) bool { return l.Matches(s.info.Vendor) })...)
 		b.mu.Unlock()
-		return fmt.Errorf("lock %s: %w", identity, ErrNotFound)
-	}
-	if err := b.o.Store.delete(bucketLocks, identity); err != nil {
+		if len(evs) > 0 || len(cut) > 0 {
+			b.log.Warn("lock: vendor grants revoked and sessions cut", "identity", l.Identity, "grants", len(evs), "sessions", len(cut))
+		}
+		cutAll(cut, "identity locked")
+		b.emit(evs)
+		b.updateLED()
+	case c.Tamper:
+		b.mu.Lock()
+		cut := b.allSessionsLocked()
 		b.mu.Unlock()
-		return err
-	}
-	delete(b.locks, identity)
-	if t, ok := b.timers["lock:"+identity]; ok {
-		t.Stop()
-		delete(b.timers, "lock:"+identity)
-	}
-	now := b.clock.Now()
-	b.mu.Unlock()
-	b.emit([]Event{{Time: now, Kind: EvLockRemove, Vendor: identity, Actor: &actor}})
-	return nil
-}
-
-// Locks lists the locks in force, sorted by identity.
-func (b *Broker) Locks() []Lock {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.locksLocked(b.clock.Now())
-}
-
-func (b *Broker) locksLocked(now time.Time) []Lock {
-	var out []Lock
-	for _, l := range b.locks {
-		if l.Until.IsZero() || l.Until.After(now) {
-			out = append(out, *l)
+		if len(cut) > 0 {
+			b.log.Warn("tamper: vendor sessions cut", "sessions", len(cut))
 		}
+		cutAll(cut, "tamper")
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
-	return out
-}
-
-// IsLocked reports whether identity is locked and, if so, a one-line reason.
-func (b *Broker) IsLocked(identity string) (bool, string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.isLockedLocked(identity, b.clock.Now())
-}
-
-func (b *Broker) isLockedLocked(identity string, now time.Time) (bool, string) {
-	for _, l := range b.locks {
-		if (l.Until.IsZero() || l.Until.After(now)) && l.matches(identity) {
-			msg := "identity " + identity + " is locked"
-			if l.Identity != identity {
-				msg += " (by " + l.Identity + ")"
-			}
-			if !l.Until.IsZero() {
-				msg += " until " + l.Until.UTC().Format(time.RFC3339)
-			}
-			if l.Reason != "" {
-				msg += ": " + l.Reason
-			}
-			return true, msg
-		}
-	}
-	return false, ""
 }
 
 // Snapshot returns the current state (copies).
 func (b *Broker) Snapshot() Snapshot {
+	locks, tamper := b.o.Authority.Locks(), b.o.Authority.Tampered()
+	if locks == nil {
+		locks = []authority.Lock{}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.clock.Now()
-	s := Snapshot{Time: now, Tamper: b.tamper, LED: b.ledLocked(),
+	s := Snapshot{Time: now, Tamper: tamper, Locks: locks, LED: b.ledLocked(),
 		Requests: []Grant{}, Grants: []Grant{}, Recent: []Grant{}, Sessions: []SessionInfo{}}
 	for _, g := range b.grants {
 		switch g.State {
@@ -839,10 +708,6 @@ func (b *Broker) Snapshot() Snapshot {
 		s.Sessions = append(s.Sessions, ss.snapshot())
 	}
 	sort.Slice(s.Sessions, func(i, j int) bool { return s.Sessions[i].Start.Before(s.Sessions[j].Start) })
-	s.Locks = b.locksLocked(now)
-	if s.Locks == nil {
-		s.Locks = []Lock{}
-	}
 	return s
 }
 

@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/access/recording"
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 var (
@@ -66,11 +68,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"IPv6 literal", nil, e.jo, "[::1]:23", 403, CodeIPLiteral, "is an address"},
 		{"unknown device", nil, e.jo, "pump-99:23", 404, CodeUnknownDevice, "unknown device pump-99"},
 		{"locked identity", func(t *testing.T) {
-			if err := e.b.Lock(max.tls.Certificates[0].Leaf.URIs[0].String(), time.Time{}, "stolen laptop", local); err != nil {
+			if _, err := e.auth.AddLock(max.tls.Certificates[0].Leaf.URIs[0].String(), time.Time{}, "stolen laptop", local); err != nil {
 				t.Fatal(err)
 			}
 		}, max, "pump-07:23", 403, CodeIdentity, "is locked: stolen laptop"},
-		{"tamper", func(t *testing.T) { e.b.SetTamper(true) }, e.jo, "pump-07:8080", 403, CodeTamper, "tamper"},
+		{"tamper", func(t *testing.T) {
+			if err := e.auth.SetTamper(true); err != nil {
+				t.Fatal(err)
+			}
+		}, e.jo, "pump-07:8080", 403, CodeTamper, "tamper"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -83,15 +89,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 				t.Fatalf("got %d %s %q; want %d %s containing %q", re.Status, re.Code, re.Reason, c.status, c.code, c.reason)
 			}
 			ev := e.ev.wait(t, EvRefused, func(ev Event) bool { return ev.Code == c.code && ev.Reason == re.Reason })
-			if e.ev.count(EvRefused) != before+1 || ev.Remote == "" {
+			if e.ev.count(EvRefused) != before+1 || ev.Remote == "" || ev.Count != 1 {
 				t.Fatalf("refusal event %+v", ev)
 			}
 		})
 	}
 	// Locked identity refused by the broker itself when Authorize does not check.
 	e.b.o.Authorize = defaultAuthorize
-	e.b.SetTamper(false)
-	if err := e.b.ClearTamper(local); err != nil {
+	e.auth.SetTamper(false)
+	if err := e.auth.ClearTamper(local); err != nil {
 		t.Fatal(err)
 	}
 	if re := e.refused(max, "pump-07:23"); re.Code != CodeLocked {
@@ -271,7 +277,10 @@ func TestExpiryCutsTunnel(t *testing.T) {
 	}
 	e.led.wait(t, LEDState{})
 	// The recording verifies and ends with the hash of the event.
-	f, err := os.Open(filepath.Join(e.opts.RecordingDir, end.Recording))
+	if end.Recording != filepath.Base(e.rec.Path(end.Session)) {
+		t.Fatalf("recording %q", end.Recording)
+	}
+	f, err := os.Open(e.rec.Path(end.Session))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,70 +294,79 @@ func TestExpiryCutsTunnel(t *testing.T) {
 	}
 }
 
-func TestLockCutsTunnelAndHooks(t *testing.T) {
-	var hooked []string
-	e := newEnv(t, func(o *Options) { o.OnLock = func(id string) { hooked = append(hooked, id) } })
+func TestPrefixLockCutsSessionAndRevokes(t *testing.T) {
+	e := newEnv(t)
 	id, c := approveTunnel(e, "pump-07:23")
+	// A lock on another org's prefix leaves the session alone.
+	if _, err := e.auth.AddLock("spiffe://"+td+"/vendor/other-medical/*", time.Time{}, "", local); err != nil {
+		t.Fatal(err)
+	}
+	e.roundTrip(c, "still here")
 	until := e.clock.Now().Add(2 * time.Hour)
-	if err := e.b.Lock("spiffe://"+td+"/vendor/acme-medical/*", until, "incident 77", central); err != nil {
+	if _, err := e.auth.AddLock("spiffe://"+td+"/vendor/acme-medical/*", until, "incident 77", central); err != nil {
 		t.Fatal(err)
 	}
 	waitCut(t, c)
-	if fmt.Sprint(hooked) != "[spiffe://"+td+"/vendor/acme-medical/*]" {
-		t.Fatalf("OnLock %v", hooked)
+	rev := e.ev.wait(t, EvRevoke, func(ev Event) bool { return ev.Grant == id })
+	if rev.Reason != "identity locked" || rev.Actor == nil || rev.Actor.Approver != central.Approver {
+		t.Fatalf("revoke event %+v", rev)
 	}
-	e.ev.wait(t, EvLockAdd, nil)
-	e.ev.wait(t, EvRevoke, func(ev Event) bool { return ev.Grant == id && ev.Reason == "identity locked" })
-	if ok, why := e.b.IsLocked(joURI); !ok || !strings.Contains(why, "incident 77") {
-		t.Fatalf("%v %q", ok, why)
+	if end := e.ev.wait(t, EvSessionEnd, nil); end.Reason != "identity locked" || end.Hash == "" {
+		t.Fatalf("session end %+v", end)
 	}
-	if ls := e.b.Locks(); len(ls) != 1 || ls[0].Actor.Approver != central.Approver {
-		t.Fatalf("%+v", ls)
+	e.led.wait(t, LEDState{})
+	if n := e.ev.count(EvLockAdd); n != 0 {
+		t.Fatalf("the broker emitted %d lock events: they are the authority's", n)
 	}
-	re := e.refused(e.jo, "pump-07:23")
-	if re.Code != CodeIdentity || !strings.Contains(re.Reason, "locked") {
+	s := e.b.Snapshot()
+	if len(s.Locks) != 2 || len(s.Grants) != 0 || len(s.Sessions) != 0 || s.Recent[0].State != StateRevoked {
+		t.Fatalf("snapshot %+v", s)
+	}
+	if re := e.refused(e.jo, "pump-07:23"); re.Code != CodeIdentity || !strings.Contains(re.Reason, "incident 77") {
 		t.Fatalf("%+v", re)
 	}
-	if err := e.b.Unlock(joURI, local); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unlock other: %v", err)
+	// The broker checks the authority itself when Authorize does not.
+	e.b.o.Authorize = defaultAuthorize
+	if re := e.refused(e.jo, "pump-07:23"); re.Code != CodeLocked || !strings.Contains(re.Reason, "by spiffe://"+td+"/vendor/acme-medical/*") {
+		t.Fatalf("%+v", re)
 	}
-	// The lock ends by itself.
+	// The lock ends by itself; a new request is possible.
 	e.clock.Advance(2 * time.Hour)
-	e.ev.wait(t, EvLockRemove, nil)
-	if ok, _ := e.b.IsLocked(joURI); ok {
+	if ok, _ := e.auth.Locked(joURI); ok {
 		t.Fatal("still locked")
 	}
-	if err := e.b.Lock(joURI, time.Time{}, "", local); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.b.Unlock(joURI, local); err != nil {
-		t.Fatal(err)
-	}
-	if len(e.b.Locks()) != 0 {
-		t.Fatal("lock left")
-	}
-	if err := e.b.Lock(joURI, e.clock.Now().Add(-time.Second), "", local); err == nil {
-		t.Fatal("lock in the past accepted")
+	if re := e.refused(e.jo, "pump-07:23"); re.Code != CodeRevoked && re.Code != CodeNoGrant {
+		t.Fatalf("after the lock: %+v", re)
 	}
 }
 
 func TestTamperCutsAndLatches(t *testing.T) {
 	e := newEnv(t)
 	_, c := approveTunnel(e, "pump-07:23")
-	e.b.SetTamper(true)
-	waitCut(t, c)
-	e.ev.wait(t, EvTamper, nil)
-	if err := e.b.ClearTamper(local); !errors.Is(err, ErrTamperActive) {
-		t.Fatalf("clear while open: %v", err)
+	_, c2 := approveTunnel(e, "pump-07:8080")
+	if err := e.auth.SetTamper(true); err != nil {
+		t.Fatal(err)
 	}
-	e.b.SetTamper(false)
+	waitCut(t, c)
+	waitCut(t, c2)
+	for _, port := range []int{23, 8080} {
+		if end := e.ev.wait(t, EvSessionEnd, func(ev Event) bool { return ev.Port == port }); end.Reason != "tamper" {
+			t.Fatalf("%+v", end)
+		}
+	}
+	if n := e.ev.count(EvTamper); n != 0 {
+		t.Fatalf("the broker emitted %d tamper events: they are the authority's", n)
+	}
+	if !e.b.Snapshot().Tamper {
+		t.Fatal("snapshot does not show the latch")
+	}
+	e.auth.SetTamper(false)
 	if re := e.refused(e.jo, "pump-07:23"); re.Code != CodeTamper {
 		t.Fatalf("latched: %+v", re)
 	}
-	if err := e.b.ClearTamper(central); err != nil {
+	if err := e.auth.ClearTamper(central); err != nil {
 		t.Fatal(err)
 	}
-	e.ev.wait(t, EvTamperClear, nil)
 	e.tunnel(e.jo, "pump-07:23").Close()
 }
 
@@ -381,28 +399,15 @@ func TestRestartPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	pend := e.request(e.jo, "pump-11:23")
-	lockID := "spiffe://" + td + "/vendor/other-medical/eve"
-	if err := e.b.Lock(lockID, time.Time{}, "left the company", local); err != nil {
-		t.Fatal(err)
-	}
-	e.b.SetTamper(true)
-	e.b.SetTamper(false)
 	e.stop()
 	e.clock.Advance(20 * time.Minute) // the pending request expires while down
 	e.ev = newEvents()
-	e.opts.Events = e.ev.add
 	e.start()
 	s := e.b.Snapshot()
 	if len(s.Grants) != 1 || s.Grants[0].ID != id || s.Grants[0].Approvals[0].Actor.UID != 1000 {
 		t.Fatalf("grants after restart: %+v", s.Grants)
 	}
-	if len(s.Locks) != 1 || s.Locks[0].Identity != lockID || !s.Tamper {
-		t.Fatalf("locks/tamper after restart: %+v", s)
-	}
 	e.ev.wait(t, EvRequestExpired, func(ev Event) bool { return ev.Grant == pend })
-	if err := e.b.ClearTamper(local); err != nil {
-		t.Fatal(err)
-	}
 	c := e.tunnel(e.jo, "pump-07:23")
 	// The grant's expiry was rescheduled from the store.
 	e.clock.Advance(40 * time.Minute)
@@ -416,7 +421,7 @@ func TestRecordingTamperNamesFrame(t *testing.T) {
 	e.roundTrip(c, "secret-setting=1")
 	c.Close()
 	end := e.ev.wait(t, EvSessionEnd, nil)
-	path := filepath.Join(e.opts.RecordingDir, end.Recording)
+	path := e.rec.Path(end.Session)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -434,34 +439,39 @@ func TestRecordingTamperNamesFrame(t *testing.T) {
 	}
 }
 
-func TestRecordingCapWaitsForAck(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.RecordingMaxBytes = 600 })
+func TestRecordingStoreFull(t *testing.T) {
+	var delivered atomic.Bool // central has the session-end events
+	e := newEnvRec(t, recording.StoreOptions{MaxBytes: 400, Delivered: func(uint64) (bool, error) { return delivered.Load(), nil }})
 	_, c := approveTunnel(e, "pump-07:23")
-	if _, err := fmt.Fprintf(c, "%s\n", strings.Repeat("x", 300)); err != nil {
-		t.Fatal(err)
-	}
-	waitCut(t, c) // over the cap with nothing acknowledged: cut
-	end := e.ev.wait(t, EvSessionEnd, nil)
-	if end.Reason != "recording storage full" {
-		t.Fatalf("%+v", end)
-	}
+	e.roundTrip(c, strings.Repeat("x", 300)) // past the cap: a live session goes on
 	re := e.refused(e.jo, "pump-07:23")
-	if re.Status != 503 || re.Code != CodeStorageFull {
+	if re.Status != 503 || re.Code != CodeStorageFull || re.Reason != storageFull {
 		t.Fatalf("%+v", re)
 	}
-	if _, err := os.Stat(filepath.Join(e.opts.RecordingDir, end.Recording)); err != nil {
-		t.Fatal(err)
+	ev := e.ev.wait(t, EvRefused, func(ev Event) bool { return ev.Code == CodeStorageFull })
+	if ev.Reason != storageFull || ev.Grant == "" {
+		t.Fatalf("%+v", ev)
 	}
-	if err := e.b.AckRecording(end.Session); err != nil {
-		t.Fatal(err)
+	// Nothing else breaks: the live session, other decisions, requests.
+	e.roundTrip(c, "still here")
+	if re := e.refused(e.jo, "pump-07:2222"); re.Code != CodePortNotAllowed {
+		t.Fatalf("%+v", re)
 	}
-	e.ev.wait(t, EvRecordingPrune, nil)
-	if _, err := os.Stat(filepath.Join(e.opts.RecordingDir, end.Recording)); !os.IsNotExist(err) {
-		t.Fatalf("acknowledged recording kept: %v", err)
+	e.request(e.jo, "pump-09:23")
+	if s := e.b.Snapshot(); len(s.Sessions) != 1 {
+		t.Fatalf("sessions %+v", s.Sessions)
 	}
+	// Delivered but still live: never removed, so still full.
+	delivered.Store(true)
+	if re := e.refused(e.jo, "pump-07:23"); re.Code != CodeStorageFull {
+		t.Fatalf("%+v", re)
+	}
+	// Once it ended and central has its end event, the store makes room.
+	c.Close()
+	end := e.ev.wait(t, EvSessionEnd, nil)
 	e.tunnel(e.jo, "pump-07:23").Close()
-	if err := e.b.AckRecording("NOPE-1"); !errors.Is(err, ErrNotFound) {
-		t.Fatal(err)
+	if _, err := os.Stat(e.rec.Path(end.Session)); !os.IsNotExist(err) {
+		t.Fatalf("delivered recording kept: %v", err)
 	}
 }
 
@@ -509,7 +519,7 @@ func TestProtocolErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("connection without client certificate answered")
 	}
-	e.ev.wait(t, EvRefused, func(ev Event) bool { return ev.Code == CodeHandshake })
+	e.ev.wait(t, EvRefused, func(ev Event) bool { return ev.Code == CodeHandshake && ev.Reason == HandshakeNoCertificate })
 }
 
 func TestUnreachableDevice(t *testing.T) {
@@ -531,26 +541,36 @@ func TestNewValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	dir := t.TempDir()
+	au, err := authority.Open(authority.Options{Path: filepath.Join(t.TempDir(), "authority.db"), TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer au.Close()
+	rs, err := recording.OpenStore(t.TempDir(), recording.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	gc := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil }
 	auth := defaultAuthorize
 	bad := []Options{
 		{},
 		{Store: st},
-		{Store: st, RecordingDir: dir},
-		{Store: st, RecordingDir: dir, GetCertificate: gc},
-		{Store: st, RecordingDir: dir, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: []string{"root"}, MaxSession: time.Hour}}},
-		{Store: st, RecordingDir: dir, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: []string{KindLocal}}}},
-		{Store: st, RecordingDir: dir, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: nil, MaxSession: time.Hour}}},
-		{Store: st, RecordingDir: dir, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: []string{KindLocal}, MaxSession: 1}, {ID: "a", Approval: []string{KindLocal}, MaxSession: 1}}},
-		{Store: st, RecordingDir: dir, GetCertificate: gc, Authorize: auth, Devices: []Device{{Approval: []string{KindLocal}, MaxSession: 1}}},
+		{Store: st, Authority: au},
+		{Store: st, Authority: au, Recordings: rs},
+		{Store: st, Recordings: rs, GetCertificate: gc, Authorize: auth},
+		{Store: st, Authority: au, Recordings: rs, GetCertificate: gc},
+		{Store: st, Authority: au, Recordings: rs, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: []string{"root"}, MaxSession: time.Hour}}},
+		{Store: st, Authority: au, Recordings: rs, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: []string{KindLocal}}}},
+		{Store: st, Authority: au, Recordings: rs, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: nil, MaxSession: time.Hour}}},
+		{Store: st, Authority: au, Recordings: rs, GetCertificate: gc, Authorize: auth, Devices: []Device{{ID: "a", Approval: []string{KindLocal}, MaxSession: 1}, {ID: "a", Approval: []string{KindLocal}, MaxSession: 1}}},
+		{Store: st, Authority: au, Recordings: rs, GetCertificate: gc, Authorize: auth, Devices: []Device{{Approval: []string{KindLocal}, MaxSession: 1}}},
 	}
 	for i, o := range bad {
 		if _, err := New(o); err == nil {
 			t.Errorf("case %d accepted", i)
 		}
 	}
-	good := Options{Store: st, RecordingDir: dir, GetCertificate: gc, Authorize: auth}
+	good := Options{Store: st, Authority: au, Recordings: rs, GetCertificate: gc, Authorize: auth}
 	if b, err := New(good); err != nil {
 		t.Fatal(err)
 	} else {

@@ -65,7 +65,7 @@ func ReadConnect(br *bufio.Reader, lim Limits) (*ConnectRequest, error) {
 				continue
 			}
 			if err != nil {
-				return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+				return "", fmt.Errorf("%w: %w", ErrMalformed, err)
 			}
 			break
 		}

@@ -12,15 +12,29 @@
 // press, and every session is recorded (package recording) with a hash chain
 // whose final hash is reported in the session-end event.
 //
-// Requests, grants, locks, the tamper latch and the recording index persist
-// in a bbolt Store. All time comes from the injected clockwork.Clock, except
-// wall-clock I/O deadlines (TLS handshake, request head, device dial).
+// Locks and the tamper latch belong to package authority: the broker asks
+// it on every CONNECT and subscribes to its changes to cut sessions (a new
+// lock also revokes the grants it covers). Recordings live in a
+// recording.Store, whose cap refuses new sessions only; the publisher of a
+// session-end event calls its Ended. Requests and grants persist in a bbolt
+// Store (Legacy and DropLegacy migrate what older versions kept there).
+//
+// The vendor listener accepts through package front: one TLS policy (AEAD
+// suites only), connection caps (ConnLimits) and an accept loop that no
+// error ends. Refusals are reported as EvRefused events folded per source
+// address and code: the first at once, the rest as one summary per
+// EventWindow with a Count. Handshake failures carry fixed reasons, and text
+// taken from a request is capped and made printable.
+//
+// All time comes from the injected clockwork.Clock, except wall-clock I/O
+// deadlines (TLS handshake, request head, device dial).
 //
 // Concurrency: every exported method of Broker is safe for concurrent use.
 // Events and the LED hook are called synchronously, outside the broker's
 // locks, from the goroutine that caused the change (a connection, a timer, or
-// the caller of a command). Run owns the connection goroutines and returns
-// after they exited; Close stops timers and cuts sessions.
+// the caller of a command, or the authority's subscriber call). Run owns
+// the connection goroutines and returns after they exited; Close stops
+// timers, Run and sessions.
 //
 // Client is the vendor-side library behind `wardgate connect`.
 package access

@@ -4,7 +4,7 @@ import "errors"
 
 // Sentinel errors of the broker's command entry points (match with errors.Is).
 var (
-	// ErrNotFound: no request, grant, session or lock with that id/identity.
+	// ErrNotFound: no request, grant or session with that id.
 	ErrNotFound = errors.New("not found")
 	// ErrNotPending: the request was already approved, denied, expired or revoked.
 	ErrNotPending = errors.New("request is not pending")
@@ -18,8 +18,6 @@ var (
 	ErrNoneOrMany = errors.New("button approval needs exactly one pending request")
 	// ErrNoSession: a short press found no live session.
 	ErrNoSession = errors.New("no live vendor session")
-	// ErrTamperActive: the tamper switch is still open; close the enclosure first.
-	ErrTamperActive = errors.New("tamper switch still open")
 	// ErrBadActor: the actor lacks a kind or, for central, an approver identity.
 	ErrBadActor = errors.New("invalid actor")
 	// ErrClosed: the broker was closed.
@@ -34,7 +32,9 @@ var (
 )
 
 // Refusal codes: the X-Wardgate-Refusal header of a refused CONNECT and the
-// Code of an EvRefused event. docs/vendor.md explains each.
+// Code of an EvRefused event. docs/vendor.md explains each. Codes are
+// kebab-case. Refusal events are folded per source address and code (see
+// Options.EventWindow).
 const (
 	CodeNoGrant         = "no-grant"          // 403: a request was recorded now
 	CodePending         = "pending"           // 403: waiting for approval
@@ -54,6 +54,22 @@ const (
 	CodeMalformed       = "malformed"         // 400
 	CodeHeadersTooLarge = "headers-too-large" // 431
 	CodeUnreachable     = "unreachable"       // 502: device did not answer
-	CodeStorageFull     = "storage-full"      // 503: recordings await acknowledgement
-	CodeHandshake       = "handshake"         // TLS handshake failed (no HTTP answer possible)
+	CodeStorageFull     = "storage-full"      // 503: the recording store is full (new sessions only; live ones go on)
+	CodeBusy            = "busy"              // 503: ConnLimits.MaxConns sessions established (the event is CodeConnLimit)
+	CodeHandshake       = "handshake"         // TLS handshake or request head failed (no HTTP answer); Reason is one of the fixed Handshake* reasons
+
+	// Connection caps (ConnLimits), refused before any TLS: the connection is
+	// closed without an answer, except CodeConnLimit, answered with CodeBusy.
+	CodePendingLimit = "pending-limit" // MaxPending handshakes already in progress
+	CodeSourceLimit  = "source-limit"  // MaxPerSource connections from this address
+	CodeConnLimit    = "conn-limit"    // MaxConns sessions established
+)
+
+// Reasons of CodeHandshake refusals. They are fixed: the TLS error text is
+// never reported, as it can quote bytes the client chose.
+const (
+	HandshakeNoCertificate = "no client certificate"
+	HandshakeTimeout       = "handshake timeout" // TLS handshake or request head not done within ConnLimits.HandshakeTimeout
+	HandshakeClientGone    = "client went away"
+	HandshakeProtocol      = "protocol error" // no common version, suite or protocol, or malformed TLS
 )

@@ -20,10 +20,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/wardgate/wardgate/gateway/access/recording"
+	"github.com/wardgate/wardgate/gateway/authority"
 	"go.step.sm/crypto/minica"
 )
 
@@ -228,6 +231,10 @@ type env struct {
 	pki     *pki
 	clock   *clockwork.FakeClock
 	store   *Store
+	auth    *authority.Authority
+	rec     *recording.Store
+	recOpts recording.StoreOptions
+	endSeq  atomic.Uint64 // telemetry seq handed to rec.Ended, as the agent does
 	b       *Broker
 	ev      *events
 	led     *leds
@@ -291,7 +298,23 @@ func echoServer(t testing.TB) string {
 
 func newEnv(t testing.TB, mod ...func(*Options)) *env {
 	t.Helper()
+	return newEnvRec(t, recording.StoreOptions{}, mod...)
+}
+
+// newEnvRec is newEnv with the recording store opened with ro (its Clock
+// is the env's).
+func newEnvRec(t testing.TB, ro recording.StoreOptions, mod ...func(*Options)) *env {
+	t.Helper()
 	e := &env{t: t, pki: newPKI(t), clock: clockwork.NewFakeClockAt(time.Now()), ev: newEvents(), led: &leds{ch: make(chan struct{}, 1)}, dir: t.TempDir()}
+	ro.Clock = e.clock
+	ro.Logger = slog.New(slog.DiscardHandler)
+	e.recOpts = ro
+	auth, err := authority.Open(authority.Options{Path: filepath.Join(e.dir, "authority.db"), TrustDomain: td, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.auth = auth
+	t.Cleanup(func() { auth.Close() })
 	e.echo = echoServer(t)
 	e.jo = e.pki.vendor(t, "jo", joURI, e.pki.ca, time.Now().Add(-time.Minute), time.Now().Add(4*time.Hour))
 	e.opts = Options{
@@ -307,11 +330,11 @@ func newEnv(t testing.TB, mod ...func(*Options)) *env {
 			var d net.Dialer
 			return d.DialContext(ctx, network, e.echo)
 		},
-		Events:       e.ev.add,
-		LED:          e.led.set,
-		Clock:        e.clock,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		RecordingDir: filepath.Join(e.dir, "recordings"),
+		Events:    e.onEvent,
+		LED:       e.led.set,
+		Clock:     e.clock,
+		Logger:    slog.New(slog.DiscardHandler),
+		Authority: e.auth,
 	}
 	for _, m := range mod {
 		m(&e.opts)
@@ -343,7 +366,7 @@ func (e *env) authorize(chain []*x509.Certificate) (VendorIdentity, string, erro
 		msg := fmt.Sprintf("certificate lifetime %s exceeds the %s allowed for %s: use a short-lived certificate", life.Round(time.Minute), maxLife, v.Org)
 		return v, msg, errors.New("lifetime")
 	}
-	if locked, why := e.b.IsLocked(v.URI); locked {
+	if locked, why := e.auth.Locked(v.URI); locked {
 		return v, why, errors.New("locked")
 	}
 	return v, "", nil
@@ -356,6 +379,11 @@ func (e *env) start() {
 		t.Fatal(err)
 	}
 	e.opts.Store = e.store
+	// A fresh recording store each start, as after a restart of the process.
+	if e.rec, err = recording.OpenStore(e.recDir(), e.recOpts); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.Recordings = e.rec
 	if e.b, err = New(e.opts); err != nil {
 		t.Fatal(err)
 	}
@@ -368,6 +396,19 @@ func (e *env) start() {
 	e.cancel = cancel
 	e.runDone = make(chan error, 1)
 	go func() { e.runDone <- e.b.Run(ctx, ln) }()
+}
+
+func (e *env) recDir() string { return filepath.Join(e.dir, "recordings") }
+
+// onEvent collects ev and, like the agent, records the end of a session in
+// the recording store once its end event is published.
+func (e *env) onEvent(ev Event) {
+	if ev.Kind == EvSessionEnd {
+		if err := e.rec.Ended(ev.Session, e.endSeq.Add(1)); err != nil {
+			e.t.Errorf("Ended(%s): %v", ev.Session, err)
+		}
+	}
+	e.ev.add(ev)
 }
 
 func (e *env) stop() {
@@ -390,8 +431,17 @@ func (e *env) stop() {
 	e.cancel = nil
 }
 
+// lastSource numbers the loopback source addresses of env clients.
+var lastSource atomic.Uint32
+
+// client connects from a loopback address of its own (127.0.x.y), so that
+// the broker's folding of refusal events per source never hides a
+// refusal a test awaits; TestRefusalFloodIsBounded tests the folding.
 func (e *env) client(v vendor, target string) *Client {
-	return &Client{Gateway: e.addr, Target: target, TLS: v.tls, Reason: "alarm E42 on pump"}
+	n := lastSource.Add(1)%(1<<16-2) + 1
+	src := &net.TCPAddr{IP: net.IPv4(127, 0, byte(n>>8), byte(n))}
+	d := net.Dialer{LocalAddr: src}
+	return &Client{Gateway: e.addr, Target: target, TLS: v.tls, Reason: "alarm E42 on pump", Dial: d.DialContext}
 }
 
 func (e *env) dial(v vendor, target string) (net.Conn, error) {

@@ -11,17 +11,17 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/access/recording"
+	"github.com/wardgate/wardgate/gateway/front"
 )
 
 // ParseVendorURI extracts the vendor identity from a URI of the form
@@ -46,78 +46,188 @@ func defaultAuthorize(chain []*x509.Certificate) (VendorIdentity, string, error)
 	return VendorIdentity{}, "certificate carries no vendor identity (spiffe://TD/vendor/ORG/PERSON)", errors.New("no vendor URI SAN")
 }
 
-// TLSConfig returns the server TLS configuration of the vendor listener. The
-// client certificate is requested and then verified by the broker (against
-// ClientCAs with the injected clock, then Authorize), so that a refused
-// vendor gets a 403 with a reason instead of a bare handshake failure.
+// TLSConfig returns the server TLS configuration of the vendor listener:
+// the gateway's policy (front.ServerConfig: TLS 1.2 or later, AEAD suites
+// only) with ALPN http/1.1. The client certificate is required and then
+// verified by the broker (against ClientCAs with the injected clock, then
+// Authorize), so that a refused vendor gets a 403 with a reason instead of a
+// bare handshake failure.
 func (b *Broker) TLSConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: b.o.GetCertificate,
-		ClientAuth:     tls.RequireAnyClientCert,
-		NextProtos:     []string{"http/1.1"},
-		Time:           b.clock.Now,
-	}
+	cfg := front.ServerConfig(b.o.GetCertificate, b.clock.Now)
+	cfg.NextProtos = []string{"http/1.1"}
+	return cfg
 }
 
 // Run serves the vendor channel on ln (a plain TCP listener: TLS happens
-// here) until ctx is done or ln fails, then cuts every session and returns
-// after all its goroutines exited.
+// here, through a front.Front under Options.ConnLimits) until ctx is done or
+// Close is called, then cuts every session, reports the refusals still
+// folded and returns nil after all its goroutines exited. Accept errors
+// never end it (they are logged). Run on a closed Broker closes ln and
+// returns ErrClosed.
 func (b *Broker) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cfg := b.TLSConfig()
-	stop := make(chan struct{})
-	var lwg sync.WaitGroup
-	lwg.Add(1)
-	go func() {
-		defer lwg.Done()
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		}
-		_ = ln.Close()
-	}()
-	var err error
-	for {
-		var c net.Conn
-		c, err = ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				err = nil
-			} else {
-				err = fmt.Errorf("vendor listener: %w", err)
-			}
-			break
-		}
-		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
-			_ = c.Close()
-			break
-		}
-		b.conns[c] = struct{}{}
-		b.wg.Add(1)
-		b.mu.Unlock()
-		go func() {
-			defer b.wg.Done()
-			b.handle(ctx, c, cfg)
-			b.mu.Lock()
-			delete(b.conns, c)
-			b.mu.Unlock()
-		}()
-	}
-	close(stop)
-	lwg.Wait()
 	b.mu.Lock()
-	cut := b.allSessionsLocked()
-	for c := range b.conns {
-		_ = c.Close()
+	if b.closed {
+		b.mu.Unlock()
+		_ = ln.Close()
+		return ErrClosed
 	}
+	run := b.nextRun
+	b.nextRun++
+	b.runs[run] = cancel
 	b.mu.Unlock()
-	cutAll(cut, "gateway shutting down")
-	b.wg.Wait()
-	return err
+	defer func() {
+		b.mu.Lock()
+		delete(b.runs, run)
+		b.mu.Unlock()
+	}()
+
+	cfg := b.TLSConfig()
+	f := front.New(ln, front.Options{
+		Limits: b.o.ConnLimits, Clock: b.clock, Logger: b.log,
+		OnRefused: b.frontRefused,
+		OnAcceptError: func(err error, retry time.Duration) {
+			b.log.Warn("vendor listener: accept failed", "err", err, "retry_in", retry)
+		},
+	})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := b.clock.NewTicker(b.o.EventWindow)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.Chan():
+				b.flushRefusals(b.clock.Now())
+			}
+		}
+	}()
+	// Serve waits for its handlers: end their sessions and handshakes as
+	// soon as ctx is done.
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		cut := b.allSessionsLocked()
+		for c := range b.conns {
+			_ = c.Close()
+		}
+		b.mu.Unlock()
+		cutAll(cut, "gateway shutting down")
+	})
+	defer stop()
+	_ = f.Serve(ctx, func(c *front.Conn) { b.handle(ctx, c, cfg) })
+	wg.Wait()
+	// Report what is still folded rather than lose it.
+	b.flushRefusals(b.clock.Now().Add(b.o.EventWindow))
+	return nil
+}
+
+// track registers c to be closed when Run stops; it returns false (and
+// closes c) when that already happened.
+func (b *Broker) track(ctx context.Context, c net.Conn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || ctx.Err() != nil {
+		_ = c.Close()
+		return false
+	}
+	b.conns[c] = struct{}{}
+	return true
+}
+
+func (b *Broker) untrack(c net.Conn) {
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+}
+
+// --- refusal events, folded per source and code ---
+
+// frontRefused reports a connection refused by a front cap.
+func (b *Broker) frontRefused(source, reason string) {
+	var code, why string
+	lim := b.o.ConnLimits
+	switch reason {
+	case front.ReasonPendingLimit:
+		code, why = CodePendingLimit, fmt.Sprintf("%d vendor handshakes already in progress", lim.MaxPending)
+	case front.ReasonSourceLimit:
+		code, why = CodeSourceLimit, fmt.Sprintf("%d vendor connections already open from this address", lim.MaxPerSource)
+	case front.ReasonConnLimit:
+		code, why = CodeConnLimit, fmt.Sprintf("gateway busy: %d vendor sessions already established", lim.MaxConns)
+	default:
+		return
+	}
+	b.noteRefusal(source, Event{Time: b.clock.Now(), Kind: EvRefused, Remote: source, Code: code, Reason: why})
+}
+
+// noteRefusal emits ev (an EvRefused) if it is the first of its source and
+// code in the current window; otherwise it is counted for the summary.
+func (b *Broker) noteRefusal(source string, ev Event) {
+	first := b.folder.Note(ev.Time, source, ev.Code)
+	if first {
+		ev.Count = 1
+		b.log.Info("vendor connection refused", "remote", ev.Remote, "vendor", ev.Vendor, "device", ev.Device, "port", ev.Port, "code", ev.Code, "reason", ev.Reason)
+		b.emit([]Event{ev})
+	}
+	if b.o.noted != nil {
+		b.o.noted()
+	}
+}
+
+// flushRefusals emits one summary per (source, code) whose window ended by
+// now with refusals not yet reported.
+func (b *Broker) flushRefusals(now time.Time) {
+	for _, f := range b.folder.Flush(now) {
+		ev := Event{Time: now, Kind: EvRefused, Remote: f.Source, Code: f.Reason, Count: f.Count,
+			Reason: fmt.Sprintf("%d more like this in the last %s", f.Count, b.o.EventWindow)}
+		if f.Source == "*" { // the folder ran out of keys and merged sources
+			ev.Remote = ""
+			ev.Reason = fmt.Sprintf("%d more like this from many sources in the last %s", f.Count, b.o.EventWindow)
+		}
+		b.log.Info("vendor connections refused", "remote", ev.Remote, "code", ev.Code, "count", ev.Count)
+		b.emit([]Event{ev})
+	}
+}
+
+// handshakeReason classifies a failed TLS handshake into one of the fixed
+// Handshake* reasons, never quoting the error.
+func handshakeReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return HandshakeTimeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		return HandshakeClientGone
+	case strings.Contains(err.Error(), "client didn't provide a certificate"):
+		return HandshakeNoCertificate
+	}
+	return HandshakeProtocol
+}
+
+// maxEventText caps strings taken from a request (device name, reason
+// header) in events and answers.
+const maxEventText = 128
+
+// printable makes s one printable ASCII line of at most n bytes.
+func printable(s string, n int) string {
+	cut := len(s) > n
+	if cut {
+		s = s[:n]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			b[i] = '?'
+		}
+	}
+	if cut {
+		b = append(b, "..."...)
+	}
+	return string(b)
 }
 
 // respond writes a complete non-tunnel answer.
@@ -171,42 +281,62 @@ func certReason(err error, leaf *x509.Certificate, now time.Time) string {
 }
 
 // handle serves one vendor connection.
-func (b *Broker) handle(ctx context.Context, raw net.Conn, cfg *tls.Config) {
-	defer raw.Close()
+func (b *Broker) handle(ctx context.Context, raw *front.Conn, cfg *tls.Config) {
+	if !b.track(ctx, raw) {
+		return
+	}
+	defer b.untrack(raw)
 	remote := raw.RemoteAddr().String()
 	ev := Event{Kind: EvRefused, Remote: remote}
 	refuse := func(w io.Writer, r *refusal) {
 		if w != nil {
 			respond(w, r.status, r.code, r.reason, r.grant)
 		}
+		if ctx.Err() != nil {
+			return // shutting down: not the vendor's doing
+		}
 		e := ev
-		e.Time, e.Code, e.Reason, e.Grant = b.clock.Now(), r.code, r.reason, r.grant
-		b.log.Info("vendor connection refused", "remote", remote, "vendor", e.Vendor, "device", e.Device, "port", e.Port, "code", r.code, "reason", r.reason)
-		b.emit([]Event{e})
+		e.Time, e.Code, e.Reason, e.Grant = b.clock.Now(), r.code, printable(r.reason, 400), r.grant
+		b.noteRefusal(raw.Source, e)
 	}
-	_ = raw.SetDeadline(time.Now().Add(b.o.HandshakeTimeout))
 	tc := tls.Server(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		refuse(nil, &refusal{0, CodeHandshake, "TLS handshake failed: " + err.Error(), ""})
+		refuse(nil, &refusal{0, CodeHandshake, handshakeReason(err), ""})
 		return
 	}
 	br := bufio.NewReaderSize(tc, 4096)
 	req, err := ReadConnect(br, b.o.Limits)
+	var ne net.Error
 	switch {
 	case errors.Is(err, ErrHeadersTooLarge):
 		refuse(tc, &refusal{431, CodeHeadersTooLarge, "request headers too large", ""})
+		return
+	case errors.As(err, &ne) && ne.Timeout():
+		refuse(nil, &refusal{0, CodeHandshake, HandshakeTimeout, ""})
+		return
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed):
+		b.log.Debug("vendor connection closed before a request", "remote", remote)
 		return
 	case errors.Is(err, ErrMalformed):
 		refuse(tc, &refusal{400, CodeMalformed, err.Error(), ""})
 		return
 	case err != nil:
-		b.log.Debug("vendor connection closed before a request", "remote", remote, "err", err)
+		b.log.Debug("vendor connection failed before a request", "remote", remote, "err", err)
 		return
 	case req.Method != "CONNECT":
-		refuse(tc, &refusal{405, CodeMethod, "method " + oneLine(req.Method) + " not allowed: this is a CONNECT proxy (curl --proxy https://GATEWAY:PORT ... DEVICE:PORT)", ""})
+		refuse(tc, &refusal{405, CodeMethod, "method " + printable(req.Method, 16) + " not allowed: this is a CONNECT proxy (curl --proxy https://GATEWAY:PORT ... DEVICE:PORT)", ""})
 		return
 	}
-	ev.Device, ev.Port = req.Host, req.Port
+	host := printable(req.Host, maxEventText)
+	ev.Device, ev.Port = host, req.Port
+	if !raw.Establish() {
+		// The front reported the refusal (CodeConnLimit).
+		respond(tc, 503, CodeBusy, fmt.Sprintf("gateway busy: %d vendor sessions already established; try again later", b.o.ConnLimits.MaxConns), "")
+		return
+	}
+	// Establish cleared the handshake deadline: keep one until the tunnel
+	// starts, so a vendor that stops reading cannot hold the answer.
+	_ = raw.SetDeadline(time.Now().Add(b.o.ConnLimits.HandshakeTimeout + b.o.DialTimeout))
 	now := b.clock.Now()
 
 	chain := tc.ConnectionState().PeerCertificates
@@ -231,39 +361,38 @@ func (b *Broker) handle(ctx context.Context, raw net.Conn, cfg *tls.Config) {
 		return
 	}
 	ev.Vendor = vid.URI
-	if locked, why := b.IsLocked(vid.URI); locked {
+	if locked, why := b.o.Authority.Locked(vid.URI); locked {
 		refuse(tc, &refusal{403, CodeLocked, why, ""})
 		return
 	}
 	if isIPLiteral(req.Host) {
-		refuse(tc, &refusal{403, CodeIPLiteral, "target " + req.Host + " is an address: name the device (DEVICE:PORT), vendors never reach addresses", ""})
+		refuse(tc, &refusal{403, CodeIPLiteral, "target " + host + " is an address: name the device (DEVICE:PORT), vendors never reach addresses", ""})
 		return
 	}
 	b.mu.Lock()
 	dev, known := b.devices[req.Host]
-	tamper := b.tamper
 	b.mu.Unlock()
 	if !known {
-		refuse(tc, &refusal{404, CodeUnknownDevice, "unknown device " + req.Host + ": check the device name with the device owner", ""})
+		refuse(tc, &refusal{404, CodeUnknownDevice, "unknown device " + host + ": check the device name with the device owner", ""})
 		return
 	}
 	if dev.Org != vid.Org {
 		refuse(tc, &refusal{403, CodeOtherDevice, fmt.Sprintf("device %s is not serviced by %s", dev.ID, vid.Org), ""})
 		return
 	}
-	if dev.ClinicalPort != 0 && req.Port == dev.ClinicalPort && !slices.Contains(dev.Ports, req.Port) {
-		refuse(tc, &refusal{403, CodeClinicalPort, fmt.Sprintf("port %d is the clinical port of %s, not a service port (service ports: %s)", req.Port, dev.ID, portList(dev.Ports)), ""})
+	if dev.ClinicalPort != 0 && req.Port == dev.ClinicalPort {
+		refuse(tc, &refusal{403, CodeClinicalPort, fmt.Sprintf("port %d is the clinical port of %s, never open to vendors (service ports: %s)", req.Port, dev.ID, portList(servicePorts(dev))), ""})
 		return
 	}
 	if !slices.Contains(dev.Ports, req.Port) {
-		refuse(tc, &refusal{403, CodePortNotAllowed, fmt.Sprintf("port %d not allowed on %s (service ports: %s)", req.Port, dev.ID, portList(dev.Ports)), ""})
+		refuse(tc, &refusal{403, CodePortNotAllowed, fmt.Sprintf("port %d not allowed on %s (service ports: %s)", req.Port, dev.ID, portList(servicePorts(dev))), ""})
 		return
 	}
-	if tamper {
+	if b.o.Authority.Tampered() {
 		refuse(tc, &refusal{403, CodeTamper, "gateway tamper switch tripped: vendor access disabled until the device owner clears it", ""})
 		return
 	}
-	g, ref, evs := b.decide(vid, dev, req.Port, oneLine(req.Reason()))
+	g, ref, evs := b.decide(vid, dev, req.Port, printable(req.Reason(), maxEventText))
 	b.emit(evs)
 	if ref != nil {
 		b.updateLED()
@@ -271,11 +400,6 @@ func (b *Broker) handle(ctx context.Context, raw net.Conn, cfg *tls.Config) {
 		return
 	}
 	ev.Grant = g.ID
-	b.pruneRecordings()
-	if b.recBytes.Load() >= b.o.RecordingMaxBytes {
-		refuse(tc, &refusal{503, CodeStorageFull, "session recording storage full: the gateway waits for central to acknowledge older recordings", g.ID})
-		return
-	}
 	dctx, cancel := context.WithTimeout(ctx, b.o.DialTimeout)
 	dc, err := b.o.Dial(dctx, "tcp", net.JoinHostPort(dev.Host, strconv.Itoa(req.Port)))
 	cancel()
@@ -297,6 +421,12 @@ func (b *Broker) handle(ctx context.Context, raw net.Conn, cfg *tls.Config) {
 	}
 	s.relay(tc, br)
 	b.endSession(s)
+}
+
+// servicePorts lists the ports a vendor may ask for: dev.Ports without the
+// clinical port.
+func servicePorts(dev Device) []int {
+	return slices.DeleteFunc(slices.Clone(dev.Ports), func(p int) bool { return p == dev.ClinicalPort })
 }
 
 func portList(ps []int) string {
@@ -334,6 +464,12 @@ func (s *session) snapshot() SessionInfo {
 	return i
 }
 
+// storageFull is shown to a vendor refused because the recording store is
+// full.
+const storageFull = "the gateway's recording store is full; recordings are removed once central has their session-end events; the clinical path is unaffected"
+
+// startSession registers the session (so a cut reaches it from now on) and
+// creates its recording outside the broker's lock.
 func (b *Broker) startSession(g Grant, vid VendorIdentity, dev Device, port int, raw, dc net.Conn, remote string) (*session, *refusal) {
 	b.mu.Lock()
 	cur, ok := b.grants[g.ID]
@@ -342,42 +478,45 @@ func (b *Broker) startSession(g Grant, vid VendorIdentity, dev Device, port int,
 	case b.closed:
 		b.mu.Unlock()
 		return nil, &refusal{503, CodeUnreachable, "gateway shutting down", g.ID}
-	case b.tamper:
+	case b.o.Authority.Tampered():
 		b.mu.Unlock()
 		return nil, &refusal{403, CodeTamper, "gateway tamper switch tripped: vendor access disabled until the device owner clears it", g.ID}
 	case !ok || cur.State != StateActive || !now.Before(cur.Deadline):
 		b.mu.Unlock()
 		return nil, &refusal{403, CodeRevoked, "grant " + g.ID + " ended while connecting", g.ID}
 	}
-	if locked, why := b.isLockedLocked(vid.URI, now); locked {
+	// The authority notifies its subscribers after a lock or the latch is
+	// in force, and onAuthority takes b.mu: a session registered here after
+	// these checks is cut by it.
+	if locked, why := b.o.Authority.Locked(vid.URI); locked {
 		b.mu.Unlock()
 		return nil, &refusal{403, CodeLocked, why, g.ID}
 	}
 	cur.Sessions++
 	b.persistGrantLocked(cur)
 	id := fmt.Sprintf("%s-%d", cur.ID, cur.Sessions)
-	file := id + ".cbor"
 	s := &session{b: b, raw: raw, dev: dc, info: SessionInfo{
 		ID: id, Grant: cur.ID, Vendor: vid.URI, Device: dev.ID, Port: port, Remote: remote, Start: now,
-		Recording: filepath.Join(b.o.RecordingDir, file),
+		Recording: b.o.Recordings.Path(id),
 	}}
-	rec, err := recording.Create(s.info.Recording, recording.Header{Session: id, Grant: cur.ID, Vendor: vid.URI, Device: dev.ID, Port: port, Start: now},
-		func(n int64) { b.recBytes.Add(n) })
+	b.sessions[id] = s
+	b.mu.Unlock()
+
+	rec, err := b.o.Recordings.Create(id, recording.Header{Session: id, Grant: cur.ID, Vendor: vid.URI, Device: dev.ID, Port: port, Start: now})
 	if err != nil {
+		b.mu.Lock()
+		delete(b.sessions, id)
 		b.mu.Unlock()
+		if errors.Is(err, recording.ErrFull) {
+			b.log.Warn("vendor session refused: recording store full", "grant", g.ID, "err", err)
+			return nil, &refusal{503, CodeStorageFull, storageFull, g.ID}
+		}
 		b.log.Error("cannot create session recording", "session", id, "err", err)
 		return nil, &refusal{503, CodeStorageFull, "cannot record the session on the gateway; no unrecorded access is allowed", g.ID}
 	}
 	s.rec = rec
-	rr := &recordingRec{Session: id, File: file, Start: now}
-	b.recs[id] = rr
-	if err := b.o.Store.put(bucketRecordings, id, rr); err != nil {
-		b.log.Error("persist recording index failed", "err", err)
-	}
-	b.sessions[id] = s
-	b.mu.Unlock()
 	b.log.Info("vendor session started", "session", id, "vendor", vid.URI, "device", dev.ID, "port", port)
-	b.emit([]Event{{Time: now, Kind: EvSessionStart, Grant: cur.ID, Session: id, Vendor: vid.URI, Device: dev.ID, Port: port, Remote: remote, Until: g.Deadline, Recording: file}})
+	b.emit([]Event{{Time: now, Kind: EvSessionStart, Grant: cur.ID, Session: id, Vendor: vid.URI, Device: dev.ID, Port: port, Remote: remote, Until: g.Deadline, Recording: filepath.Base(s.info.Recording)}})
 	b.updateLED()
 	return s, nil
 }
@@ -411,13 +550,6 @@ func (s *session) pipe(src io.Reader, dst net.Conn, dir recording.Direction, n *
 				s.cut("recording failed")
 				return
 			}
-			if b.recBytes.Load() > b.o.RecordingMaxBytes {
-				b.pruneRecordings()
-				if b.recBytes.Load() > b.o.RecordingMaxBytes {
-					s.cut("recording storage full")
-					return
-				}
-			}
 			if _, werr := dst.Write(buf[:k]); werr != nil {
 				s.cut("write failed")
 				return
@@ -438,6 +570,8 @@ func (s *session) pipe(src io.Reader, dst net.Conn, dir recording.Direction, n *
 	}
 }
 
+// endSession closes the recording and reports the session's end. The
+// publisher of the event calls Recordings.Ended.
 func (b *Broker) endSession(s *session) {
 	s.cut("closed")
 	reason := "closed"
@@ -451,12 +585,6 @@ func (b *Broker) endSession(s *session) {
 	}
 	b.mu.Lock()
 	delete(b.sessions, s.info.ID)
-	if rr, ok := b.recs[s.info.ID]; ok {
-		rr.Ended, rr.Hash, rr.Size = now, hex.EncodeToString(hash), s.rec.Size()
-		if err := b.o.Store.put(bucketRecordings, rr.Session, rr); err != nil {
-			b.log.Error("persist recording index failed", "err", err)
-		}
-	}
 	b.mu.Unlock()
 	info := s.snapshot()
 	b.log.Info("vendor session ended", "session", info.ID, "reason", reason, "to_device", info.ToDevice, "from_device", info.FromDev)
@@ -464,56 +592,4 @@ func (b *Broker) endSession(s *session) {
 		Remote: info.Remote, ToDevice: info.ToDevice, FromDev: info.FromDev, Duration: now.Sub(info.Start), Hash: hex.EncodeToString(hash),
 		Reason: reason, Recording: filepath.Base(info.Recording)}})
 	b.updateLED()
-}
-
-// AckRecording marks the session-end event of sessionID as acknowledged by
-// central, which makes its recording eligible for removal when the disk cap
-// is reached (oldest first). ErrNotFound if unknown.
-func (b *Broker) AckRecording(sessionID string) error {
-	b.mu.Lock()
-	rr, ok := b.recs[normID(sessionID)]
-	if !ok {
-		b.mu.Unlock()
-		return fmt.Errorf("recording %s: %w", sessionID, ErrNotFound)
-	}
-	rr.Acked = true
-	err := b.o.Store.put(bucketRecordings, rr.Session, rr)
-	b.mu.Unlock()
-	b.pruneRecordings()
-	return err
-}
-
-// RecordingDir returns where session recordings are written.
-func (b *Broker) RecordingDir() string { return b.o.RecordingDir }
-
-// pruneRecordings removes acknowledged, ended recordings, oldest first, while
-// disk use exceeds the cap.
-func (b *Broker) pruneRecordings() {
-	if b.recBytes.Load() < b.o.RecordingMaxBytes {
-		return
-	}
-	b.mu.Lock()
-	var cand []*recordingRec
-	for _, r := range b.recs {
-		if r.Acked && !r.Ended.IsZero() {
-			cand = append(cand, r)
-		}
-	}
-	sort.Slice(cand, func(i, j int) bool { return cand[i].Start.Before(cand[j].Start) })
-	var evs []Event
-	for _, r := range cand {
-		if b.recBytes.Load() < b.o.RecordingMaxBytes {
-			break
-		}
-		if err := os.Remove(filepath.Join(b.o.RecordingDir, r.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			b.log.Error("removing recording failed", "file", r.File, "err", err)
-			continue
-		}
-		b.recBytes.Add(-r.Size)
-		delete(b.recs, r.Session)
-		b.deleteLocked(bucketRecordings, r.Session)
-		evs = append(evs, Event{Time: b.clock.Now(), Kind: EvRecordingPrune, Session: r.Session, Hash: r.Hash, Recording: r.File})
-	}
-	b.mu.Unlock()
-	b.emit(evs)
 }

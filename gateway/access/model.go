@@ -1,53 +1,23 @@
 package access
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
-// Approval kinds (a device's approval policy lists one or both).
+// Approval kinds (a device's approval policy lists one or both). They are
+// the authority's actor kinds.
 const (
-	KindLocal   = "local"   // approve button or the admin socket on the gateway
-	KindCentral = "central" // a signed command from an approver identity
-	KindSystem  = "system"  // the gateway itself (expiry, tamper, lock)
+	KindLocal   = authority.KindLocal   // approve button or the admin socket on the gateway
+	KindCentral = authority.KindCentral // a signed command from an approver identity
+	KindSystem  = authority.KindSystem  // the gateway itself (expiry, tamper, lock)
 )
 
-// Actor is who made a change.
-type Actor struct {
-	Kind     string `json:"kind"`               // KindLocal, KindCentral or KindSystem
-	Via      string `json:"via,omitempty"`      // "button", "admin" (admin socket), "command"
-	UID      int    `json:"uid"`                // admin socket caller's uid (Via "admin")
-	Approver string `json:"approver,omitempty"` // central approver identity URI
-}
-
-func (a Actor) String() string {
-	switch {
-	case a.Kind == KindCentral:
-		return "central:" + a.Approver
-	case a.Kind == KindLocal && a.Via == "button":
-		return "local:button"
-	case a.Kind == KindLocal:
-		return fmt.Sprintf("local:uid=%d", a.UID)
-	}
-	if a.Via != "" {
-		return a.Kind + ":" + a.Via
-	}
-	return a.Kind
-}
-
-func (a Actor) valid() bool {
-	switch a.Kind {
-	case KindLocal:
-		return true
-	case KindCentral:
-		return a.Approver != ""
-	case KindSystem:
-		return true
-	}
-	return false
-}
+// Actor is who made a change: the authority's actor type, so grants and
+// locks name people the same way.
+type Actor = authority.Actor
 
 // Device is the vendor-access policy of one device.
 type Device struct {
@@ -57,7 +27,7 @@ type Device struct {
 	Approval     []string      // KindLocal and/or KindCentral; both means dual control
 	MaxSession   time.Duration // grant lifetime from approval
 	Host         string        // host (name or address) the gateway dials on the device segment
-	ClinicalPort int           // the device's clinical listener port, never reachable by vendors
+	ClinicalPort int           // the device's own clinical service port (the port of its link): never reachable by vendors, even if listed in Ports
 }
 
 // VendorIdentity is an authorized vendor peer.
@@ -118,23 +88,6 @@ func (g *Grant) missing() []string {
 	return out
 }
 
-// Lock blocks an identity (exact URI, or a prefix ending in "/*") on the vendor
-// and clinical paths.
-type Lock struct {
-	Identity string    `json:"identity"`
-	Until    time.Time `json:"until,omitzero"` // zero: until removed
-	Reason   string    `json:"reason,omitempty"`
-	Actor    Actor     `json:"actor"`
-	Created  time.Time `json:"created"`
-}
-
-func (l *Lock) matches(identity string) bool {
-	if p, ok := strings.CutSuffix(l.Identity, "*"); ok {
-		return strings.HasPrefix(identity, p)
-	}
-	return l.Identity == identity
-}
-
 // SessionInfo describes a live tunnel.
 type SessionInfo struct {
 	ID        string    `json:"id"`
@@ -146,19 +99,19 @@ type SessionInfo struct {
 	Start     time.Time `json:"start"`
 	ToDevice  int64     `json:"to_device"`
 	FromDev   int64     `json:"from_device"`
-	Recording string    `json:"recording"`
+	Recording string    `json:"recording"` // path of the recording file
 }
 
 // Snapshot is the broker's state for `wardgate status` and `grant list --json`.
 type Snapshot struct {
-	Time     time.Time     `json:"time"`
-	Requests []Grant       `json:"requests"` // pending
-	Grants   []Grant       `json:"grants"`   // active
-	Recent   []Grant       `json:"recent"`   // denied, expired or revoked, newest first (bounded)
-	Sessions []SessionInfo `json:"sessions"`
-	Locks    []Lock        `json:"locks"`
-	Tamper   bool          `json:"tamper"`
-	LED      LEDState      `json:"led"`
+	Time     time.Time        `json:"time"`
+	Requests []Grant          `json:"requests"` // pending
+	Grants   []Grant          `json:"grants"`   // active
+	Recent   []Grant          `json:"recent"`   // denied, expired or revoked, newest first (bounded)
+	Sessions []SessionInfo    `json:"sessions"`
+	Locks    []authority.Lock `json:"locks"`  // the authority's locks in force
+	Tamper   bool             `json:"tamper"` // the authority's tamper latch
+	LED      LEDState         `json:"led"`
 }
 
 // LEDState is what the amber vendor LED shows.
@@ -177,12 +130,20 @@ const (
 	EvRevoke         = "vendor.revoke"
 	EvSessionStart   = "vendor.session_start"
 	EvSessionEnd     = "vendor.session_end"
-	EvRefused        = "vendor.refused"
-	EvLockAdd        = "access.lock_add"
-	EvLockRemove     = "access.lock_remove"
-	EvTamper         = "access.tamper"
-	EvTamperClear    = "access.tamper_clear"
-	EvRecordingPrune = "vendor.recording_removed"
+	EvRefused        = "vendor.refused"           // Count tells how many refusals the event stands for
+	EvRecordingPrune = "vendor.recording_removed" // not emitted by the broker: the recording store's owner reports removals under this kind
+)
+
+// Lock and tamper events are the authority's; the broker emits none. These
+// names stay so that callers keep compiling.
+//
+// Deprecated: use authority.EvLockAdd, authority.EvLockRemove,
+// authority.EvTamper and authority.EvTamperClear.
+const (
+	EvLockAdd     = authority.EvLockAdd
+	EvLockRemove  = authority.EvLockRemove
+	EvTamper      = authority.EvTamper
+	EvTamperClear = authority.EvTamperClear
 )
 
 // Event is an audit event. Empty fields are omitted in JSON.
@@ -199,9 +160,10 @@ type Event struct {
 	Complete  bool          `json:"complete,omitempty"`  // EvApprove: grant now active
 	Waiting   []string      `json:"waiting,omitempty"`   // approval kinds still needed
 	Code      string        `json:"code,omitempty"`      // EvRefused: refusal code
+	Count     int           `json:"count,omitempty"`     // EvRefused: refusals this event reports (1, or a summary's folded count)
 	Reason    string        `json:"reason,omitempty"`    // human-readable
 	Remote    string        `json:"remote,omitempty"`    // peer address
-	Until     time.Time     `json:"until,omitzero"`      // grant expiry, lock end
+	Until     time.Time     `json:"until,omitzero"`      // grant or request expiry
 	ToDevice  int64         `json:"to_device,omitempty"` // EvSessionEnd
 	FromDev   int64         `json:"from_device,omitempty"`
 	Duration  time.Duration `json:"duration,omitempty"`

@@ -8,21 +8,26 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/wardgate/wardgate/gateway/authority"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 var (
-	bucketGrants     = []byte("grants")
+	bucketGrants = []byte("grants")
+
+	// Written by older versions only; read by Legacy and the broker's
+	// start-up, removed by DropLegacy.
 	bucketLocks      = []byte("locks")
 	bucketRecordings = []byte("recordings")
 	bucketMeta       = []byte("meta")
 	keyTamper        = []byte("tamper")
 )
 
-// Store persists requests, grants, locks, the tamper latch and the recording
-// index in one bbolt file. It is safe for concurrent use; the Broker is its
-// only writer.
+// Store persists requests and grants in one bbolt file. Older versions also
+// kept locks, the tamper latch and a recording index in it: Legacy reads the
+// locks and the latch for the authority to import, DropLegacy removes them.
+// It is safe for concurrent use; the Broker is its only writer.
 type Store struct {
 	db *bolt.DB
 }
@@ -41,12 +46,8 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("open access store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketGrants, bucketLocks, bucketRecordings, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := tx.CreateBucketIfNotExists(bucketGrants)
+		return err
 	})
 	if err != nil {
 		_ = db.Close()
@@ -59,6 +60,66 @@ func OpenStore(path string) (*Store, error) {
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close access store: %w", err)
+	}
+	return nil
+}
+
+type tamperRec struct {
+	Latched bool      `json:"latched"`
+	Since   time.Time `json:"since,omitzero"`
+}
+
+// Legacy returns the locks and the tamper latch an older version kept in
+// this store (none and false if there are none), for
+// authority.Authority.Import. The locks' targets are as they were written;
+// Import validates them. It fails if a record cannot be decoded.
+func (s *Store) Legacy() (locks []authority.Lock, tamper bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketLocks); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				var l authority.Lock // older versions wrote the same field names
+				if err := json.Unmarshal(v, &l); err != nil {
+					return fmt.Errorf("lock %s: %w", k, err)
+				}
+				locks = append(locks, l)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket(bucketMeta); b != nil {
+			if v := b.Get(keyTamper); v != nil {
+				var t tamperRec
+				if err := json.Unmarshal(v, &t); err != nil {
+					return fmt.Errorf("tamper: %w", err)
+				}
+				tamper = t.Latched
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("access store: read legacy locks: %w", err)
+	}
+	return locks, tamper, nil
+}
+
+// DropLegacy removes the locks and the tamper latch of an older version
+// (call it once the authority imported them). Doing it again is harmless.
+func (s *Store) DropLegacy() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketLocks) != nil {
+			if err := tx.DeleteBucket(bucketLocks); err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket(bucketMeta); b != nil {
+			return b.Delete(keyTamper)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("access store: drop legacy locks: %w", err)
 	}
 	return nil
 }
@@ -76,36 +137,25 @@ func (s *Store) put(bucket []byte, key string, v any) error {
 	return nil
 }
 
-func (s *Store) delete(bucket []byte, key string) error {
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).Delete([]byte(key))
-	}); err != nil {
-		return fmt.Errorf("delete %s %s: %w", bucket, key, err)
-	}
-	return nil
-}
-
-// each decodes every value of bucket with fn (which gets fresh bytes).
+// each decodes every value of bucket with fn (which gets fresh bytes). A
+// missing bucket has no values.
 func (s *Store) each(bucket []byte, fn func(k string, v []byte) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
 			return fn(string(k), append([]byte(nil), v...))
 		})
 	})
 }
 
-// recordingRec indexes one recording file.
-type recordingRec struct {
+// legacyRecording is an entry of an older version's recording index: the
+// broker reads it at start-up to report recordings that ended before the
+// recording store existed with their real end.
+type legacyRecording struct {
 	Session string    `json:"session"`
-	File    string    `json:"file"` // base name under the recording directory
-	Size    int64     `json:"size"`
-	Start   time.Time `json:"start"`
 	Ended   time.Time `json:"ended,omitzero"`
 	Hash    string    `json:"hash,omitempty"`
-	Acked   bool      `json:"acked"`
-}
-
-type tamperRec struct {
-	Latched bool      `json:"latched"`
-	Since   time.Time `json:"since,omitzero"`
 }
