@@ -20,7 +20,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/demo"
 )
 
-// Exit statuses, as for wardgate (DESIGN.md): 0 every step behaved, 1 a step
+// Exit statuses, as for wardgate (docs/architecture.md): 0 every step behaved, 1 a step
 // failed, 2 usage error.
 const (
 	exitOK      = 0

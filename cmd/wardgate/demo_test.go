@@ -62,7 +62,7 @@ func TestDemoRunsDemoBinary(t *testing.T) {
 
 // TestDemoEndToEnd runs `wardgate demo` as the README does, with
 // wardgate-demo built next to wardgate, and checks every scenario step it
-// reports, and that the scenario covered what DESIGN.md promises.
+// reports, and that the scenario covered what the README promises.
 func TestDemoEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole demo (about 40 s)")

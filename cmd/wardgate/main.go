@@ -13,7 +13,7 @@ import (
 	"strings"
 )
 
-// Exit statuses (DESIGN.md): 0 success, 1 runtime failure, 2 usage or
+// Exit statuses (docs/architecture.md): 0 success, 1 runtime failure, 2 usage or
 // configuration error.
 const (
 	exitOK      = 0

@@ -2,6 +2,8 @@ package access
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/authority"
@@ -169,4 +171,66 @@ type Event struct {
 	Duration  time.Duration `json:"duration,omitempty"`
 	Hash      string        `json:"hash,omitempty"` // EvSessionEnd: recording final hash (hex)
 	Recording string        `json:"recording,omitempty"`
+}
+
+// Severity is the telemetry severity of the event: refusals, locks and
+// revocations warn; the rest is information.
+func (e Event) Severity() string {
+	switch e.Kind {
+	case EvRefused, EvRevoke:
+		return "warning"
+	}
+	return "info"
+}
+
+// Attrs returns the event's telemetry attributes: empty fields are left
+// out, numbers stay decimal integers, times are RFC 3339 UTC, ports and
+// approval kinds are comma-separated, the actor is Actor.String.
+func (e Event) Attrs() map[string]string {
+	m := map[string]string{}
+	add := func(k, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	add("grant", e.Grant)
+	add("session", e.Session)
+	add("vendor", e.Vendor)
+	add("device", e.Device)
+	if e.Port != 0 {
+		m["port"] = strconv.Itoa(e.Port)
+	}
+	if len(e.Ports) > 0 {
+		ps := make([]string, len(e.Ports))
+		for i, p := range e.Ports {
+			ps[i] = strconv.Itoa(p)
+		}
+		m["ports"] = strings.Join(ps, ",")
+	}
+	if e.Actor != nil {
+		m["actor"] = e.Actor.String()
+	}
+	if e.Complete {
+		m["complete"] = "true"
+	}
+	add("waiting", strings.Join(e.Waiting, ","))
+	add("code", e.Code)
+	if e.Count > 0 {
+		m["count"] = strconv.Itoa(e.Count)
+	}
+	add("reason", e.Reason)
+	add("remote", e.Remote)
+	if !e.Until.IsZero() {
+		m["until"] = e.Until.UTC().Format(time.RFC3339)
+	}
+	if e.Kind == EvSessionEnd {
+		m["to_device"] = strconv.FormatInt(e.ToDevice, 10)
+		m["from_device"] = strconv.FormatInt(e.FromDev, 10)
+	}
+	if e.Duration > 0 {
+		m["duration"] = e.Duration.Round(time.Millisecond).String()
+	}
+	add("hash", e.Hash)
+	add("recording", e.Recording)
+	return m
 }

@@ -3,12 +3,15 @@ package agent
 import (
 	"errors"
 	"net/http"
+	"os/user"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/admin"
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 // adminRoutes is the admin API (docs/security-team.md documents the JSON).
@@ -53,11 +56,7 @@ func (a *Agent) adminRoutes() http.Handler {
 		admin.WriteJSON(w, http.StatusOK, a.grant(id))
 	})
 	mux.HandleFunc("GET /v1/locks", func(w http.ResponseWriter, r *http.Request) {
-		locks := a.access.Locks()
-		if locks == nil {
-			locks = []access.Lock{}
-		}
-		admin.WriteJSON(w, http.StatusOK, locks)
+		admin.WriteJSON(w, http.StatusOK, a.auth.Locks())
 	})
 	mux.HandleFunc("POST /v1/locks", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
@@ -78,20 +77,15 @@ func (a *Agent) adminRoutes() http.Handler {
 			}
 			until = a.clock.Now().Add(d)
 		}
-		if err := a.access.Lock(in.Identity, until, in.Reason, localActor(r)); err != nil {
+		l, err := a.lock(in.Identity, until, in.Reason, localActor(r))
+		if err != nil && !errors.Is(err, authority.ErrNotSaved) {
 			admin.WriteError(w, accessStatus(err), err.Error())
 			return
 		}
-		for _, l := range a.access.Locks() {
-			if l.Identity == in.Identity {
-				admin.WriteJSON(w, http.StatusOK, l)
-				return
-			}
-		}
-		admin.WriteJSON(w, http.StatusOK, access.Lock{Identity: in.Identity, Until: until, Reason: in.Reason})
+		admin.WriteJSON(w, http.StatusOK, l)
 	})
 	mux.HandleFunc("DELETE /v1/locks", func(w http.ResponseWriter, r *http.Request) {
-		if err := a.access.Unlock(r.URL.Query().Get("identity"), localActor(r)); err != nil {
+		if err := a.auth.RemoveLock(r.URL.Query().Get("identity"), localActor(r)); err != nil {
 			admin.WriteError(w, accessStatus(err), err.Error())
 			return
 		}
@@ -109,8 +103,32 @@ func (a *Agent) adminRoutes() http.Handler {
 }
 
 // localActor is the admin socket caller.
-func localActor(r *http.Request) access.Actor {
-	return access.Actor{Kind: access.KindLocal, Via: "admin", UID: admin.PeerUID(r)}
+func localActor(r *http.Request) authority.Actor {
+	uid := admin.PeerUID(r)
+	return authority.Actor{Kind: authority.KindLocal, Via: "admin", UID: uid, Name: userName(uid)}
+}
+
+// userName names uid from the user database ("" when unknown), so actions
+// are recorded as local:NAME(uid=N) rather than a bare number.
+func userName(uid int) string {
+	if uid < 0 {
+		return ""
+	}
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}
+
+// lock adds a lock through the authority; a lock in force but not saved
+// raises an alarm and is returned with the error.
+func (a *Agent) lock(target string, until time.Time, reason string, actor authority.Actor) (authority.Lock, error) {
+	l, err := a.auth.AddLock(target, until, reason, actor)
+	if errors.Is(err, authority.ErrNotSaved) {
+		a.raise("state_not_saved", "a lock is in force but could not be saved to the state directory (is the disk full?); it will be lost at restart: "+err.Error())
+	}
+	return l, err
 }
 
 func (a *Agent) grant(id string) access.Grant {
@@ -127,10 +145,10 @@ func (a *Agent) grant(id string) access.Grant {
 
 func accessStatus(err error) int {
 	switch {
-	case errors.Is(err, access.ErrNotFound):
+	case errors.Is(err, access.ErrNotFound), errors.Is(err, authority.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, access.ErrNotPending), errors.Is(err, access.ErrNotActive), errors.Is(err, access.ErrAlreadyApproved),
-		errors.Is(err, access.ErrTamperActive), errors.Is(err, access.ErrNoneOrMany), errors.Is(err, access.ErrNoSession):
+		errors.Is(err, authority.ErrTamperActive), errors.Is(err, access.ErrNoneOrMany), errors.Is(err, access.ErrNoSession):
 		return http.StatusConflict
 	case errors.Is(err, access.ErrPolicy):
 		return http.StatusForbidden

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,11 @@ import (
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/access/recording"
 	"github.com/wardgate/wardgate/gateway/admin"
+	"github.com/wardgate/wardgate/gateway/authority"
+	"github.com/wardgate/wardgate/gateway/clinical"
+	"github.com/wardgate/wardgate/gateway/front"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
@@ -61,7 +66,9 @@ type Agent struct {
 	ident    *certs.Manager
 	ca       certs.CA
 	verifier *certs.Verifier
+	auth     *authority.Authority
 	store    *access.Store
+	recs     *recording.Store
 	access   *access.Broker
 	tel      *telemetry.Publisher
 	hw       *hardware
@@ -117,6 +124,9 @@ func New(o Options) (*Agent, error) {
 	if err := a.setupHardware(); err != nil {
 		return nil, err
 	}
+	if err := a.setupAuthority(); err != nil {
+		return nil, err
+	}
 	if err := a.setupAccess(); err != nil {
 		return nil, err
 	}
@@ -134,10 +144,36 @@ func (a *Agent) cfg() *config.Config { return a.pol.Load().cfg }
 
 // lockedIdentity is the lock check every listener's peer policy asks.
 func (a *Agent) lockedIdentity(id certs.Identity) (bool, string) {
-	if a.access == nil {
+	if a.auth == nil {
 		return false, ""
 	}
-	return a.access.IsLocked(id.URI)
+	return a.auth.Locked(id.URI)
+}
+
+// setupAuthority opens the owner of locks and the tamper latch.
+func (a *Agent) setupAuthority() error {
+	cfg := a.cfg()
+	auth, err := authority.Open(authority.Options{
+		Path:        filepath.Join(cfg.Gateway.StateDir, "authority.db"),
+		TrustDomain: cfg.Gateway.TrustDomain,
+		Clock:       a.clock,
+		Logger:      a.o.Logger,
+		Events: func(e authority.Event) {
+			sev := telemetry.SeverityWarning
+			switch e.Kind {
+			case authority.EvTamper:
+				sev = telemetry.SeverityAlarm
+			case authority.EvLockRemove, authority.EvTamperClear:
+				sev = telemetry.SeverityInfo
+			}
+			a.events.emit(e.Time, e.Kind, sev, e.Attrs())
+		},
+	})
+	if err != nil {
+		return err
+	}
+	a.auth = auth
+	return nil
 }
 
 func (a *Agent) setupAccess() error {
@@ -147,31 +183,97 @@ func (a *Agent) setupAccess() error {
 		return err
 	}
 	a.store = st
+	// Locks and the tamper latch kept by earlier versions in access.db
+	// move to the authority once.
+	if locks, tamper, err := st.Legacy(); err != nil {
+		return err
+	} else if imported, err := a.auth.Import(locks, tamper); err != nil {
+		return err
+	} else if imported && (len(locks) > 0 || tamper) {
+		if err := st.DropLegacy(); err != nil {
+			a.log.Warn("old locks imported but not removed from access.db", "err", err)
+		}
+	}
+	rc := cfg.Gateway.Recordings
+	recs, err := recording.OpenStore(filepath.Join(cfg.Gateway.StateDir, "recordings"), recording.StoreOptions{
+		MaxBytes:     int64(rc.MaxBytes),
+		MaxFreeShare: rc.MaxFreeShare.Fraction(),
+		FsyncEvery:   rc.FsyncEvery.D(),
+		Delivered: func(seq uint64) (bool, error) {
+			if a.tel == nil {
+				return false, nil
+			}
+			return a.tel.Delivered(seq)
+		},
+		OnRemove: func(r recording.Removed) {
+			a.events.emit(a.clock.Now(), access.EvRecordingPrune, telemetry.SeverityInfo, map[string]string{
+				"session": r.Session, "recording": r.File, "bytes": strconv.FormatInt(r.Bytes, 10)})
+		},
+		Clock:  a.clock,
+		Logger: a.o.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	a.recs = recs
+	limits, err := a.vendorLimits(cfg)
+	if err != nil {
+		return err
+	}
 	b, err := access.New(access.Options{
 		Store:          st,
+		Authority:      a.auth,
+		Recordings:     recs,
 		Devices:        accessDevices(cfg),
 		GetCertificate: a.ident.GetCertificate,
 		ClientCAs:      a.verifier.ClientCAs,
 		Authorize: func(chain []*x509.Certificate) (access.VendorIdentity, string, error) {
 			return a.pol.Load().vendorIdentity(a.verifier, chain)
 		},
-		Dial: a.o.Dial,
-		Events: func(e access.Event) {
-			kind, sev, attrs := accessEvent(e)
-			a.events.emit(e.Time, kind, sev, attrs)
-		},
-		LED:          func(pending, live bool) { a.hw.setVendor(pending, live) },
-		OnLock:       func(identity string) { a.clin.cut(identity) },
-		Clock:        a.clock,
-		Logger:       a.o.Logger,
-		RecordingDir: filepath.Join(cfg.Gateway.StateDir, "recordings"),
-		RequestTTL:   requestTTL(cfg),
+		Dial:       a.o.Dial,
+		Events:     a.accessEvent,
+		LED:        func(pending, live bool) { a.hw.setVendor(pending, live) },
+		Clock:      a.clock,
+		Logger:     a.o.Logger,
+		RequestTTL: requestTTL(cfg),
+		ConnLimits: limits,
 	})
 	if err != nil {
 		return err
 	}
 	a.access = b
 	return nil
+}
+
+// vendorLimits are the configured vendor caps, shrunk to fit the
+// descriptors left after the clinical side's share (2 per clinical
+// session: client and device) so a vendor flood never starves it.
+func (a *Agent) vendorLimits(cfg *config.Config) (front.Limits, error) {
+	vl := cfg.Gateway.VendorLimits
+	want := front.Limits{MaxConns: vl.MaxConnections, MaxPending: vl.MaxPending, MaxPerSource: vl.MaxPerSource,
+		HandshakeTimeout: vl.HandshakeTimeout.D()}
+	clin := 0
+	for _, d := range cfg.Devices {
+		n := d.Clinical.MaxConnections
+		if n <= 0 {
+			n = clinical.DefaultMaxConns
+		}
+		p := d.Clinical.MaxPending
+		if p <= 0 {
+			p = 16 // handshakes seldom pile up on a clinical port; the rest is headroom
+		}
+		clin += 2*n + p
+	}
+	budget, err := front.ProcessBudget(clin)
+	if err != nil {
+		return want, err
+	}
+	fit, shrank := want.Fit(budget.VendorConns())
+	if shrank {
+		a.log.Warn("vendor connection caps lowered to fit the descriptor limit; raise LimitNOFILE to restore them",
+			"descriptor_limit", budget.Limit, "clinical_share", clin, "max_connections", fit.MaxConns, "max_pending", fit.MaxPending)
+	}
+	return fit, nil
 }
 
 // requestTTL is the shortest request timeout of the configured devices
@@ -205,21 +307,37 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 
+	// The vendor side never stops the agent: a listener that cannot be
+	// opened, or a broker that fails, is an alarm while the clinical path
+	// goes on.
 	vl, err := a.o.Listen("tcp", cfg.Gateway.VendorListen)
 	if err != nil {
-		return fmt.Errorf("vendor listener %s: %w (is another service using the port?)", cfg.Gateway.VendorListen, err)
+		a.raise("vendor_listener", fmt.Sprintf("the vendor listener %s cannot be opened: %v (is another service using the port?); vendor access is off, the clinical path is unaffected", cfg.Gateway.VendorListen, err))
+		vl = nil
 	}
 	adminSrv := &admin.Server{Path: cfg.Gateway.AdminSocket, Handler: a.adminRoutes(), Logger: a.o.Logger, Group: -1}
 	al, err := adminSrv.Listen()
 	if err != nil {
-		vl.Close()
+		if vl != nil {
+			vl.Close()
+		}
 		return err
 	}
 	a.events.setPublisher(a.tel.Event)
 
 	run("identity", a.ident.Run)
 	run("telemetry", a.tel.Run)
-	run("vendor", func(ctx context.Context) error { return a.access.Run(ctx, vl) })
+	if vl != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.access.Run(ctx, vl); err != nil && ctx.Err() == nil {
+				a.log.Error("vendor listener failed", "err", err)
+				a.raise("vendor_listener", "the vendor listener stopped: "+err.Error()+"; vendor access is off, the clinical path is unaffected")
+			}
+		}()
+	}
+	run("recordings", a.recs.Run)
 	run("admin", func(ctx context.Context) error { return adminSrv.Serve(ctx, al) })
 	// The clinical path outlives ctx by the drain below.
 	clinCtx, clinCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -255,6 +373,9 @@ func (a *Agent) Close() error {
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
+	}
+	if a.auth != nil {
+		errs = append(errs, a.auth.Close())
 	}
 	if a.tel != nil {
 		errs = append(errs, a.tel.Close())

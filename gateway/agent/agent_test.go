@@ -31,6 +31,7 @@ type env struct {
 	pre    map[string]net.Listener
 	addrs  map[string]string // name -> address
 	echo   net.Listener
+	svc    net.Listener // the device's vendor service port (echo too)
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -52,20 +53,26 @@ func newEnv(t *testing.T) *env {
 		t.Cleanup(func() { l.Close() })
 	}
 	e.pre[e.addrs["broker"]].Close() // nothing answers there: telemetry queues
-	// The device: an echo server on the "isolated segment".
-	if e.echo, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := e.echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
+	// The device: an echo server on the "isolated segment" for the
+	// clinical port, and another for its vendor service port.
+	echo := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	t.Cleanup(func() { e.echo.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); io.Copy(c, c) }()
+			}
+		}()
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	e.echo, e.svc = echo(), echo()
 	return e
 }
 
@@ -84,13 +91,13 @@ devices:
     owner: ce/icu
     link: {tcp: %[4]q}
     clinical: {listen: %[5]q, allow: [%[6]q]}
-    vendor: {org: acme-medical, ports: [%[7]s], approval: [local, central]}
+    vendor: {org: acme-medical, host: 127.0.0.1, ports: [%[7]s], approval: [local, central]}
   - id: pump-08
     owner: ce/icu
     link: {tcp: %[4]q}
     clinical: {listen: %[8]q, allow: ["spiffe://hospital.example/svc/pump-server"]}
 `, e.dir, e.addrs["vendor"], e.addrs["broker"], e.echo.Addr().String(), e.addrs["pump"], pumpAllow,
-		strings.Split(e.echo.Addr().String(), ":")[1], e.addrs["pump2"])
+		strings.Split(e.svc.Addr().String(), ":")[1], e.addrs["pump2"])
 	cfg, err := config.Parse("test.yaml", []byte(text), time.Now())
 	if err != nil {
 		e.t.Fatal(err)
@@ -229,7 +236,7 @@ func TestLockCutsClinicalWithinASecond(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := e.a.access.Lock(pumpServer, time.Time{}, "test", access.Actor{Kind: access.KindLocal, Via: "admin"}); err != nil {
+	if _, err := e.a.auth.AddLock("spiffe://hospital.example/svc/*", time.Time{}, "test", access.Actor{Kind: access.KindLocal, Via: "admin"}); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -282,7 +289,7 @@ func TestCentralCommands(t *testing.T) {
 	vendor := e.cert("spiffe://hospital.example/vendor/acme-medical/jane", time.Hour)
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca.Root())
-	port := strings.Split(e.echo.Addr().String(), ":")[1]
+	port := strings.Split(e.svc.Addr().String(), ":")[1]
 	cl := &access.Client{Gateway: e.addrs["vendor"], Target: "pump-07:" + port,
 		TLS: &tls.Config{Certificates: []tls.Certificate{vendor}, RootCAs: roots, ServerName: "gw-t"}}
 	_, err := cl.DialTunnel(context.Background())

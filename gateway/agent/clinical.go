@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/wardgate/wardgate/certs"
@@ -41,6 +40,7 @@ func (a *Agent) clinicalOptions() clinical.Options {
 			}
 			return id.URI, "", nil
 		},
+		Locks:  a.auth,
 		Listen: a.o.Listen,
 		Dial:   a.o.Dial,
 		Events: a.clinicalEvent,
@@ -60,32 +60,7 @@ func (a *Agent) setupClinical() error {
 
 // clinicalEvent forwards a clinical event (never payload) to the sink.
 func (a *Agent) clinicalEvent(e clinical.Event) {
-	attrs := map[string]string{"device": e.Device}
-	add := func(k, v string) {
-		if v != "" {
-			attrs[k] = v
-		}
-	}
-	add("identity", e.Identity)
-	add("claimed", e.Claimed)
-	add("remote", e.Remote)
-	add("reason", e.Reason)
-	add("detail", e.Detail)
-	if e.Suppressed > 0 {
-		attrs["suppressed"] = fmt.Sprint(e.Suppressed)
-	}
-	if e.Kind == clinical.EvSessionEnd {
-		attrs["to_device"], attrs["from_device"] = fmt.Sprint(e.ToDevice), fmt.Sprint(e.FromDevice)
-		attrs["duration"] = e.Duration.Round(time.Millisecond).String()
-	}
-	sev := telemetry.SeverityInfo
-	switch e.Kind {
-	case clinical.EvRefused, clinical.EvHandshakeFailed, clinical.EvLimit, clinical.EvBusy, clinical.EvListenerError:
-		sev = telemetry.SeverityWarning
-	case clinical.EvLinkDown:
-		sev = telemetry.SeverityAlarm
-	}
-	a.events.emit(e.Time, e.Kind, sev, attrs)
+	a.events.emit(e.Time, e.Kind, e.Severity(), e.Attrs())
 }
 
 // clinicalDevices maps the configuration to the relay's devices.
@@ -97,7 +72,7 @@ func clinicalDevices(cfg *config.Config) []clinical.DeviceOptions {
 			Allow: d.Clinical.Allow, MaxCertLifetime: d.Clinical.MaxCertLifetime.D(),
 			MaxConns: d.Clinical.MaxConnections, MaxPerSource: d.Clinical.MaxPerSource,
 			HandshakeTimeout: d.Clinical.HandshakeTimeout.D(), IdleTimeout: d.Clinical.IdleTimeout.D(),
-			MaxLifetime: d.Clinical.MaxLifetime.D(),
+			MaxLifetime: d.Clinical.MaxLifetime.D(), MaxPending: d.Clinical.MaxPending,
 		}
 		if s := d.Link.Serial; s != nil {
 			cd.Serial = &clinical.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, Flow: s.Flow}
@@ -126,13 +101,6 @@ func (c *clinicalPath) close() {
 }
 
 func (c *clinicalPath) update(cfg *config.Config) error { return c.srv.Update(clinicalDevices(cfg)) }
-
-func (c *clinicalPath) cut(identity string) {
-	if c == nil {
-		return
-	}
-	c.srv.CutIdentity(identity)
-}
 
 func (c *clinicalPath) status() []DeviceStatus { return c.srv.Snapshot() }
 

@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,8 +19,10 @@ type eventSink struct {
 	log     *slog.Logger
 	publish func(telemetry.Event) (uint64, error) // nil until telemetry runs
 
-	mu     sync.Mutex
-	recent []recentEvent
+	mu        sync.Mutex
+	recent    []recentEvent
+	early     []earlyEvent // emitted before the publisher was set
+	earlyLost int
 }
 
 type recentEvent struct {
@@ -35,10 +34,57 @@ type recentEvent struct {
 
 const recentEvents = 50
 
+// maxAttr caps every attribute value: events may quote what a peer sent
+// (a claimed identity, a reason header) and must stay small.
+const maxAttr = 256
+
+// capAttrs makes every value printable and at most maxAttr bytes.
+func capAttrs(attrs map[string]string) {
+	for k, v := range attrs {
+		clean := true
+		for i := 0; i < len(v); i++ {
+			if v[i] < 0x20 || v[i] >= 0x7f {
+				clean = false
+				break
+			}
+		}
+		if clean && len(v) <= maxAttr {
+			continue
+		}
+		b := []byte(v)
+		for i, c := range b {
+			if c < 0x20 || c >= 0x7f {
+				b[i] = '?'
+			}
+		}
+		if len(b) > maxAttr {
+			b = append(b[:maxAttr-3], "..."...)
+		}
+		attrs[k] = string(b)
+	}
+}
+
+// emit logs, keeps and publishes one event.
 func (s *eventSink) emit(now time.Time, kind, severity string, attrs map[string]string) {
+	s.emitThen(now, kind, severity, attrs, nil)
+}
+
+// maxEarly bounds the events kept while telemetry is not yet running.
+const maxEarly = 1000
+
+type earlyEvent struct {
+	ev     telemetry.Event
+	queued func(seq uint64)
+}
+
+// emitThen is emit that calls queued with the telemetry seq once the event
+// is in the outbox (at once, or when telemetry starts for events emitted
+// while the agent was being set up).
+func (s *eventSink) emitThen(now time.Time, kind, severity string, attrs map[string]string, queued func(seq uint64)) {
 	if severity == "" {
 		severity = telemetry.SeverityInfo
 	}
+	capAttrs(attrs)
 	args := make([]any, 0, 2*len(attrs)+2)
 	args = append(args, "event", kind)
 	keys := make([]string, 0, len(attrs))
@@ -63,18 +109,45 @@ func (s *eventSink) emit(now time.Time, kind, severity string, attrs map[string]
 		s.recent = s.recent[len(s.recent)-recentEvents:]
 	}
 	pub := s.publish
-	s.mu.Unlock()
-	if pub != nil {
-		if _, err := pub(telemetry.Event{Kind: kind, Severity: severity, Attrs: attrs}); err != nil {
-			s.log.Error("event not queued for telemetry", "event", kind, "err", err)
+	ev := telemetry.Event{Kind: kind, Severity: severity, Attrs: attrs}
+	if pub == nil {
+		if len(s.early) < maxEarly {
+			s.early = append(s.early, earlyEvent{ev, queued})
+		} else {
+			s.earlyLost++
 		}
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.publishOne(pub, earlyEvent{ev, queued})
+}
+
+func (s *eventSink) publishOne(pub func(telemetry.Event) (uint64, error), e earlyEvent) {
+	seq, err := pub(e.ev)
+	if err != nil {
+		s.log.Error("event not queued for telemetry", "event", e.ev.Kind, "err", err)
+		return
+	}
+	if e.queued != nil {
+		e.queued(seq)
 	}
 }
 
+// setPublisher starts publishing: events emitted before go out first, in
+// order.
 func (s *eventSink) setPublisher(p func(telemetry.Event) (uint64, error)) {
 	s.mu.Lock()
+	early, lost := s.early, s.earlyLost
+	s.early, s.earlyLost = nil, 0
 	s.publish = p
 	s.mu.Unlock()
+	for _, e := range early {
+		s.publishOne(p, e)
+	}
+	if lost > 0 {
+		s.log.Error("events emitted during start-up were not queued for telemetry", "lost", lost)
+	}
 }
 
 func (s *eventSink) snapshot() []recentEvent {
@@ -83,56 +156,17 @@ func (s *eventSink) snapshot() []recentEvent {
 	return append([]recentEvent(nil), s.recent...)
 }
 
-// accessEvent flattens a vendor-access event into telemetry attributes.
-func accessEvent(e access.Event) (kind, severity string, attrs map[string]string) {
-	attrs = map[string]string{}
-	b, _ := json.Marshal(e)
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	for k, v := range m {
-		if k == "kind" || k == "time" {
-			continue
-		}
-		switch x := v.(type) {
-		case string:
-			attrs[k] = x
-		case map[string]any:
-			if k == "actor" {
-				attrs[k] = actorString(e.Actor)
-				continue
+// accessEvent forwards a vendor-access event; a session end also tells
+// the recording store which telemetry seq carries it, so the recording is
+// pruned only after central has it.
+func (a *Agent) accessEvent(e access.Event) {
+	var queued func(uint64)
+	if e.Kind == access.EvSessionEnd && e.Session != "" {
+		queued = func(seq uint64) {
+			if err := a.recs.Ended(e.Session, seq); err != nil {
+				a.log.Warn("recording end not recorded", "session", e.Session, "err", err)
 			}
-			vb, _ := json.Marshal(x)
-			attrs[k] = string(vb)
-		case []any:
-			parts := make([]string, len(x))
-			for i, p := range x {
-				parts[i] = fmt.Sprint(p)
-			}
-			attrs[k] = strings.Join(parts, ",")
-		default:
-			attrs[k] = fmt.Sprint(x)
 		}
 	}
-	if e.Kind == access.EvLockAdd || e.Kind == access.EvLockRemove {
-		attrs["identity"] = attrs["vendor"] // a lock names any identity, not only vendors
-		delete(attrs, "vendor")
-	}
-	if e.Duration > 0 {
-		attrs["duration"] = e.Duration.Round(time.Millisecond).String()
-	}
-	severity = telemetry.SeverityInfo
-	switch e.Kind {
-	case access.EvRefused, access.EvLockAdd, access.EvRevoke:
-		severity = telemetry.SeverityWarning
-	case access.EvTamper:
-		severity = telemetry.SeverityAlarm
-	}
-	return e.Kind, severity, attrs
-}
-
-func actorString(a *access.Actor) string {
-	if a == nil {
-		return ""
-	}
-	return a.String()
+	a.events.emitThen(e.Time, e.Kind, e.Severity(), e.Attrs(), queued)
 }

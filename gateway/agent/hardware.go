@@ -11,6 +11,7 @@ import (
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/admin"
+	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 	"github.com/wardgate/wardgate/hal"
 )
@@ -104,7 +105,9 @@ func (h *hardware) run(ctx context.Context) error {
 		case p := <-h.board.Approve.Presses():
 			h.press(p)
 		case t := <-h.board.Tamper.Changes():
-			a.access.SetTamper(t.Open)
+			if err := a.auth.SetTamper(t.Open); err != nil {
+				a.raise("state_not_saved", "the tamper latch could not be saved to the state directory (is the disk full?): "+err.Error())
+			}
 			if t.Open {
 				a.raise("tamper", "the enclosure was opened: vendor access is disabled until `wardgate tamper clear` or a signed clear-tamper command")
 			}
@@ -179,9 +182,9 @@ func (a *Agent) indicate() {
 // clearTamper re-enables vendor access after the enclosure was checked.
 func (a *Agent) clearTamper(actor access.Actor) error {
 	if a.hw.board.Tamper.Open() {
-		return fmt.Errorf("the enclosure loop is still open; close the enclosure first: %w", access.ErrTamperActive)
+		return fmt.Errorf("the enclosure loop is still open; close the enclosure first: %w", authority.ErrTamperActive)
 	}
-	if err := a.access.ClearTamper(actor); err != nil {
+	if err := a.auth.ClearTamper(actor); err != nil {
 		return err
 	}
 	a.clear("tamper")

@@ -62,8 +62,13 @@ func accessDevices(cfg *config.Config) []access.Device {
 		if d.Vendor == nil {
 			continue
 		}
-		_, port, _ := net.SplitHostPort(d.Clinical.Listen)
-		cp, _ := strconv.Atoi(port)
+		// The device's own clinical service port (link.tcp), never
+		// reachable by vendors whatever vendor.ports says.
+		cp := 0
+		if d.Link.TCP != "" {
+			_, port, _ := net.SplitHostPort(d.Link.TCP)
+			cp, _ = strconv.Atoi(port)
+		}
 		out = append(out, access.Device{
 			ID: d.ID, Org: d.Vendor.Org, Ports: d.Vendor.Ports, Approval: d.Vendor.Approval,
 			MaxSession: d.Vendor.MaxSession.D(), Host: d.Vendor.Host, ClinicalPort: cp,

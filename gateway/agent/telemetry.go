@@ -42,6 +42,7 @@ func (a *Agent) setupTelemetry() error {
 		Inventory:       func() telemetry.Inventory { return inventory(a.cfg()) },
 		OutboxPath:      filepath.Join(cfg.Gateway.StateDir, "telemetry.db"),
 		OutboxMax:       int64(cfg.MQTT.OutboxMax),
+		OutboxReserve:   int64(cfg.MQTT.OutboxReserve),
 		OnAlarm: func(al telemetry.Alarm) {
 			a.raise("telemetry."+al.Kind, al.Message)
 		},
@@ -111,12 +112,12 @@ func (a *Agent) command(_ context.Context, c command.Command) (string, error) {
 			}
 			until = a.clock.Now().Add(dur)
 		}
-		if err := a.access.Lock(arg(0), until, arg(2), actor); err != nil {
+		if _, err := a.lock(arg(0), until, arg(2), actor); err != nil {
 			return "", err
 		}
 		return "locked", nil
 	case command.Unlock:
-		return "unlocked", a.access.Unlock(arg(0), actor)
+		return "unlocked", a.auth.RemoveLock(arg(0), actor)
 	case command.ClearTamper:
 		return "tamper cleared", a.clearTamper(actor)
 	}

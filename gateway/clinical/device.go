@@ -414,7 +414,10 @@ func (d *device) handshakeFailed(c *conn, err error) {
 		reason = ReasonClientGone
 	}
 	d.st.inc(d.st.hsFail, reason)
-	d.s.emit(Event{Kind: EvHandshakeFailed, Device: d.o.ID, Remote: c.remote, Reason: reason, Detail: err.Error()}, d.st)
+	// The TLS error text can quote what the client sent (offered versions,
+	// protocols): events carry a fixed description, the log a capped cause.
+	d.s.o.Logger.Debug("clinical handshake failed", "device", d.o.ID, "remote", c.remote, "reason", reason, "err", capText(err.Error()))
+	d.s.emit(Event{Kind: EvHandshakeFailed, Device: d.o.ID, Remote: c.remote, Reason: reason, Detail: handshakeDetail[reason]}, d.st)
 }
 
 func (d *device) sessionStart(c *conn) {
@@ -530,4 +533,19 @@ func (d *device) relaySerial(c *conn) {
 	l.detach(c)
 	c.closeClient()
 	d.sessionEnd(c, c.cutReason())
+}
+
+// handshakeDetail describes each handshake failure reason for events.
+var handshakeDetail = map[string]string{
+	ReasonProtocol:         "TLS handshake failed: the client does not speak TLS 1.2+ with the gateway's suites, or sent a malformed handshake",
+	ReasonHandshakeTimeout: "the client did not complete the TLS handshake in time",
+	ReasonClientGone:       "the client closed the connection during the handshake",
+}
+
+// capText bounds a string taken from an error for logs.
+func capText(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
 }

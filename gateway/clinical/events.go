@@ -2,6 +2,7 @@ package clinical
 
 import (
 	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,43 @@ type Event struct {
 	// Session end: bytes relayed each way and the session's duration.
 	ToDevice, FromDevice int64
 	Duration             time.Duration
+}
+
+// Severity is the telemetry severity of the event: refusals, failed
+// handshakes and limits warn, a device link going down is an alarm.
+func (e Event) Severity() string {
+	switch e.Kind {
+	case EvRefused, EvHandshakeFailed, EvLimit, EvBusy, EvListenerError:
+		return "warning"
+	case EvLinkDown:
+		return "alarm"
+	}
+	return "info"
+}
+
+// Attrs returns the event's telemetry attributes: empty fields are left
+// out, numbers stay decimal integers, durations are Go durations.
+func (e Event) Attrs() map[string]string {
+	attrs := map[string]string{"device": e.Device}
+	add := func(k, v string) {
+		if v != "" {
+			attrs[k] = v
+		}
+	}
+	add("identity", e.Identity)
+	add("claimed", e.Claimed)
+	add("remote", e.Remote)
+	add("reason", e.Reason)
+	add("detail", e.Detail)
+	if e.Suppressed > 0 {
+		attrs["suppressed"] = strconv.Itoa(e.Suppressed)
+	}
+	if e.Kind == EvSessionEnd {
+		attrs["to_device"] = strconv.FormatInt(e.ToDevice, 10)
+		attrs["from_device"] = strconv.FormatInt(e.FromDevice, 10)
+		attrs["duration"] = e.Duration.Round(time.Millisecond).String()
+	}
+	return attrs
 }
 
 // Counters are per device, monotonic across reloads of the same device id.

@@ -75,6 +75,9 @@ type Options struct {
 	// OutboxMax caps the outbox in bytes (mqtt.outbox_max); 0: no cap.
 	// A quarter of it is kept for security events (outbox.Options.Reserve).
 	OutboxMax int64
+	// OutboxReserve is the part of OutboxMax only security events may use
+	// (mqtt.outbox_reserve); 0: a quarter of OutboxMax.
+	OutboxReserve int64
 	// OnAlarm is called on alarms; keep it short.
 	OnAlarm func(Alarm)
 	// Commands executes approve/deny/revoke/lock/unlock/end-session.
@@ -175,7 +178,7 @@ func New(opts Options) (*Publisher, error) {
 	p := &Publisher{opts: opts, clock: opts.Clock, log: opts.Logger.With("component", "telemetry"),
 		cmds: make(chan []byte, 16)}
 	ob, err := outbox.Open(opts.OutboxPath, outbox.Options{
-		MaxBytes: opts.OutboxMax, Clock: opts.Clock, Logger: opts.Logger, NoSync: opts.NoSync,
+		MaxBytes: opts.OutboxMax, Reserve: opts.OutboxReserve, Clock: opts.Clock, Logger: opts.Logger, NoSync: opts.NoSync,
 		OnAlarm: func(kind, msg string) { p.alarm(kind, msg) },
 	})
 	if err != nil {
