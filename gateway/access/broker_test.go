@@ -315,7 +315,7 @@ func TestPrefixLockCutsSessionAndRevokes(t *testing.T) {
 		t.Fatalf("session end %+v", end)
 	}
 	e.led.wait(t, LEDState{})
-	if n := e.ev.count(EvLockAdd); n != 0 {
+	if n := e.ev.count(authority.EvLockAdd); n != 0 {
 		t.Fatalf("the broker emitted %d lock events: they are the authority's", n)
 	}
 	s := e.b.Snapshot()
@@ -354,7 +354,7 @@ func TestTamperCutsAndLatches(t *testing.T) {
 			t.Fatalf("%+v", end)
 		}
 	}
-	if n := e.ev.count(EvTamper); n != 0 {
+	if n := e.ev.count(authority.EvTamper); n != 0 {
 		t.Fatalf("the broker emitted %d tamper events: they are the authority's", n)
 	}
 	if !e.b.Snapshot().Tamper {

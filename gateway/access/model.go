@@ -136,18 +136,6 @@ const (
 	EvRecordingPrune = "vendor.recording_removed" // not emitted by the broker: the recording store's owner reports removals under this kind
 )
 
-// Lock and tamper events are the authority's; the broker emits none. These
-// names stay so that callers keep compiling.
-//
-// Deprecated: use authority.EvLockAdd, authority.EvLockRemove,
-// authority.EvTamper and authority.EvTamperClear.
-const (
-	EvLockAdd     = authority.EvLockAdd
-	EvLockRemove  = authority.EvLockRemove
-	EvTamper      = authority.EvTamper
-	EvTamperClear = authority.EvTamperClear
-)
-
 // Event is an audit event. Empty fields are omitted in JSON.
 type Event struct {
 	Time      time.Time     `json:"time"`

@@ -32,6 +32,7 @@ type env struct {
 	addrs  map[string]string // name -> address
 	echo   net.Listener
 	svc    net.Listener // the device's vendor service port (echo too)
+	logger *slog.Logger // nil: discard
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -109,7 +110,11 @@ func (e *env) start(cfg *config.Config) {
 	e.t.Helper()
 	ready := make(chan struct{})
 	var once sync.Once
-	a, err := New(Options{Config: cfg, DevCA: e.ca, Logger: slog.New(slog.DiscardHandler),
+	logger := e.logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := New(Options{Config: cfg, DevCA: e.ca, Logger: logger,
 		Listen: func(network, addr string) (net.Listener, error) {
 			if l, ok := e.pre[addr]; ok {
 				delete(e.pre, addr)

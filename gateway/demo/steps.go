@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/access/recording"
 )
 
@@ -192,7 +193,7 @@ func (d *demo) lock(ctx context.Context) error {
 		c2.Close()
 	}
 	d.n.check("lock-refuses", refused, "a new connection of the locked identity is refused")
-	_, ok := d.waitTelemetry(ctx, 10*time.Second, eventIs(access.EvLockAdd, map[string]string{}))
+	_, ok := d.waitTelemetry(ctx, 10*time.Second, eventIs(authority.EvLockAdd, map[string]string{}))
 	d.n.check("lock-event", ok, "central receives the lock as a signed event with the actor's uid")
 	err = d.adminc.Do(ctx, "DELETE", "/v1/locks?identity="+id, nil, nil)
 	c3, err2 := d.dialClinical(d.pumpAt, d.pki.pumpSrv)
