@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/access"
-	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/access/recording"
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 func (d *demo) uri(path string) string { return "spiffe://" + trustDomain + "/" + path }
