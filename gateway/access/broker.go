@@ -82,7 +82,8 @@ type Options struct {
 }
 
 // DefaultConnLimits apply to zero fields of Options.ConnLimits.
-var DefaultConnLimits = front.Limits{MaxConns: 128, MaxPending: 32, MaxPerSource: 8, HandshakeTimeout: 10 * time.Second}
+var DefaultConnLimits = front.Limits{MaxConns: 128, MaxPending: 32, MaxPerSource: 8, HandshakeTimeout: 10 * time.Second,
+	HandshakeRate: 50}
 
 // DefaultEventWindow applies when Options.EventWindow is zero.
 const DefaultEventWindow = 10 * time.Second

@@ -63,6 +63,7 @@ const (
 	CodePendingLimit = "pending-limit" // MaxPending handshakes already in progress
 	CodeSourceLimit  = "source-limit"  // MaxPerSource connections from this address
 	CodeConnLimit    = "conn-limit"    // MaxConns sessions established
+	CodeRateLimit    = "rate-limit"    // more than HandshakeRate new connections per second
 )
 
 // Reasons of CodeHandshake refusals. They are fixed: the TLS error text is

@@ -157,6 +157,8 @@ func (b *Broker) frontRefused(source, reason string) {
 		code, why = CodeSourceLimit, fmt.Sprintf("%d vendor connections already open from this address", lim.MaxPerSource)
 	case front.ReasonConnLimit:
 		code, why = CodeConnLimit, fmt.Sprintf("gateway busy: %d vendor sessions already established", lim.MaxConns)
+	case front.ReasonRateLimit:
+		code, why = CodeRateLimit, fmt.Sprintf("more than %d new vendor connections per second", lim.HandshakeRate)
 	default:
 		return
 	}

@@ -24,7 +24,7 @@ import (
 
 // env is a running agent on loopback with a development CA.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	ca     *certs.DevCA
 	a      *Agent
@@ -37,7 +37,7 @@ type env struct {
 	done   chan error
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ca, err := certs.NewDevCA(certs.DevCAOptions{Name: "agent test"})
 	if err != nil {

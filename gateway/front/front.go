@@ -19,6 +19,7 @@ const (
 	ReasonPendingLimit = "pending_limit" // MaxPending handshakes already in progress
 	ReasonSourceLimit  = "source_limit"  // MaxPerSource connections from this address
 	ReasonConnLimit    = "conn_limit"    // MaxConns sessions established (Conn.Establish)
+	ReasonRateLimit    = "rate_limit"    // more than HandshakeRate new connections per second
 	ReasonShutdown     = "shutdown"      // the front stopped accepting
 )
 
@@ -32,6 +33,12 @@ type Limits struct {
 	MaxPending       int           // handshakes in progress
 	MaxPerSource     int           // connections (handshaking or established) per source address
 	HandshakeTimeout time.Duration // TLS handshake and, for the vendor side, the request head
+	// HandshakeRate caps new connections per second (with a burst of the
+	// same size), so a flood of handshakes cannot take the CPU the other
+	// listeners need: each handshake costs a key exchange and a signature.
+	// Connections over the rate are closed before any TLS work. 0 means
+	// unlimited (no default).
+	HandshakeRate int
 }
 
 // WithDefaults fills zero fields of l from def.
@@ -47,6 +54,9 @@ func (l Limits) WithDefaults(def Limits) Limits {
 	}
 	if l.HandshakeTimeout <= 0 {
 		l.HandshakeTimeout = def.HandshakeTimeout
+	}
+	if l.HandshakeRate == 0 {
+		l.HandshakeRate = def.HandshakeRate
 	}
 	return l
 }
@@ -87,6 +97,8 @@ type Front struct {
 	pending   int
 	live      int
 	perSource map[string]int
+	tokens    float64   // handshake rate bucket
+	refill    time.Time // last refill of tokens
 	closed    bool
 	handlers  sync.WaitGroup
 	closeOnce sync.Once
@@ -242,6 +254,8 @@ func (f *Front) Serve(ctx context.Context, handle func(*Conn)) error {
 			reason = ReasonPendingLimit
 		case lim.MaxPerSource >= 0 && f.perSource[src] >= lim.MaxPerSource:
 			reason = ReasonSourceLimit
+		case !f.takeTokenLocked(lim.HandshakeRate):
+			reason = ReasonRateLimit
 		default:
 			f.pending++
 			f.perSource[src]++
@@ -266,6 +280,25 @@ func (f *Front) Serve(ctx context.Context, handle func(*Conn)) error {
 			handle(c)
 		}()
 	}
+}
+
+// takeTokenLocked spends one handshake token; false when the rate is
+// exhausted. rate <= 0 is unlimited.
+func (f *Front) takeTokenLocked(rate int) bool {
+	if rate <= 0 {
+		return true
+	}
+	now := f.o.Clock.Now()
+	if f.refill.IsZero() {
+		f.tokens, f.refill = float64(rate), now
+	}
+	f.tokens = min(float64(rate), f.tokens+now.Sub(f.refill).Seconds()*float64(rate))
+	f.refill = now
+	if f.tokens < 1 {
+		return false
+	}
+	f.tokens--
+	return true
 }
 
 func hostOf(a net.Addr) string {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 func TestFolder(t *testing.T) {
@@ -207,5 +209,34 @@ func TestBudget(t *testing.T) {
 	}
 	if _, err := ProcessBudget(0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestHandshakeRate(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	f := New(nil, Options{Clock: clock})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	got := 0
+	for range 10 {
+		if f.takeTokenLocked(4) {
+			got++
+		}
+	}
+	if got != 4 {
+		t.Fatalf("burst admitted %d, want 4", got)
+	}
+	clock.Advance(500 * time.Millisecond)
+	got = 0
+	for range 10 {
+		if f.takeTokenLocked(4) {
+			got++
+		}
+	}
+	if got != 2 {
+		t.Fatalf("after 0.5s admitted %d, want 2", got)
+	}
+	if !f.takeTokenLocked(0) {
+		t.Fatal("rate 0 must be unlimited")
 	}
 }
