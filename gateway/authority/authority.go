@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -207,17 +208,10 @@ func (a *Authority) load() error {
 // legacyTarget keeps the matching of locks written before validation: a
 // trailing "*" is a prefix, anything else exact.
 func legacyTarget(s string) Target {
-	if p, ok := cutStar(s); ok {
+	if p, ok := strings.CutSuffix(s, "*"); ok {
 		return Target{src: s, prefix: p}
 	}
 	return Target{src: s}
-}
-
-func cutStar(s string) (string, bool) {
-	if len(s) > 0 && s[len(s)-1] == '*' {
-		return s[:len(s)-1], true
-	}
-	return "", false
 }
 
 // Import adds locks and the tamper latch kept by an older version in
@@ -372,7 +366,7 @@ func (a *Authority) RemoveLock(target string, actor Actor) error {
 	if !actor.Valid() {
 		return ErrBadActor
 	}
-	target = trim(target)
+	target = strings.TrimSpace(target)
 	a.mu.Lock()
 	if _, ok := a.locks[target]; !ok {
 		a.mu.Unlock()
@@ -391,16 +385,6 @@ func (a *Authority) RemoveLock(target string, actor Actor) error {
 	a.mu.Unlock()
 	a.emit(Event{Time: now, Kind: EvLockRemove, Target: target, Actor: actor})
 	return nil
-}
-
-func trim(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // scheduleLocked arms the expiry of l.
