@@ -8,11 +8,51 @@ import (
 	"testing"
 )
 
-// TestImportsPointOneWay fails when certs, hal or config (or anything below
-// them) import a gateway package.
+// TestImportsPointOneWay fails when a layer imports one above it:
+// cmd -> {gateway, central} -> wire -> {certs, hal, config}. Tests are
+// included, so a test helper cannot sneak an upward import in either.
 func TestImportsPointOneWay(t *testing.T) {
 	const mod = "github.com/wardgate/wardgate/"
-	cmd := exec.Command("go", "list", "-deps", "-test", "-json=ImportPath,Deps", "../certs/...", "../hal/...", "../config/...")
+	rules := []struct {
+		pkgs      string   // go list pattern, relative to this directory
+		forbidden []string // import path prefixes under mod
+	}{
+		{"../certs/...", []string{"gateway", "central", "wire", "cmd"}},
+		{"../hal/...", []string{"gateway", "central", "wire", "cmd"}},
+		{"../config/...", []string{"gateway", "central", "wire", "cmd"}},
+		{"../wire/...", []string{"gateway", "central", "cmd"}},
+		{"./...", []string{"central", "cmd"}},
+		{"../central/...", []string{"gateway", "cmd"}},
+	}
+	for _, r := range rules {
+		checked := 0
+		for _, p := range listDeps(t, r.pkgs) {
+			if !strings.HasPrefix(p.ImportPath, mod) {
+				continue
+			}
+			checked++
+			for _, d := range append(p.Deps, p.ImportPath) {
+				for _, f := range r.forbidden {
+					if d == mod+f || strings.HasPrefix(d, mod+f+"/") {
+						t.Errorf("%s depends on %s: %s must not import %s", p.ImportPath, d, r.pkgs, f)
+					}
+				}
+			}
+		}
+		if checked == 0 && r.pkgs != "../central/..." {
+			t.Errorf("%s: no packages checked; is the layout right?", r.pkgs)
+		}
+	}
+}
+
+type listed struct {
+	ImportPath string
+	Deps       []string
+}
+
+func listDeps(t *testing.T, pattern string) []listed {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-e", "-deps", "-test", "-json=ImportPath,Deps", pattern)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -20,32 +60,19 @@ func TestImportsPointOneWay(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var all []listed
 	dec := json.NewDecoder(out)
-	checked := 0
 	for {
-		var p struct {
-			ImportPath string
-			Deps       []string
-		}
+		var p listed
 		if err := dec.Decode(&p); err == io.EOF {
 			break
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(p.ImportPath, mod) {
-			continue
-		}
-		checked++
-		for _, d := range append(p.Deps, p.ImportPath) {
-			if strings.HasPrefix(d, mod+"gateway") || strings.HasPrefix(d, mod+"cmd") {
-				t.Errorf("%s depends on %s: certs, hal and config must not import gateway or cmd", p.ImportPath, d)
-			}
-		}
+		all = append(all, p)
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("go list: %v", err)
+		t.Fatalf("go list %s: %v", pattern, err)
 	}
-	if checked < 3 {
-		t.Fatalf("checked only %d packages; is the layout right?", checked)
-	}
+	return all
 }

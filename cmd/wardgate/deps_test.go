@@ -38,7 +38,7 @@ func TestProductionBinaryCarriesNoDemo(t *testing.T) {
 			}
 		}
 		// Our test harnesses (certstest, stepcatest, haltest, brokertest,
-		// testpki...) are test-only.
+		// certstest...) are test-only.
 		if rest, ok := strings.CutPrefix(pkg, mod); ok {
 			for _, elem := range strings.Split(rest, "/") {
 				if strings.HasSuffix(elem, "test") || strings.HasPrefix(elem, "test") {

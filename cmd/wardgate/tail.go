@@ -9,7 +9,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/telemetry"
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 func init() {

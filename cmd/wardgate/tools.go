@@ -15,7 +15,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/access/recording"
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
+	"github.com/wardgate/wardgate/wire/command"
 )
 
 func init() {

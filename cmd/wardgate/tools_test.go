@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/gateway/access/recording"
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
-	"go.etcd.io/bbolt"
+	"github.com/wardgate/wardgate/wire/command"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 func TestReplay(t *testing.T) {

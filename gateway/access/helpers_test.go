@@ -25,9 +25,10 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"go.step.sm/crypto/minica"
+
 	"github.com/wardgate/wardgate/gateway/access/recording"
 	"github.com/wardgate/wardgate/gateway/authority"
-	"go.step.sm/crypto/minica"
 )
 
 const (

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/wardgate/wardgate/gateway/access/recording"
 	"github.com/wardgate/wardgate/gateway/front"
-	bolt "go.etcd.io/bbolt"
 )
 
 func TestClinicalPortRefusedEvenIfListed(t *testing.T) {

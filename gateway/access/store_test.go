@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/authority"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 // An older version kept locks and the tamper latch in the access store: the

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wardgate/wardgate/certs"
@@ -159,12 +161,12 @@ func (a *Agent) setupAuthority() error {
 		Clock:       a.clock,
 		Logger:      a.o.Logger,
 		Events: func(e authority.Event) {
-			sev := telemetry.SeverityWarning
+			sev := wire.SeverityWarning
 			switch e.Kind {
 			case authority.EvTamper:
-				sev = telemetry.SeverityAlarm
+				sev = wire.SeverityAlarm
 			case authority.EvLockRemove, authority.EvTamperClear:
-				sev = telemetry.SeverityInfo
+				sev = wire.SeverityInfo
 			}
 			a.events.emit(e.Time, e.Kind, sev, e.Attrs())
 		},
@@ -206,7 +208,7 @@ func (a *Agent) setupAccess() error {
 			return a.tel.Delivered(seq)
 		},
 		OnRemove: func(r recording.Removed) {
-			a.events.emit(a.clock.Now(), access.EvRecordingPrune, telemetry.SeverityInfo, map[string]string{
+			a.events.emit(a.clock.Now(), access.EvRecordingPrune, wire.SeverityInfo, map[string]string{
 				"session": r.Session, "recording": r.File, "bytes": strconv.FormatInt(r.Bytes, 10)})
 		},
 		Clock:  a.clock,
@@ -346,7 +348,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("hardware", a.hw.run)
 	run("indicators", a.indicatorLoop)
 
-	a.events.emit(a.clock.Now(), "gateway.started", telemetry.SeverityInfo, map[string]string{
+	a.events.emit(a.clock.Now(), "gateway.started", wire.SeverityInfo, map[string]string{
 		"version": a.o.Version, "config_hash": cfg.Hash, "devices": fmt.Sprint(len(cfg.Devices))})
 	a.hw.notifyReady()
 	if a.o.Ready != nil {
@@ -408,7 +410,7 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	}
 	a.pol.Store(pol)
 	a.access.SetDevices(accessDevices(cfg))
-	a.events.emit(a.clock.Now(), "config.reloaded", telemetry.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
+	a.events.emit(a.clock.Now(), "config.reloaded", wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
 	if _, err := a.tel.PublishInventory(inventory(cfg)); err != nil {
 		a.log.Warn("inventory after reload not queued", "err", err)
 	}
@@ -445,7 +447,7 @@ func (a *Agent) raise(kind, msg string) {
 	a.alarms[kind] = msg
 	a.alarmsMu.Unlock()
 	if !had {
-		a.events.emit(a.clock.Now(), "alarm.raised", telemetry.SeverityAlarm, map[string]string{"alarm": kind, "message": msg})
+		a.events.emit(a.clock.Now(), "alarm.raised", wire.SeverityAlarm, map[string]string{"alarm": kind, "message": msg})
 	}
 }
 
@@ -455,7 +457,7 @@ func (a *Agent) clear(kind string) {
 	delete(a.alarms, kind)
 	a.alarmsMu.Unlock()
 	if had {
-		a.events.emit(a.clock.Now(), "alarm.cleared", telemetry.SeverityInfo, map[string]string{"alarm": kind})
+		a.events.emit(a.clock.Now(), "alarm.cleared", wire.SeverityInfo, map[string]string{"alarm": kind})
 	}
 }
 

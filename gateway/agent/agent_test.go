@@ -19,7 +19,7 @@ import (
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
+	"github.com/wardgate/wardgate/wire/command"
 )
 
 // env is a running agent on loopback with a development CA.

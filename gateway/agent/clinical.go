@@ -6,10 +6,11 @@ import (
 	"errors"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/clinical"
-	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
 // DeviceStatus is one device in `wardgate status`.
@@ -104,8 +105,8 @@ func (c *clinicalPath) update(cfg *config.Config) error { return c.srv.Update(cl
 
 func (c *clinicalPath) status() []DeviceStatus { return c.srv.Snapshot() }
 
-func (c *clinicalPath) metrics() []telemetry.DeviceMetrics {
-	var out []telemetry.DeviceMetrics
+func (c *clinicalPath) metrics() []wire.DeviceMetrics {
+	var out []wire.DeviceMetrics
 	for _, d := range c.srv.Snapshot() {
 		k := d.Counters
 		var hs, auth int64
@@ -115,7 +116,7 @@ func (c *clinicalPath) metrics() []telemetry.DeviceMetrics {
 		for _, n := range k.AuthFailures {
 			auth += n
 		}
-		out = append(out, telemetry.DeviceMetrics{ID: d.ID, BytesIn: uint64(k.BytesFromDevice), BytesOut: uint64(k.BytesToDevice),
+		out = append(out, wire.DeviceMetrics{ID: d.ID, BytesIn: uint64(k.BytesFromDevice), BytesOut: uint64(k.BytesToDevice),
 			Connections: uint64(k.Sessions), HandshakeFailures: uint64(hs), AuthFailures: uint64(auth), LinkUp: d.LinkState == "up"})
 	}
 	return out

@@ -7,8 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/gateway/access"
-	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
 // eventSink is where the agent's events go: the log, telemetry (signed,
@@ -17,7 +18,7 @@ import (
 // reasons only.
 type eventSink struct {
 	log     *slog.Logger
-	publish func(telemetry.Event) (uint64, error) // nil until telemetry runs
+	publish func(wire.Event) (uint64, error) // nil until telemetry runs
 
 	mu        sync.Mutex
 	recent    []recentEvent
@@ -73,7 +74,7 @@ func (s *eventSink) emit(now time.Time, kind, severity string, attrs map[string]
 const maxEarly = 1000
 
 type earlyEvent struct {
-	ev     telemetry.Event
+	ev     wire.Event
 	queued func(seq uint64)
 }
 
@@ -82,7 +83,7 @@ type earlyEvent struct {
 // while the agent was being set up).
 func (s *eventSink) emitThen(now time.Time, kind, severity string, attrs map[string]string, queued func(seq uint64)) {
 	if severity == "" {
-		severity = telemetry.SeverityInfo
+		severity = wire.SeverityInfo
 	}
 	capAttrs(attrs)
 	args := make([]any, 0, 2*len(attrs)+2)
@@ -97,9 +98,9 @@ func (s *eventSink) emitThen(now time.Time, kind, severity string, attrs map[str
 	}
 	level := slog.LevelInfo
 	switch severity {
-	case telemetry.SeverityWarning:
+	case wire.SeverityWarning:
 		level = slog.LevelWarn
-	case telemetry.SeverityAlarm:
+	case wire.SeverityAlarm:
 		level = slog.LevelError
 	}
 	s.log.Log(context.Background(), level, "event", args...)
@@ -109,7 +110,7 @@ func (s *eventSink) emitThen(now time.Time, kind, severity string, attrs map[str
 		s.recent = s.recent[len(s.recent)-recentEvents:]
 	}
 	pub := s.publish
-	ev := telemetry.Event{Kind: kind, Severity: severity, Attrs: attrs}
+	ev := wire.Event{Kind: kind, Severity: severity, Attrs: attrs}
 	if pub == nil {
 		if len(s.early) < maxEarly {
 			s.early = append(s.early, earlyEvent{ev, queued})
@@ -123,7 +124,7 @@ func (s *eventSink) emitThen(now time.Time, kind, severity string, attrs map[str
 	s.publishOne(pub, earlyEvent{ev, queued})
 }
 
-func (s *eventSink) publishOne(pub func(telemetry.Event) (uint64, error), e earlyEvent) {
+func (s *eventSink) publishOne(pub func(wire.Event) (uint64, error), e earlyEvent) {
 	seq, err := pub(e.ev)
 	if err != nil {
 		s.log.Error("event not queued for telemetry", "event", e.ev.Kind, "err", err)
@@ -136,7 +137,7 @@ func (s *eventSink) publishOne(pub func(telemetry.Event) (uint64, error), e earl
 
 // setPublisher starts publishing: events emitted before go out first, in
 // order.
-func (s *eventSink) setPublisher(p func(telemetry.Event) (uint64, error)) {
+func (s *eventSink) setPublisher(p func(wire.Event) (uint64, error)) {
 	s.mu.Lock()
 	early, lost := s.early, s.earlyLost
 	s.early, s.earlyLost = nil, 0

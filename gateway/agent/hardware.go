@@ -8,11 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/admin"
 	"github.com/wardgate/wardgate/gateway/authority"
-	"github.com/wardgate/wardgate/gateway/telemetry"
 	"github.com/wardgate/wardgate/hal"
 )
 
@@ -111,7 +112,7 @@ func (h *hardware) run(ctx context.Context) error {
 			if t.Open {
 				a.raise("tamper", "the enclosure was opened: vendor access is disabled until `wardgate tamper clear` or a signed clear-tamper command")
 			}
-			a.events.emit(t.At, "hardware.tamper", map[bool]string{true: telemetry.SeverityAlarm, false: telemetry.SeverityInfo}[t.Open],
+			a.events.emit(t.At, "hardware.tamper", map[bool]string{true: wire.SeverityAlarm, false: wire.SeverityInfo}[t.Open],
 				map[string]string{"open": fmt.Sprint(t.Open)})
 			h.poke()
 		}
@@ -125,7 +126,7 @@ func (h *hardware) press(p hal.Press) {
 	if p.Long {
 		g, err := a.access.ApproveByButton()
 		if err != nil {
-			a.events.emit(p.Start.Add(p.Duration), "hardware.button_ignored", telemetry.SeverityInfo,
+			a.events.emit(p.Start.Add(p.Duration), "hardware.button_ignored", wire.SeverityInfo,
 				map[string]string{"press": "long", "reason": err.Error()})
 			return
 		}

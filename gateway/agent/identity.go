@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/certs"
-	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
 // ErrNotEnrolled is returned by New when the gateway has no identity yet
@@ -95,22 +96,22 @@ func (a *Agent) identityEvent(e certs.Event) {
 	if e.Err != nil {
 		attrs["error"] = e.Err.Error()
 	}
-	sev := telemetry.SeverityInfo
+	sev := wire.SeverityInfo
 	switch e.Kind {
 	case certs.EventExpiring:
 		attrs["used_percent"] = fmt.Sprint(e.UsedPercent)
-		sev = telemetry.SeverityWarning
+		sev = wire.SeverityWarning
 	case certs.EventRenewalFailed:
 		attrs["attempt"], attrs["retry_in"] = fmt.Sprint(e.Attempt), e.Retry.String()
-		sev = telemetry.SeverityWarning
+		sev = wire.SeverityWarning
 	case certs.EventExpired:
-		sev = telemetry.SeverityAlarm
+		sev = wire.SeverityAlarm
 		a.raise("certificate_expired", "the gateway certificate expired; the gateway keeps trying to renew it")
 	case certs.EventReenrollNeeded:
-		sev = telemetry.SeverityAlarm
+		sev = wire.SeverityAlarm
 		a.raise("reenroll_needed", "re-enrollment needed: run `wardgate enroll --config FILE --token TOKEN`")
 	case certs.EventClockInsane:
-		sev = telemetry.SeverityAlarm
+		sev = wire.SeverityAlarm
 		a.raise("clock_insane", "the system clock is earlier than the build time; fix NTP")
 	case certs.EventRenewed, certs.EventRekeyed:
 		a.clear("certificate_expired")

@@ -9,10 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
-	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
 // policy is the part of the configuration the listeners consult on every
@@ -79,10 +80,10 @@ func accessDevices(cfg *config.Config) []access.Device {
 
 // inventory maps the configuration to telemetry's inventory (no secrets:
 // the configuration holds none).
-func inventory(cfg *config.Config) telemetry.Inventory {
-	var inv telemetry.Inventory
+func inventory(cfg *config.Config) wire.Inventory {
+	var inv wire.Inventory
 	for _, d := range cfg.Devices {
-		td := telemetry.Device{ID: d.ID, Kind: d.Kind, Manufacturer: d.Manufacturer, Model: d.Model, Serial: d.Serial,
+		td := wire.Device{ID: d.ID, Kind: d.Kind, Manufacturer: d.Manufacturer, Model: d.Model, Serial: d.Serial,
 			Firmware: d.Firmware, Owner: d.Owner, Location: d.Location, Link: "tcp"}
 		if d.Link.Serial != nil {
 			td.Link = "serial"
@@ -91,11 +92,11 @@ func inventory(cfg *config.Config) telemetry.Inventory {
 			td.VendorOrg, td.VendorPorts, td.Approval = d.Vendor.Org, d.Vendor.Ports, d.Vendor.Approval
 		}
 		for _, a := range d.Accounts {
-			td.Accounts = append(td.Accounts, telemetry.Account{ID: a.ID, Type: a.Type, Owner: a.Owner, Vendor: a.Vendor,
+			td.Accounts = append(td.Accounts, wire.Account{ID: a.ID, Type: a.Type, Owner: a.Owner, Vendor: a.Vendor,
 				RotateEvery: a.RotateEvery.D(), LastRotated: a.LastRotated.Time})
 		}
 		for _, e := range d.Exceptions {
-			td.Exceptions = append(td.Exceptions, telemetry.Exception{ID: e.ID, Control: e.Control, Reason: e.Reason,
+			td.Exceptions = append(td.Exceptions, wire.Exception{ID: e.ID, Control: e.Control, Reason: e.Reason,
 				Compensating: e.Compensating, ApprovedBy: e.ApprovedBy, Expires: e.Expires.Time})
 		}
 		inv.Devices = append(inv.Devices, td)

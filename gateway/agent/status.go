@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/telemetry"
@@ -99,7 +101,7 @@ func (a *Agent) publishStatus(last *time.Time, lastKey *string) {
 		return
 	}
 	msg := strings.Join(st.Gateway.Why, "; ")
-	if _, err := a.tel.Status(telemetry.Status{State: st.Gateway.State, UptimeS: int64(now.Sub(a.start) / time.Second),
+	if _, err := a.tel.Status(wire.Status{State: st.Gateway.State, UptimeS: int64(now.Sub(a.start) / time.Second),
 		Alarms: append([]string{}, st.Alarms...), Message: msg}); err != nil {
 		a.log.Warn("status not queued", "err", err)
 		return

@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/telemetry"
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
+	"github.com/wardgate/wardgate/wire/command"
 )
 
 func (a *Agent) setupTelemetry() error {
@@ -39,7 +41,7 @@ func (a *Agent) setupTelemetry() error {
 		Logger:          a.o.Logger,
 		MetricsInterval: cfg.MQTT.MetricsInterval.D(),
 		Metrics:         a.metrics,
-		Inventory:       func() telemetry.Inventory { return inventory(a.cfg()) },
+		Inventory:       func() wire.Inventory { return inventory(a.cfg()) },
 		OutboxPath:      filepath.Join(cfg.Gateway.StateDir, "telemetry.db"),
 		OutboxMax:       int64(cfg.MQTT.OutboxMax),
 		OutboxReserve:   int64(cfg.MQTT.OutboxReserve),
@@ -125,9 +127,9 @@ func (a *Agent) command(_ context.Context, c command.Command) (string, error) {
 }
 
 // metrics fills the periodic metrics snapshot.
-func (a *Agent) metrics() telemetry.Metrics {
+func (a *Agent) metrics() wire.Metrics {
 	cfg := a.cfg()
-	var m telemetry.Metrics
+	var m wire.Metrics
 	s, err := a.sys.sample(cfg.Gateway.StateDir)
 	if err != nil {
 		a.log.Debug("system metrics incomplete", "err", err)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/wardgate/wardgate/gateway/authority"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 // TestRefusalsWithOpenSSL connects with openssl s_client as refused clients

@@ -13,8 +13,9 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/wardgate/wardgate/gateway/front"
 	"time"
+
+	"github.com/wardgate/wardgate/gateway/front"
 )
 
 // Link states.

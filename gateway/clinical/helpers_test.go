@@ -24,8 +24,9 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"github.com/wardgate/wardgate/gateway/authority"
 	"go.step.sm/crypto/minica"
+
+	"github.com/wardgate/wardgate/gateway/authority"
 )
 
 const (

@@ -15,13 +15,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/creack/pty"
 
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/admin"
 	"github.com/wardgate/wardgate/gateway/agent"
 	"github.com/wardgate/wardgate/gateway/telemetry"
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 // Options configure a demo run.
@@ -298,7 +300,7 @@ devices:
 }
 
 // onTelemetry receives every line central sees.
-func (d *demo) onTelemetry(l telemetry.Line) {
+func (d *demo) onTelemetry(l wire.Line) {
 	m := map[string]any{"gateway": l.Gateway, "seq": l.Seq, "kind": l.Kind, "time": l.Time, "verified": l.Verified,
 		"historical": l.Historical, "session": l.Session}
 	if l.Alert != "" {

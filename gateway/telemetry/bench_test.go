@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/brokertest"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/wire"
+
+	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/wire/brokertest"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 func waitSent(b *testing.B, p *Publisher, n uint64, within time.Duration) {
@@ -25,7 +27,7 @@ func waitSent(b *testing.B, p *Publisher, n uint64, within time.Duration) {
 // BenchmarkPublishMosquitto: signed QoS 1 events per second into a local
 // mosquitto (TLS) through the fsync outbox, from 32 producers.
 func BenchmarkPublishMosquitto(b *testing.B) {
-	pki := testpki.New(b)
+	pki := certstest.NewMini(b)
 	broker := brokertest.StartMosquitto(b, pki)
 	gw := pki.Gateway(b, "gw-test")
 	opts := gatewayOptions(b, pki, broker.URL, "gw-test", gw, b.TempDir())
@@ -45,7 +47,7 @@ func BenchmarkPublishMosquitto(b *testing.B) {
 	for w := range producers {
 		wg.Go(func() {
 			for i := w; i < b.N; i += producers {
-				if _, err := p.Event(Event{Kind: "vendor.session.start", Attrs: body}); err != nil {
+				if _, err := p.Event(wire.Event{Kind: "vendor.session.start", Attrs: body}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -61,7 +63,7 @@ func BenchmarkPublishMosquitto(b *testing.B) {
 // an outage (signing at send time, QoS 1, deletes batched).
 func BenchmarkDrainBacklog(b *testing.B) {
 	const backlog = 100_000
-	pki := testpki.New(b)
+	pki := certstest.NewMini(b)
 	broker := brokertest.StartMosquitto(b, pki)
 	gw := pki.Gateway(b, "gw-test")
 	for range b.N {
@@ -75,7 +77,7 @@ func BenchmarkDrainBacklog(b *testing.B) {
 		for w := range 64 {
 			wg.Go(func() {
 				for i := w; i < backlog; i += 64 {
-					if _, err := p.Event(Event{Kind: "test.backlog"}); err != nil {
+					if _, err := p.Event(wire.Event{Kind: "test.backlog"}); err != nil {
 						b.Error(err)
 						return
 					}
@@ -100,14 +102,14 @@ func BenchmarkMetricsSize(b *testing.B) {
 	now := time.Unix(1764331200, 0)
 	var n int
 	for range b.N {
-		body, err := envelope.EncodePack(MetricsPack(sampleMetrics(), now))
+		body, err := envelope.EncodePack(wire.MetricsPack(sampleMetrics(), now))
 		if err != nil {
 			b.Fatal(err)
 		}
 		n = len(body)
 	}
 	js, _ := json.Marshal(sampleMetrics())
-	sj, _ := json.Marshal(MetricsPack(sampleMetrics(), now))
+	sj, _ := json.Marshal(wire.MetricsPack(sampleMetrics(), now))
 	b.ReportMetric(float64(n), "cbor-bytes")
 	b.ReportMetric(float64(len(js)), "json-bytes")
 	b.ReportMetric(float64(n)/float64(len(js)), "ratio-json")
@@ -116,9 +118,9 @@ func BenchmarkMetricsSize(b *testing.B) {
 
 // BenchmarkSignEnvelope: cost of encoding and signing one event envelope.
 func BenchmarkSignEnvelope(b *testing.B) {
-	pki := testpki.New(b)
+	pki := certstest.NewMini(b)
 	gw := pki.Gateway(b, "gw-test")
-	body, _ := EventBody(Event{Kind: "x", Attrs: map[string]string{"a": "b"}})
+	body, _ := wire.EventBody(wire.Event{Kind: "x", Attrs: map[string]string{"a": "b"}})
 	b.ReportAllocs()
 	for i := range b.N {
 		payload, err := envelope.EncodePayload(&envelope.Envelope{Version: 1, Gateway: "gw-test", Seq: uint64(i), Kind: envelope.KindEvent, Body: body})

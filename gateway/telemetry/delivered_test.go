@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/gateway/telemetry/outbox"
 )
 
@@ -26,11 +28,11 @@ func TestPublisherDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	end, err := p.Event(Event{Kind: "session.end"})
+	end, err := p.Event(wire.Event{Kind: "session.end"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := p.Event(Event{Kind: "session.start"})
+	other, err := p.Event(wire.Event{Kind: "session.start"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 //
 // Every message is produced as a record in a durable outbox
 // (gateway/telemetry/outbox), then signed as a COSE_Sign1 envelope
-// (gateway/telemetry/envelope) when it is sent, and deleted only after the
+// (wire/envelope) when it is sent, and deleted only after the
 // broker's PUBACK on a connection that stayed up. The Publisher owns one
 // paho client per connection (MQTT 3.1.1, QoS 1, CleanSession, no
 // automatic reconnect, a signed death Will) and reconnects with capped,

@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/brokertest"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/wire"
+
+	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/wire/brokertest"
 )
 
 // producer queues events at a steady pace until stopped or max reached.
@@ -42,7 +44,7 @@ func produce(t testing.TB, p *Publisher, max int, every time.Duration) *producer
 				return
 			case <-tick.C:
 			}
-			s, err := p.Event(Event{Kind: "test.load", Attrs: map[string]string{"i": strconv.Itoa(i)}})
+			s, err := p.Event(wire.Event{Kind: "test.load", Attrs: map[string]string{"i": strconv.Itoa(i)}})
 			if err != nil {
 				t.Errorf("event %d: %v", i, err)
 				return
@@ -114,7 +116,7 @@ func checkDelivered(t *testing.T, cons *consumer, gw string, seqs []uint64, with
 }
 
 func TestMosquittoOutage(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
 	cons := startConsumer(t, pki, broker.URL, "gw-test")
 	gw := pki.Gateway(t, "gw-test")
@@ -159,7 +161,7 @@ func waitCount(t *testing.T, pr *producer, n int) {
 }
 
 func TestMosquittoRestartsUnderLoad(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
 	cons := startConsumer(t, pki, broker.URL, "gw-test")
 	gw := pki.Gateway(t, "gw-test")
@@ -224,7 +226,7 @@ func TestChildPublisher(t *testing.T) {
 	go p.Run(ctx)
 	if os.Getenv("WARDGATE_TELEMETRY_PRODUCE") == "1" {
 		for i := 0; ctx.Err() == nil; i++ {
-			s, err := p.Event(Event{Kind: "test.kill", Attrs: map[string]string{"i": strconv.Itoa(i)}})
+			s, err := p.Event(wire.Event{Kind: "test.kill", Attrs: map[string]string{"i": strconv.Itoa(i)}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,7 +241,7 @@ func TestKill9(t *testing.T) {
 	if os.Getenv("WARDGATE_TELEMETRY_CHILD") != "" {
 		t.Skip("in the child")
 	}
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
 	cons := startConsumer(t, pki, broker.URL, "gw-test")
 	dir := t.TempDir()

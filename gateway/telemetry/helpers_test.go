@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/wire"
+
+	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -26,14 +28,14 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func approverHook(pki *testpki.PKI) func([]*x509.Certificate, time.Time) (string, error) {
+func approverHook(pki *certstest.MiniPKI) func([]*x509.Certificate, time.Time) (string, error) {
 	roots := envelope.RootsVerifier(pki.Roots())
 	return func(chain []*x509.Certificate, now time.Time) (string, error) {
 		id, err := roots(chain, now)
 		if err != nil {
 			return "", err
 		}
-		if !strings.HasPrefix(id, "spiffe://"+testpki.TrustDomain+"/approver/") {
+		if !strings.HasPrefix(id, "spiffe://"+certstest.MiniTrustDomain+"/approver/") {
 			return "", errors.New("not an approver identity")
 		}
 		return id, nil
@@ -42,7 +44,7 @@ func approverHook(pki *testpki.PKI) func([]*x509.Certificate, time.Time) (string
 
 // gatewayOptions returns publisher options for gateway id using identity
 // idn, with hooks shaped as the lead wires them.
-func gatewayOptions(t testing.TB, pki *testpki.PKI, brokerURL, id string, idn *testpki.Identity, dir string) Options {
+func gatewayOptions(t testing.TB, pki *certstest.MiniPKI, brokerURL, id string, idn *certstest.Identity, dir string) Options {
 	cert := idn.TLS()
 	return Options{
 		GatewayID: id, Site: "st-test", Version: "test", ConfigHash: "00",
@@ -90,17 +92,17 @@ func runPublisher(t testing.TB, p *Publisher) (stop func()) {
 type consumer struct {
 	out   lockedBuffer // the JSON lines Tail wrote
 	mu    sync.Mutex
-	lines []Line
-	byGW  map[string]map[uint64]Line
-	ch    chan Line
+	lines []wire.Line
+	byGW  map[string]map[uint64]wire.Line
+	ch    chan wire.Line
 }
 
-func (c *consumer) add(l Line) {
+func (c *consumer) add(l wire.Line) {
 	c.mu.Lock()
 	c.lines = append(c.lines, l)
 	if l.Alert == "" {
 		if c.byGW[l.Gateway] == nil {
-			c.byGW[l.Gateway] = map[uint64]Line{}
+			c.byGW[l.Gateway] = map[uint64]wire.Line{}
 		}
 		c.byGW[l.Gateway][l.Seq] = l
 	}
@@ -118,17 +120,17 @@ func (c *consumer) has(gw string, seq uint64) bool {
 	return ok
 }
 
-func (c *consumer) get(gw string, seq uint64) (Line, bool) {
+func (c *consumer) get(gw string, seq uint64) (wire.Line, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.byGW[gw][seq]
 	return l, ok
 }
 
-func (c *consumer) alerts() []Line {
+func (c *consumer) alerts() []wire.Line {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []Line
+	var out []wire.Line
 	for _, l := range c.lines {
 		if l.Alert != "" {
 			out = append(out, l)
@@ -152,9 +154,9 @@ func (c *consumer) waitFor(t testing.TB, d time.Duration, what string, cond func
 }
 
 // startConsumer runs Tail as "central" with a persistent session.
-func startConsumer(t testing.TB, pki *testpki.PKI, brokerURL, gateway string) *consumer {
-	central := pki.Issue(t, "central", "spiffe://"+testpki.TrustDomain+"/svc/central")
-	c := &consumer{byGW: map[string]map[uint64]Line{}, ch: make(chan Line, 1)}
+func startConsumer(t testing.TB, pki *certstest.MiniPKI, brokerURL, gateway string) *consumer {
+	central := pki.Issue(t, "central", "spiffe://"+certstest.MiniTrustDomain+"/svc/central")
+	c := &consumer{byGW: map[string]map[uint64]wire.Line{}, ch: make(chan wire.Line, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -194,4 +196,45 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func sampleMetrics() wire.Metrics {
+	temp := 48.5
+	return wire.Metrics{
+		Devices: []wire.DeviceMetrics{
+			{ID: "pump-07", BytesIn: 123456, BytesOut: 65432, Connections: 12, HandshakeFailures: 1, AuthFailures: 2, LinkUp: true},
+			{ID: "monitor-3", BytesIn: 9876543, BytesOut: 12345, Connections: 3, LinkUp: false},
+		},
+		CPUPercent: 12.5, MemoryUsedBytes: 412 << 20, MemoryTotalBytes: 1 << 30,
+		DiskUsedBytes: 3 << 30, DiskTotalBytes: 16 << 30, TemperatureC: &temp,
+		CertExpiresIn: 3 * time.Hour, OutboxDepth: 17, OutboxAge: 42 * time.Second,
+		ListeningPorts: []int{8443, 7001, 7002},
+	}
+}
+
+func day(s string) time.Time {
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func sampleInventory() wire.Inventory {
+	return wire.Inventory{Devices: []wire.Device{{
+		ID: "pump-07", Kind: "infusion-pump", Manufacturer: "Acme Medical", Model: "AP-200", Serial: "AP2-0042",
+		Firmware: "3.1.4", Owner: "clinical-engineering/icu", Location: "ICU-3 bed 12", Link: "tcp",
+		VendorOrg: "acme-medical", VendorPorts: []int{23, 8080}, Approval: []string{"local"},
+		Accounts: []wire.Account{
+			{ID: "acme-svc", Type: "shared-password", Owner: "clinical-engineering/icu", Vendor: "acme-medical",
+				RotateEvery: 90 * 24 * time.Hour, LastRotated: day("2026-09-01")},
+			{ID: "fresh", Type: "api-key", Owner: "it/ops", RotateEvery: 90 * 24 * time.Hour, LastRotated: day("2026-11-01")},
+		},
+		Exceptions: []wire.Exception{
+			{ID: "EX-2026-014", Control: "PR.PS-02", Reason: "vendor has not validated OS patches",
+				Compensating: []string{"segmentation"}, ApprovedBy: "ciso/jdoe", Expires: day("2026-12-15")},
+			{ID: "EX-2026-001", Control: "PR.AA-01", Reason: "shared account", ApprovedBy: "ciso/jdoe", Expires: day("2026-11-01")},
+			{ID: "EX-2027-002", Control: "PR.DS-01", Reason: "plaintext", ApprovedBy: "ciso/jdoe", Expires: day("2027-06-01")},
+		},
+	}}}
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/wardgate/wardgate/gateway/telemetry/outbox"
+	"github.com/wardgate/wardgate/wire/command"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 // commandLoop verifies and executes commands one at a time.
@@ -25,7 +27,7 @@ func (p *Publisher) commandLoop(ctx context.Context) {
 }
 
 func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
-	reply := Reply{Nonce: []byte{}}
+	reply := wire.Reply{Nonce: []byte{}}
 	if _, pl, err := command.Decode(data); err == nil && pl != nil {
 		reply.Command, reply.Nonce = pl.Name, pl.Nonce
 		if reply.Nonce == nil {
@@ -42,7 +44,7 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 	if err != nil {
 		reply.Reason = err.Error()
 		p.log.Warn("telemetry command rejected", "command", reply.Command, "reason", err)
-		_, _ = p.Event(Event{Kind: "command.rejected", Severity: SeverityWarning,
+		_, _ = p.Event(wire.Event{Kind: "command.rejected", Severity: wire.SeverityWarning,
 			Attrs: map[string]string{"command": reply.Command, "reason": err.Error()}})
 	} else {
 		reply.Approver = c.Approver
@@ -53,7 +55,7 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 			reply.Accepted = true
 		}
 		p.log.Info("telemetry command", "command", c.Name, "approver", c.Approver, "accepted", reply.Accepted)
-		_, _ = p.Event(Event{Kind: "command.executed", Severity: SeverityInfo, Attrs: map[string]string{
+		_, _ = p.Event(wire.Event{Kind: "command.executed", Severity: wire.SeverityInfo, Attrs: map[string]string{
 			"command": c.Name, "approver": c.Approver, "accepted": fmt.Sprint(reply.Accepted), "reason": reply.Reason}})
 	}
 	body, err := envelope.Marshal(reply)
@@ -124,7 +126,7 @@ func (p *Publisher) accountability() {
 	if _, err := p.PublishInventory(inv); err != nil {
 		p.log.Error("telemetry inventory not queued", "error", err)
 	}
-	for _, e := range Accountability(inv, p.clock.Now()) {
+	for _, e := range wire.Accountability(inv, p.clock.Now()) {
 		if _, err := p.Event(e); err != nil {
 			p.log.Error("telemetry accountability event not queued", "error", err)
 		}

@@ -9,16 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/brokertest"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/wire/brokertest"
+	"github.com/wardgate/wardgate/wire/command"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 // centralClient connects as "central" (may publish commands).
-func centralClient(t testing.TB, pki *testpki.PKI, url string) paho.Client {
+func centralClient(t testing.TB, pki *certstest.MiniPKI, url string) paho.Client {
 	t.Helper()
 	central := pki.Issue(t, "central", "")
 	co := paho.NewClientOptions().AddBroker(url).SetClientID("central-cmd").SetTLSConfig(pki.ClientTLS(central)).
@@ -33,14 +35,14 @@ func centralClient(t testing.TB, pki *testpki.PKI, url string) paho.Client {
 
 func publishCmd(t testing.TB, c paho.Client, gw string, msg []byte) {
 	t.Helper()
-	tok := c.Publish(CommandTopic(gw), 1, false, msg)
+	tok := c.Publish(wire.CommandTopic(gw), 1, false, msg)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish command: %v", tok.Error())
 	}
 }
 
 func TestMosquittoFlow(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
 	cons := startConsumer(t, pki, broker.URL, "")
 	gw := pki.Gateway(t, "gw-test")
@@ -53,8 +55,8 @@ func TestMosquittoFlow(t *testing.T) {
 		mu.Unlock()
 		return "locked", nil
 	}
-	opts.Inventory = func() Inventory { return sampleInventory() }
-	opts.Metrics = func() Metrics { return sampleMetrics() }
+	opts.Inventory = func() wire.Inventory { return sampleInventory() }
+	opts.Metrics = func() wire.Metrics { return sampleMetrics() }
 	opts.MetricsInterval = 200 * time.Millisecond
 	p, err := New(opts)
 	if err != nil {
@@ -69,7 +71,7 @@ func TestMosquittoFlow(t *testing.T) {
 
 	var seqs []uint64
 	for i := range 20 {
-		s, err := p.Event(Event{Kind: "vendor.session.start", Attrs: map[string]string{"i": string(rune('a' + i))}})
+		s, err := p.Event(wire.Event{Kind: "vendor.session.start", Attrs: map[string]string{"i": string(rune('a' + i))}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +184,7 @@ func TestMosquittoFlow(t *testing.T) {
 // TestMosquittoRefusesOtherGatewayTopic: a gateway configured with an id
 // that is not its certificate's name is refused by the ACL and says so.
 func TestMosquittoRefusesOtherGatewayTopic(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
 	cons := startConsumer(t, pki, broker.URL, "gw-other")
 	gw := pki.Gateway(t, "gw-test")
@@ -194,7 +196,7 @@ func TestMosquittoRefusesOtherGatewayTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	runPublisher(t, p)
-	if _, err := p.Event(Event{Kind: "test"}); err != nil {
+	if _, err := p.Event(wire.Event{Kind: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]bool{}
@@ -228,7 +230,7 @@ func TestMosquittoRefusesOtherGatewayTopic(t *testing.T) {
 // its commands but not publish, mosquitto acknowledges and then closes the
 // connection; wardgate notices the pattern and raises publish_refused.
 func TestMosquittoPublishDeniedIsReported(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquittoACL(t, pki, "pattern read wardgate/v1/%u/cmd\n")
 	gw := pki.Gateway(t, "gw-test")
 	opts := gatewayOptions(t, pki, broker.URL, "gw-test", gw, t.TempDir())

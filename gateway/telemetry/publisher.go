@@ -13,13 +13,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/jonboulle/clockwork"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
 	"github.com/wardgate/wardgate/gateway/telemetry/outbox"
+	"github.com/wardgate/wardgate/wire/command"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 // Alarm kinds reported through Options.OnAlarm (outbox alarms too:
@@ -66,10 +68,10 @@ type Options struct {
 	// MetricsInterval is how often Metrics is sampled; default 60s.
 	MetricsInterval time.Duration
 	// Metrics returns a snapshot; nil disables periodic metrics.
-	Metrics func() Metrics
+	Metrics func() wire.Metrics
 	// Inventory returns the current inventory; nil disables inventory and
 	// accountability messages.
-	Inventory func() Inventory
+	Inventory func() wire.Inventory
 	// OutboxPath is the outbox file (STATE_DIR/telemetry.db). Required.
 	OutboxPath string
 	// OutboxMax caps the outbox in bytes (mqtt.outbox_max); 0: no cap.
@@ -231,8 +233,8 @@ func (p *Publisher) enqueue(class outbox.Class, kind envelope.Kind, body []byte)
 // fill the outbox, oldest first (Stats.Outbox.LostEvents and the alarm
 // outbox.AlarmEventsDropped say so); Delivered tells whether one reached
 // the broker.
-func (p *Publisher) Event(e Event) (uint64, error) {
-	body, err := EventBody(e)
+func (p *Publisher) Event(e wire.Event) (uint64, error) {
+	body, err := wire.EventBody(e)
 	if err != nil {
 		return 0, err
 	}
@@ -240,7 +242,7 @@ func (p *Publisher) Event(e Event) (uint64, error) {
 }
 
 // Status queues a status message (droppable when the outbox is full).
-func (p *Publisher) Status(s Status) (uint64, error) {
+func (p *Publisher) Status(s wire.Status) (uint64, error) {
 	if s.Alarms == nil {
 		s.Alarms = []string{}
 	}
@@ -253,14 +255,14 @@ func (p *Publisher) Status(s Status) (uint64, error) {
 
 // PublishMetrics queues a metrics message built from m; the outbox figures
 // are filled in here. Metrics are the first dropped when the outbox is full.
-func (p *Publisher) PublishMetrics(m Metrics) (uint64, error) {
+func (p *Publisher) PublishMetrics(m wire.Metrics) (uint64, error) {
 	st := p.ob.Stats()
 	now := p.clock.Now()
 	m.OutboxDepth, m.OutboxLost, m.OutboxAge = st.Depth, st.Lost, 0
 	if !st.Oldest.IsZero() && now.After(st.Oldest) {
 		m.OutboxAge = now.Sub(st.Oldest)
 	}
-	body, err := envelope.EncodePack(MetricsPack(m, now))
+	body, err := envelope.EncodePack(wire.MetricsPack(m, now))
 	if err != nil {
 		return 0, err
 	}
@@ -271,8 +273,8 @@ func (p *Publisher) PublishMetrics(m Metrics) (uint64, error) {
 // Event describes). Call it
 // when the inventory changed; the Publisher also sends it on birth and
 // every AccountabilityEvery.
-func (p *Publisher) PublishInventory(inv Inventory) (uint64, error) {
-	body, err := InventoryBody(inv)
+func (p *Publisher) PublishInventory(inv wire.Inventory) (uint64, error) {
+	body, err := wire.InventoryBody(inv)
 	if err != nil {
 		return 0, err
 	}
@@ -336,7 +338,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 // spendDeathSeq queues the death of a session that never reached a broker
 // under its reserved seq, so that consumers see no gap.
 func (p *Publisher) spendDeathSeq(session, seq uint64) {
-	body, _ := envelope.Marshal(Death{Reason: "offline"})
+	body, _ := envelope.Marshal(wire.Death{Reason: "offline"})
 	err := p.ob.EnqueueReserved(outbox.Record{Seq: seq, Class: outbox.ClassEvent, Kind: string(envelope.KindDeath),
 		Time: p.clock.Now().UnixMilli(), Body: body})
 	if err != nil {
@@ -381,7 +383,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 	if !envelope.CertNamesGateway(chain[0], p.opts.GatewayID) {
 		p.alarm(AlarmIdentityMismatch, fmt.Sprintf("the gateway certificate does not name gateway %q: set gateway.id to the certificate's name, or re-enroll", p.opts.GatewayID))
 	}
-	deathBody, _ := envelope.Marshal(Death{Reason: "offline"})
+	deathBody, _ := envelope.Marshal(wire.Death{Reason: "offline"})
 	death, err := p.signed(key, chain, session, deathSeq, p.clock.Now().UnixMilli(), envelope.KindDeath, false, deathBody)
 	if err != nil {
 		return false, false, err
@@ -403,7 +405,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetTLSConfig(tlsConf).
-		SetBinaryWill(Topic(p.opts.GatewayID, envelope.KindDeath), death, 1, false).
+		SetBinaryWill(wire.Topic(p.opts.GatewayID, envelope.KindDeath), death, 1, false).
 		SetKeepAlive(p.opts.KeepAlive).
 		SetPingTimeout(p.opts.Timeout).
 		SetConnectTimeout(p.opts.Timeout).
@@ -432,7 +434,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 	liveFrom := p.ob.Stats().NextSeq
 	// Subscribe to commands. A refused subscription (SUBACK 0x80) is the
 	// one ACL refusal MQTT 3.1.1 reports to the client.
-	cmdTopic := CommandTopic(p.opts.GatewayID)
+	cmdTopic := wire.CommandTopic(p.opts.GatewayID)
 	st := client.Subscribe(cmdTopic, 1, func(_ paho.Client, m paho.Message) {
 		select {
 		case p.cmds <- m.Payload():
@@ -471,7 +473,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 	if ctx.Err() != nil {
 		// Clean shutdown: publish the death ourselves (the broker drops the
 		// Will on DISCONNECT), then disconnect.
-		dt := client.Publish(Topic(p.opts.GatewayID, envelope.KindDeath), 1, false, death)
+		dt := client.Publish(wire.Topic(p.opts.GatewayID, envelope.KindDeath), 1, false, death)
 		dt.WaitTimeout(p.opts.Timeout)
 		client.Disconnect(250)
 		return true, true, nil
@@ -481,12 +483,12 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 }
 
 func (p *Publisher) enqueueBirth(chain []*x509.Certificate, deathSeq uint64) error {
-	b := Birth{Gateway: p.opts.GatewayID, Site: p.opts.Site, Version: p.opts.Version, Chain: ChainDER(chain),
+	b := wire.Birth{Gateway: p.opts.GatewayID, Site: p.opts.Site, Version: p.opts.Version, Chain: wire.ChainDER(chain),
 		ConfigHash: p.opts.ConfigHash, DeathSeq: deathSeq}
 	if p.opts.Inventory != nil {
 		b.Inventory = p.opts.Inventory().Summary()
 	}
-	body, err := BirthBody(b)
+	body, err := wire.BirthBody(b)
 	if err != nil {
 		return err
 	}
@@ -495,7 +497,7 @@ func (p *Publisher) enqueueBirth(chain []*x509.Certificate, deathSeq uint64) err
 }
 
 func (p *Publisher) enqueueAlarmEvent(kind, topic string) {
-	_, _ = p.Event(Event{Kind: "telemetry." + kind, Severity: SeverityAlarm, Attrs: map[string]string{"topic": topic}})
+	_, _ = p.Event(wire.Event{Kind: "telemetry." + kind, Severity: wire.SeverityAlarm, Attrs: map[string]string{"topic": topic}})
 }
 
 func isRefusal(err error) bool {
@@ -573,7 +575,7 @@ func (p *Publisher) sendLoop(ctx context.Context, client paho.Client, session, l
 					mu.Lock()
 					pending[r.Seq] = true
 					mu.Unlock()
-					tok := client.Publish(Topic(p.opts.GatewayID, envelope.Kind(r.Kind)), 1, false, msg)
+					tok := client.Publish(wire.Topic(p.opts.GatewayID, envelope.Kind(r.Kind)), 1, false, msg)
 					published++
 					select {
 					case queue <- inflight{seq: r.Seq, tok: tok}:

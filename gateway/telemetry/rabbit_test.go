@@ -4,8 +4,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/brokertest"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/wire"
+
+	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/wire/brokertest"
 )
 
 // TestRabbitMQ runs the telemetry flows against RabbitMQ's MQTT plugin.
@@ -14,7 +16,7 @@ func TestRabbitMQ(t *testing.T) {
 	if testing.Short() {
 		t.Skip("RabbitMQ takes 10-30 s to start")
 	}
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	rabbit := brokertest.StartRabbit(t, pki, "gw-test", "gw-other")
 	cons := startConsumer(t, pki, rabbit.URL, "")
 	gw := pki.Gateway(t, "gw-test")
@@ -27,7 +29,7 @@ func TestRabbitMQ(t *testing.T) {
 	t.Run("publish and consume", func(t *testing.T) {
 		var seqs []uint64
 		for range 50 {
-			s, err := p.Event(Event{Kind: "test.rabbit"})
+			s, err := p.Event(wire.Event{Kind: "test.rabbit"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +62,7 @@ func TestRabbitMQ(t *testing.T) {
 		}
 		stop := runPublisher(t, other)
 		defer stop()
-		if _, err := other.Event(Event{Kind: "test"}); err != nil {
+		if _, err := other.Event(wire.Event{Kind: "test"}); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.After(30 * time.Second)

@@ -5,7 +5,7 @@ import (
 	"crypto/x509"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/command"
+	"github.com/wardgate/wardgate/wire/command"
 )
 
 // SignCommand makes a signed command for `wardgate sign-command`: gateway

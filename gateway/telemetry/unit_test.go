@@ -9,46 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/wire"
+
 	"github.com/jonboulle/clockwork"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/brokertest"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/wire/brokertest"
 )
-
-func TestTrackerGapsAndDuplicates(t *testing.T) {
-	now := time.Unix(1000, 0)
-	tr := NewTracker(time.Minute)
-	for _, s := range []uint64{10, 11, 14, 12} {
-		if tr.Observe("gw", s, now) {
-			t.Fatalf("seq %d reported as duplicate", s)
-		}
-	}
-	if !tr.Observe("gw", 11, now) {
-		t.Fatal("duplicate not detected")
-	}
-	tr.Optional("gw", 13, now) // a death Will that never came
-	if g := tr.Gaps(now.Add(time.Hour)); len(g) != 0 {
-		t.Fatalf("gaps %v", g)
-	}
-	tr.Observe("gw", 20, now)
-	if g := tr.Gaps(now.Add(30 * time.Second)); len(g) != 0 {
-		t.Fatalf("gap reported before the grace period: %v", g)
-	}
-	tr.Observe("gw", 16, now) // out of order: fills part of the hole
-	g := tr.Gaps(now.Add(2 * time.Minute))
-	want := []Gap{{"gw", 15, 15}, {"gw", 17, 19}}
-	if fmt.Sprint(g) != fmt.Sprint(want) {
-		t.Fatalf("gaps %v, want %v", g, want)
-	}
-	if g := tr.Gaps(now.Add(time.Hour)); len(g) != 0 {
-		t.Fatalf("gaps reported twice: %v", g)
-	}
-	// A late arrival of a reported seq is still new, not a duplicate.
-	if tr.Observe("gw", 17, now) || !tr.Seen("gw", 17) {
-		t.Fatal("late seq 17 treated as duplicate")
-	}
-}
 
 func TestBackoffBounds(t *testing.T) {
 	p := &Publisher{opts: Options{BackoffMin: time.Second, BackoffMax: time.Minute}}
@@ -69,7 +36,7 @@ func TestBackoffBounds(t *testing.T) {
 // TestReconnectWaitsOnClock: reconnection attempts happen only when the
 // injected clock passes the backoff delay.
 func TestReconnectWaitsOnClock(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	gw := pki.Gateway(t, "gw-test")
 	port := brokertest.FreePort(t) // nothing listens there
 	opts := gatewayOptions(t, pki, fmt.Sprintf("ssl://127.0.0.1:%d", port), "gw-test", gw, t.TempDir())
@@ -112,36 +79,10 @@ func TestReconnectWaitsOnClock(t *testing.T) {
 	}
 }
 
-func TestTailLineAlerts(t *testing.T) {
-	pki := testpki.New(t)
-	other := testpki.New(t)
-	gw := pki.Gateway(t, "gw-test")
-	body, _ := EventBody(Event{Kind: "x"})
-	payload, _ := envelope.EncodePayload(&envelope.Envelope{Version: 1, Gateway: "gw-test", Seq: 3, Kind: envelope.KindEvent, Body: body})
-	msg, _ := envelope.Sign(gw.Key, gw.Chain, payload)
-	now := time.Now()
-	l, ok := TailLine("wardgate/v1/gw-test/event", msg, envelope.RootsVerifier(pki.Roots()), now)
-	if !ok || !l.Verified || l.Seq != 3 || l.Body.(map[string]any)["kind"] != "x" {
-		t.Fatalf("line %+v", l)
-	}
-	if l, ok := TailLine("wardgate/v1/gw-test/event", msg, envelope.RootsVerifier(other.Roots()), now); ok || l.Alert != "verify_failed" || l.Verified {
-		t.Fatalf("untrusted: %+v", l)
-	}
-	if l, ok := TailLine("wardgate/v1/gw-x/event", msg, envelope.RootsVerifier(pki.Roots()), now); ok || l.Alert != "topic_mismatch" {
-		t.Fatalf("topic mismatch: %+v", l)
-	}
-	if l, ok := TailLine("wardgate/v1/gw-test/status", msg, envelope.RootsVerifier(pki.Roots()), now); ok || l.Alert != "topic_mismatch" {
-		t.Fatalf("kind/topic mismatch: %+v", l)
-	}
-	if l, _ := TailLine("wardgate/v1/gw-test/event", []byte("junk"), envelope.RootsVerifier(pki.Roots()), now); l.Alert != "verify_failed" {
-		t.Fatalf("junk: %+v", l)
-	}
-}
-
 // TestOutboxFullThroughPublisher: while the broker is away, a small
 // outbox drops the oldest metrics (counted and reported), never an event.
 func TestOutboxFullThroughPublisher(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
 	cons := startConsumer(t, pki, broker.URL, "gw-test")
 	broker.Stop()
@@ -170,7 +111,7 @@ func TestOutboxFullThroughPublisher(t *testing.T) {
 			firstMetric = s
 		}
 		if i%10 == 0 {
-			e, err := p.Event(Event{Kind: "test.full", Attrs: map[string]string{"i": fmt.Sprint(i)}})
+			e, err := p.Event(wire.Event{Kind: "test.full", Attrs: map[string]string{"i": fmt.Sprint(i)}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +155,7 @@ func TestOutboxFullThroughPublisher(t *testing.T) {
 	l, _ := cons.get("gw-test", seq)
 	found := false
 	for _, r := range l.Body.([]map[string]any) {
-		if v, _ := r["v"].(float64); r["n"] == MetricOutboxLost && v >= float64(lost) {
+		if v, _ := r["v"].(float64); r["n"] == wire.MetricOutboxLost && v >= float64(lost) {
 			found = true
 		}
 	}
@@ -237,7 +178,7 @@ func checkDeliveredSet(t *testing.T, cons *consumer, gw string, seqs []uint64) {
 }
 
 func TestRunLeavesNoGoroutines(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
 	gw := pki.Gateway(t, "gw-test")
 	before := runtime.NumGoroutine()
@@ -280,31 +221,5 @@ func TestNewValidates(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
-	}
-}
-
-// TestTailAcceptsWillSignedBeforeExpiry: a death Will signed while the
-// certificate was valid verifies after the certificate expired; other
-// kinds do not.
-func TestTailAcceptsWillSignedBeforeExpiry(t *testing.T) {
-	pki := testpki.New(t)
-	gw := pki.Gateway(t, "gw-test")
-	signedAt := time.Now()
-	later := gw.Chain[0].NotAfter.Add(time.Hour)
-	mk := func(kind envelope.Kind) []byte {
-		body, _ := envelope.Marshal(Death{Reason: "offline"})
-		pl, _ := envelope.EncodePayload(&envelope.Envelope{Version: 1, Gateway: "gw-test", Seq: 9, Time: signedAt.UnixMilli(), Kind: kind, Body: body})
-		m, err := envelope.Sign(gw.Key, gw.Chain, pl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	v := envelope.RootsVerifier(pki.Roots())
-	if l, ok := TailLine("wardgate/v1/gw-test/death", mk(envelope.KindDeath), v, later); !ok || !l.Verified {
-		t.Fatalf("death after expiry: %+v", l)
-	}
-	if l, ok := TailLine("wardgate/v1/gw-test/status", mk(envelope.KindStatus), v, later); ok || l.Alert != "verify_failed" {
-		t.Fatalf("status after expiry: %+v", l)
 	}
 }

@@ -1,4 +1,4 @@
-package testpki
+package certstest
 
 import (
 	"crypto"
@@ -19,26 +19,28 @@ import (
 	"go.step.sm/crypto/minica"
 )
 
-// TrustDomain is the SPIFFE trust domain of test identities.
-const TrustDomain = "hospital.example"
+// MiniTrustDomain is the trust domain of MiniPKI identities.
+const MiniTrustDomain = "hospital.example"
 
-// PKI is a test CA.
-type PKI struct {
+// MiniPKI is a bare test CA (root + intermediate from minica) that hands out
+// keys and chains as Identity values: the shape COSE signing and MQTT
+// client tests need. Use PKI for certs-level identities.
+type MiniPKI struct {
 	CA *minica.CA
 }
 
-// New makes a CA (root + intermediate).
-func New(t testing.TB) *PKI {
+// NewMini makes a CA (root + intermediate).
+func NewMini(t testing.TB) *MiniPKI {
 	t.Helper()
 	ca, err := minica.New(minica.WithName("wardgate test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &PKI{CA: ca}
+	return &MiniPKI{CA: ca}
 }
 
 // Roots returns a pool with the root.
-func (p *PKI) Roots() *x509.CertPool {
+func (p *MiniPKI) Roots() *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(p.CA.Root)
 	return pool
@@ -60,7 +62,7 @@ func (id *Identity) TLS() tls.Certificate {
 }
 
 // Issue signs a leaf with common name cn and URI SAN uri ("" for none).
-func (p *PKI) Issue(t testing.TB, cn, uri string, dns ...string) *Identity {
+func (p *MiniPKI) Issue(t testing.TB, cn, uri string, dns ...string) *Identity {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -93,17 +95,17 @@ func (p *PKI) Issue(t testing.TB, cn, uri string, dns ...string) *Identity {
 }
 
 // Gateway issues spiffe://TD/gateway/ID with CN = id.
-func (p *PKI) Gateway(t testing.TB, id string) *Identity {
-	return p.Issue(t, id, "spiffe://"+TrustDomain+"/gateway/"+id)
+func (p *MiniPKI) Gateway(t testing.TB, id string) *Identity {
+	return p.Issue(t, id, "spiffe://"+MiniTrustDomain+"/gateway/"+id)
 }
 
 // Approver issues spiffe://TD/approver/ROLE/PERSON.
-func (p *PKI) Approver(t testing.TB, role, person string) *Identity {
-	return p.Issue(t, person, "spiffe://"+TrustDomain+"/approver/"+role+"/"+person)
+func (p *MiniPKI) Approver(t testing.TB, role, person string) *Identity {
+	return p.Issue(t, person, "spiffe://"+MiniTrustDomain+"/approver/"+role+"/"+person)
 }
 
 // Server issues a TLS server certificate for localhost / 127.0.0.1.
-func (p *PKI) Server(t testing.TB) *Identity {
+func (p *MiniPKI) Server(t testing.TB) *Identity {
 	return p.Issue(t, "localhost", "", "localhost")
 }
 
@@ -131,7 +133,7 @@ func (id *Identity) WriteFiles(t testing.TB, dir, name string) (string, string) 
 }
 
 // WriteRoot writes the root certificate as PEM and returns its path.
-func (p *PKI) WriteRoot(t testing.TB, dir string) string {
+func (p *MiniPKI) WriteRoot(t testing.TB, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "root.crt")
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.CA.Root.Raw}), 0o600); err != nil {
@@ -141,7 +143,7 @@ func (p *PKI) WriteRoot(t testing.TB, dir string) string {
 }
 
 // ClientTLS returns a client tls.Config for id trusting the PKI's root.
-func (p *PKI) ClientTLS(id *Identity) *tls.Config {
+func (p *MiniPKI) ClientTLS(id *Identity) *tls.Config {
 	c := id.TLS()
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/certs/certstest"
 )
 
 // need fails (under CI) or skips when a binary is missing.
@@ -91,13 +91,13 @@ type Mosquitto struct {
 
 // StartMosquitto starts mosquitto with TLS, require_certificate,
 // use_identity_as_username, persistence and MosquittoACL.
-func StartMosquitto(t testing.TB, pki *testpki.PKI) *Mosquitto {
+func StartMosquitto(t testing.TB, pki *certstest.MiniPKI) *Mosquitto {
 	t.Helper()
 	return StartMosquittoACL(t, pki, MosquittoACL)
 }
 
 // StartMosquittoACL is StartMosquitto with another ACL file content.
-func StartMosquittoACL(t testing.TB, pki *testpki.PKI, aclText string) *Mosquitto {
+func StartMosquittoACL(t testing.TB, pki *certstest.MiniPKI, aclText string) *Mosquitto {
 	t.Helper()
 	bin := need(t, "mosquitto")
 	dir := t.TempDir()

@@ -1,4 +1,4 @@
-package telemetry
+package wire
 
 import (
 	"crypto/x509"
@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 // Birth is the body of a birth message, sent first on every connection.

@@ -4,12 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/certs/certstest"
 )
 
 // FuzzVerify feeds arbitrary bytes to the COSE and envelope decoders.
 func FuzzVerify(f *testing.F) {
-	pki := testpki.New(f)
+	pki := certstest.NewMini(f)
 	gw := pki.Gateway(f, "gw-test")
 	body, _ := Marshal(map[string]any{"kind": "x"})
 	for _, tc := range envelopeCases {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/certs/certstest"
 )
 
 // Rabbit is a running RabbitMQ node with the MQTT plugin on a TLS
@@ -54,7 +54,7 @@ func RabbitDefinitions(gateways ...string) map[string]any {
 }
 
 // StartRabbit starts a RabbitMQ node (slow: 10-30 s) for gateways.
-func StartRabbit(t testing.TB, pki *testpki.PKI, gateways ...string) *Rabbit {
+func StartRabbit(t testing.TB, pki *certstest.MiniPKI, gateways ...string) *Rabbit {
 	t.Helper()
 	need(t, "rabbitmq-server")
 	bin := "/usr/lib/rabbitmq/bin/rabbitmq-server" // the real script, not Debian's su wrapper

@@ -10,20 +10,20 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 // approverHook is what the lead wires to the identity package: a chain to
 // the trust bundle whose leaf is spiffe://TD/approver/....
-func approverHook(pki *testpki.PKI) VerifyApprover {
+func approverHook(pki *certstest.MiniPKI) VerifyApprover {
 	roots := envelope.RootsVerifier(pki.Roots())
 	return func(chain []*x509.Certificate, now time.Time) (string, error) {
 		id, err := roots(chain, now)
 		if err != nil {
 			return "", err
 		}
-		if !strings.HasPrefix(id, "spiffe://"+testpki.TrustDomain+"/approver/") {
+		if !strings.HasPrefix(id, "spiffe://"+certstest.MiniTrustDomain+"/approver/") {
 			return "", errors.New("not an approver identity")
 		}
 		return id, nil
@@ -45,8 +45,8 @@ func openStore(t *testing.T, path string) (*NonceStore, *bbolt.DB) {
 }
 
 func TestVerify(t *testing.T) {
-	pki := testpki.New(t)
-	other := testpki.New(t)
+	pki := certstest.NewMini(t)
+	other := certstest.NewMini(t)
 	appr := pki.Approver(t, "security", "jdoe")
 	strangerAppr := other.Approver(t, "security", "mallory")
 	gw := pki.Gateway(t, "gw-test")
@@ -55,7 +55,7 @@ func TestVerify(t *testing.T) {
 	store, db := openStore(t, path)
 	hook := approverHook(pki)
 
-	sign := func(id *testpki.Identity, gwID, name string, args []string, at time.Time, ttl time.Duration) []byte {
+	sign := func(id *certstest.Identity, gwID, name string, args []string, at time.Time, ttl time.Duration) []byte {
 		t.Helper()
 		b, err := Sign(id.Key, id.Chain, gwID, name, args, at, ttl)
 		if err != nil {
@@ -64,7 +64,7 @@ func TestVerify(t *testing.T) {
 		return b
 	}
 	// A command built by hand, bypassing Sign's own checks.
-	raw := func(id *testpki.Identity, p Payload) []byte {
+	raw := func(id *certstest.Identity, p Payload) []byte {
 		b, _ := envelope.Marshal(&p)
 		m, err := envelope.Sign(id.Key, id.Chain, b)
 		if err != nil {
@@ -135,7 +135,7 @@ func TestVerify(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	pki := testpki.New(f)
+	pki := certstest.NewMini(f)
 	appr := pki.Approver(f, "security", "jdoe")
 	now := time.Unix(1700000000, 0)
 	for _, name := range []string{Approve, Rebirth, Lock} {

@@ -1,11 +1,11 @@
-package telemetry
+package wire
 
 import (
 	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/envelope"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 func day(s string) time.Time {

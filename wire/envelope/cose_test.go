@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/gateway/telemetry/internal/testpki"
+	"github.com/wardgate/wardgate/certs/certstest"
 )
 
-func signedEvent(t *testing.T, id *testpki.Identity, gw string) []byte {
+func signedEvent(t *testing.T, id *certstest.Identity, gw string) []byte {
 	t.Helper()
 	body, _ := Marshal(map[string]any{"kind": "test"})
 	p, err := EncodePayload(&Envelope{Version: 1, Gateway: gw, Session: 1, Seq: 9, Time: 5, Kind: KindEvent, Body: body})
@@ -25,7 +25,7 @@ func signedEvent(t *testing.T, id *testpki.Identity, gw string) []byte {
 }
 
 func TestSignVerifyRoundTrip(t *testing.T) {
-	pki := testpki.New(t)
+	pki := certstest.NewMini(t)
 	gw := pki.Gateway(t, "gw-test")
 	msg := signedEvent(t, gw, "gw-test")
 	if msg[0] != 0xd2 {
@@ -50,8 +50,8 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 }
 
 func TestVerifyRejects(t *testing.T) {
-	pki := testpki.New(t)
-	other := testpki.New(t)
+	pki := certstest.NewMini(t)
+	other := certstest.NewMini(t)
 	gw := pki.Gateway(t, "gw-test")
 	good := signedEvent(t, gw, "gw-test")
 
@@ -85,7 +85,7 @@ func TestVerifyRejects(t *testing.T) {
 	}
 }
 
-func signWith(t *testing.T, key crypto.Signer, id *testpki.Identity) []byte {
+func signWith(t *testing.T, key crypto.Signer, id *certstest.Identity) []byte {
 	t.Helper()
 	p, _ := EncodePayload(&Envelope{Version: 1, Gateway: "gw-test", Kind: KindEvent, Body: []byte{0xf6}})
 	msg, err := Sign(key, id.Chain, p)

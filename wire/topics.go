@@ -1,6 +1,6 @@
-package telemetry
+package wire
 
-import "github.com/wardgate/wardgate/gateway/telemetry/envelope"
+import "github.com/wardgate/wardgate/wire/envelope"
 
 // TopicPrefix is the root of every wardgate topic.
 const TopicPrefix = "wardgate/v1/"
