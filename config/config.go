@@ -1,5 +1,7 @@
 package config
 
+import "github.com/wardgate/wardgate/hal"
+
 // Version is the only configuration file version this build reads.
 const Version = 1
 
@@ -179,17 +181,9 @@ type Link struct {
 	Serial *Serial `yaml:"serial"`
 }
 
-// Serial describes an RS-232 link.
-type Serial struct {
-	Port string `yaml:"port"`
-	// Baud defaults to 9600, DataBits to 8, Parity to "none", StopBits to
-	// "1", Flow to "none".
-	Baud     int    `yaml:"baud"`
-	DataBits int    `yaml:"data_bits"`
-	Parity   string `yaml:"parity"`    // none, odd, even, mark, space
-	StopBits string `yaml:"stop_bits"` // 1, 2
-	Flow     string `yaml:"flow"`      // none, rtscts
-}
+// Serial describes an RS-232 link: the one serial settings type, owned by
+// hal (its defaults and rules live there).
+type Serial = hal.SerialConfig
 
 // Clinical is the device's mTLS front for patient-care systems.
 type Clinical struct {

@@ -88,15 +88,7 @@ func applyDefaults(c *Config) {
 	for i := range c.Devices {
 		dev := &c.Devices[i]
 		if s := dev.Link.Serial; s != nil {
-			if s.Baud == 0 {
-				s.Baud = 9600
-			}
-			if s.DataBits == 0 {
-				s.DataBits = 8
-			}
-			setS(&s.Parity, "none")
-			setS(&s.StopBits, "1")
-			setS(&s.Flow, "none")
+			*s = s.WithDefaults()
 		}
 		cl := &dev.Clinical
 		setD(&cl.MaxCertLifetime, 24*time.Hour)

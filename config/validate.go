@@ -414,24 +414,10 @@ func (v *validator) link(p string, dev *Device) {
 	if !filepath.IsAbs(s.Port) {
 		v.add(sp+".port", "%q is not a device path; use one such as /dev/ttyUSB0 or /dev/serial/by-id/...", s.Port)
 	}
-	if s.Baud < 50 || s.Baud > 4000000 {
-		v.add(sp+".baud", "%d is not a usable baud rate; use the device's rate, e.g. 9600 or 115200", s.Baud)
-	}
-	if s.DataBits < 5 || s.DataBits > 8 {
-		v.add(sp+".data_bits", "%d is not allowed; use 5, 6, 7 or 8", s.DataBits)
-	}
-	if !slices.Contains([]string{"none", "odd", "even", "mark", "space"}, s.Parity) {
-		v.add(sp+".parity", "%q is not a parity; use none, odd, even, mark or space", s.Parity)
-	}
-	switch s.StopBits {
-	case "1", "2":
-	case "1.5":
-		v.add(sp+".stop_bits", "1.5 stop bits are not supported by Linux serial drivers; use \"1\" or \"2\"")
-	default:
-		v.add(sp+".stop_bits", "%q is not allowed; use \"1\" or \"2\"", s.StopBits)
-	}
-	if !slices.Contains([]string{"none", "rtscts"}, s.Flow) {
-		v.add(sp+".flow", "%q is not a flow control; use none or rtscts", s.Flow)
+	for _, pr := range s.Problems() {
+		if pr.Field != "port" { // a missing port is reported above
+			v.add(sp+"."+pr.Field, "%s", pr.Message)
+		}
 	}
 }
 

@@ -10,15 +10,93 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SerialConfig describes an RS-232 link; it mirrors the device's
-// link.serial config. Zero values take the defaults noted.
+// SerialConfig describes an RS-232 link. It is the one serial settings
+// type: the config file's link.serial decodes into it (YAML keys below),
+// clinical relays open it, and its defaults and rules live here only.
+// Zero values take the defaults noted.
 type SerialConfig struct {
-	Port     string // device path, e.g. /dev/ttyUSB0 (required)
-	Baud     int    // default 9600
-	DataBits int    // 5..8, default 8
-	Parity   string // none (default), odd, even, mark, space
-	StopBits string // 1 (default) or 2; 1.5 is refused (Linux has no such setting)
-	Flow     string // none (default), rtscts
+	Port     string `yaml:"port"`      // device path, e.g. /dev/ttyUSB0 (required)
+	Baud     int    `yaml:"baud"`      // default 9600
+	DataBits int    `yaml:"data_bits"` // 5..8, default 8
+	Parity   string `yaml:"parity"`    // none (default), odd, even, mark, space
+	StopBits string `yaml:"stop_bits"` // 1 (default) or 2; 1.5 is refused (Linux has no such setting)
+	Flow     string `yaml:"flow"`      // none (default), rtscts
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c SerialConfig) WithDefaults() SerialConfig {
+	if c.Baud == 0 {
+		c.Baud = 9600
+	}
+	if c.DataBits == 0 {
+		c.DataBits = 8
+	}
+	if c.Parity == "" {
+		c.Parity = "none"
+	}
+	if c.StopBits == "" {
+		c.StopBits = "1"
+	}
+	if c.Flow == "" {
+		c.Flow = "none"
+	}
+	return c
+}
+
+// SerialProblem is one invalid field of a SerialConfig: Field is its YAML
+// key, Message says what is wrong and what to write instead.
+type SerialProblem struct{ Field, Message string }
+
+// Problems reports every invalid field of c after defaults, in field
+// order; none for a usable configuration.
+func (c SerialConfig) Problems() []SerialProblem {
+	c = c.WithDefaults()
+	var ps []SerialProblem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, SerialProblem{field, fmt.Sprintf(format, args...)})
+	}
+	if c.Port == "" {
+		add("port", "missing; name the serial device, e.g. /dev/ttyUSB0")
+	}
+	if c.Baud < 50 || c.Baud > 4000000 {
+		add("baud", "%d is not a usable baud rate; use the device's rate, e.g. 9600 or 115200", c.Baud)
+	}
+	if c.DataBits < 5 || c.DataBits > 8 {
+		add("data_bits", "%d is not allowed; use 5, 6, 7 or 8", c.DataBits)
+	}
+	if _, ok := parities[c.Parity]; !ok {
+		add("parity", "%q is not a parity; use none, odd, even, mark or space", c.Parity)
+	}
+	switch c.StopBits {
+	case "1", "2":
+	case "1.5":
+		add("stop_bits", "1.5 stop bits are not supported by Linux serial drivers; use 1 or 2")
+	default:
+		add("stop_bits", "%q is not allowed; use 1 or 2", c.StopBits)
+	}
+	if c.Flow != "none" && c.Flow != "rtscts" {
+		add("flow", "%q is not a flow control; use none or rtscts", c.Flow)
+	}
+	return ps
+}
+
+// Validate returns nil or an error wrapping ErrSerialConfig that lists
+// every problem of c.
+func (c SerialConfig) Validate() error {
+	ps := c.Problems()
+	if len(ps) == 0 {
+		return nil
+	}
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = fmt.Errorf("%s: %s", p.Field, p.Message)
+	}
+	return fmt.Errorf("hal: serial %s: %w: %w", c.Port, ErrSerialConfig, errors.Join(errs...))
+}
+
+var parities = map[string]serial.Parity{
+	"none": serial.NoParity, "odd": serial.OddParity, "even": serial.EvenParity,
+	"mark": serial.MarkParity, "space": serial.SpaceParity,
 }
 
 // SerialPort is an open serial line. Read blocks until data arrives, the
@@ -31,59 +109,17 @@ type SerialPort interface {
 	Drain() error
 }
 
-// serialMode checks c and converts it; every problem is reported at once.
+// serialMode checks c and converts it.
 func serialMode(c SerialConfig) (*serial.Mode, bool, error) {
-	m := &serial.Mode{BaudRate: c.Baud, DataBits: c.DataBits}
-	var errs []error
-	if c.Port == "" {
-		errs = append(errs, errors.New("port: name the serial device, e.g. /dev/ttyUSB0"))
+	if err := c.Validate(); err != nil {
+		return nil, false, err
 	}
-	if m.BaudRate == 0 {
-		m.BaudRate = 9600
-	} else if m.BaudRate < 0 {
-		errs = append(errs, fmt.Errorf("baud %d: use a positive rate such as 9600 or 115200", c.Baud))
-	}
-	if m.DataBits == 0 {
-		m.DataBits = 8
-	} else if m.DataBits < 5 || m.DataBits > 8 {
-		errs = append(errs, fmt.Errorf("data_bits %d: use 5, 6, 7 or 8", c.DataBits))
-	}
-	switch c.Parity {
-	case "", "none":
-		m.Parity = serial.NoParity
-	case "odd":
-		m.Parity = serial.OddParity
-	case "even":
-		m.Parity = serial.EvenParity
-	case "mark":
-		m.Parity = serial.MarkParity
-	case "space":
-		m.Parity = serial.SpaceParity
-	default:
-		errs = append(errs, fmt.Errorf("parity %q: use none, odd, even, mark or space", c.Parity))
-	}
-	switch c.StopBits {
-	case "", "1":
-		m.StopBits = serial.OneStopBit
-	case "1.5":
-		errs = append(errs, errors.New("stop_bits 1.5: Linux serial drivers do not support 1.5 stop bits; use 1 or 2"))
-	case "2":
+	c = c.WithDefaults()
+	m := &serial.Mode{BaudRate: c.Baud, DataBits: c.DataBits, Parity: parities[c.Parity], StopBits: serial.OneStopBit}
+	if c.StopBits == "2" {
 		m.StopBits = serial.TwoStopBits
-	default:
-		errs = append(errs, fmt.Errorf("stop_bits %q: use 1, 1.5 or 2", c.StopBits))
 	}
-	rtscts := false
-	switch c.Flow {
-	case "", "none":
-	case "rtscts":
-		rtscts = true
-	default:
-		errs = append(errs, fmt.Errorf("flow %q: use none or rtscts", c.Flow))
-	}
-	if len(errs) > 0 {
-		return nil, false, fmt.Errorf("hal: serial %s: %w: %w", c.Port, ErrSerialConfig, errors.Join(errs...))
-	}
-	return m, rtscts, nil
+	return m, c.Flow == "rtscts", nil
 }
 
 // OpenSerial opens and configures a serial port in raw mode.

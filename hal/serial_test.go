@@ -20,9 +20,9 @@ func TestSerialConfigErrors(t *testing.T) {
 		cfg  hal.SerialConfig
 		say  []string
 	}{
-		{"no port", hal.SerialConfig{}, []string{"port: name the serial device"}},
+		{"no port", hal.SerialConfig{}, []string{"port: missing; name the serial device"}},
 		{"everything wrong", hal.SerialConfig{Port: "/dev/ttyX", Baud: -1, DataBits: 9, Parity: "maybe", StopBits: "3", Flow: "xon"},
-			[]string{"baud -1", "data_bits 9", `parity "maybe"`, `stop_bits "3"`, `flow "xon"`}},
+			[]string{"baud: -1 is not", "data_bits: 9 is not", `parity: "maybe" is not`, `stop_bits: "3" is not`, `flow: "xon" is not`}},
 		{"one and a half stop bits", hal.SerialConfig{Port: "/dev/ttyX", StopBits: "1.5"}, []string{"use 1 or 2"}},
 	}
 	for _, c := range cases {

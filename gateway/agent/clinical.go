@@ -76,7 +76,8 @@ func clinicalDevices(cfg *config.Config) []clinical.DeviceOptions {
 			MaxLifetime: d.Clinical.MaxLifetime.D(), MaxPending: d.Clinical.MaxPending,
 		}
 		if s := d.Link.Serial; s != nil {
-			cd.Serial = &clinical.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, Flow: s.Flow}
+			sc := *s
+			cd.Serial = &sc
 		}
 		out = append(out, cd)
 	}

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/wardgate/wardgate/hal"
 )
 
 // serialLink keeps a device's serial port open, reopening it with backoff,
 // and hands it to one session at a time.
 type serialLink struct {
 	d   *device
-	cfg SerialConfig
+	cfg hal.SerialConfig
 
 	mu     sync.Mutex
 	port   io.ReadWriteCloser // nil while the port is missing

@@ -15,6 +15,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wardgate/wardgate/gateway/authority"
+	"github.com/wardgate/wardgate/hal"
 )
 
 // Defaults applied to zero fields of DeviceOptions and Options.
@@ -58,7 +59,7 @@ type Options struct {
 	// Dial reaches TCP links; nil means a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// OpenSerial opens serial links; nil means OpenSerialPort.
-	OpenSerial func(SerialConfig) (io.ReadWriteCloser, error)
+	OpenSerial func(hal.SerialConfig) (io.ReadWriteCloser, error)
 	// Clock drives idle and lifetime limits, backoff and event windows;
 	// nil means the real clock.
 	Clock clockwork.Clock
@@ -97,7 +98,7 @@ type DeviceOptions struct {
 	// TCP is the device's HOST:PORT.
 	TCP string
 	// Serial describes an RS-232 link.
-	Serial *SerialConfig
+	Serial *hal.SerialConfig
 	// Allow and MaxCertLifetime are the device's peer policy. Authorize
 	// enforces them; here they only tell Update that the policy changed
 	// (which restarts the device) and appear in Snapshot.
@@ -112,63 +113,6 @@ type DeviceOptions struct {
 	// default 30m), MaxLifetime (default 24h) and DialTimeout (TCP links;
 	// default 5s) bound each connection.
 	HandshakeTimeout, IdleTimeout, MaxLifetime, DialTimeout time.Duration
-}
-
-// SerialConfig is an RS-232 link. Zero fields take defaults: 9600 baud, 8
-// data bits, parity "none", stop bits "1", flow "none".
-type SerialConfig struct {
-	Port     string
-	Baud     int
-	DataBits int
-	Parity   string // none, odd, even, mark, space
-	StopBits string // 1, 2
-	Flow     string // none, rtscts
-}
-
-// WithDefaults returns c with defaults applied.
-func (c SerialConfig) WithDefaults() SerialConfig {
-	if c.Baud == 0 {
-		c.Baud = 9600
-	}
-	if c.DataBits == 0 {
-		c.DataBits = 8
-	}
-	if c.Parity == "" {
-		c.Parity = "none"
-	}
-	if c.StopBits == "" {
-		c.StopBits = "1"
-	}
-	if c.Flow == "" {
-		c.Flow = "none"
-	}
-	return c
-}
-
-// Validate reports every problem of c (after defaults), each naming its
-// field and the allowed values.
-func (c SerialConfig) Validate() error {
-	c = c.WithDefaults()
-	var errs []error
-	if c.Port == "" {
-		errs = append(errs, errors.New("serial.port is empty: name the device's port, e.g. /dev/ttyUSB0"))
-	}
-	if c.Baud < 50 || c.Baud > 4000000 {
-		errs = append(errs, fmt.Errorf("serial.baud %d is not usable: use the device's rate, e.g. 9600 or 115200", c.Baud))
-	}
-	if c.DataBits < 5 || c.DataBits > 8 {
-		errs = append(errs, fmt.Errorf("serial.data_bits %d: use 5, 6, 7 or 8", c.DataBits))
-	}
-	if !slices.Contains([]string{"none", "odd", "even", "mark", "space"}, c.Parity) {
-		errs = append(errs, fmt.Errorf("serial.parity %q: use none, odd, even, mark or space", c.Parity))
-	}
-	if c.StopBits != "1" && c.StopBits != "2" {
-		errs = append(errs, fmt.Errorf("serial.stop_bits %q: use \"1\" or \"2\"", c.StopBits))
-	}
-	if c.Flow != "none" && c.Flow != "rtscts" {
-		errs = append(errs, fmt.Errorf("serial.flow %q: use none or rtscts", c.Flow))
-	}
-	return errors.Join(errs...)
 }
 
 func (d DeviceOptions) withDefaults() DeviceOptions {

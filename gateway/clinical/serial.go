@@ -9,10 +9,10 @@ import (
 // OpenSerialPort opens c.Port in raw mode with c's settings (after
 // defaults), through the hardware layer's serial port (go.bug.st/serial,
 // with RTS/CTS set on the tty since the library does not expose it).
-func OpenSerialPort(c SerialConfig) (io.ReadWriteCloser, error) {
+func OpenSerialPort(c hal.SerialConfig) (io.ReadWriteCloser, error) {
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return hal.OpenSerial(hal.SerialConfig(c))
+	return hal.OpenSerial(c)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"github.com/wardgate/wardgate/hal"
 )
 
 // fakeDevice is the device end of a pty: it answers each line with "ACK
@@ -70,11 +72,11 @@ func TestSerialPTY(t *testing.T) {
 	link := filepath.Join(t.TempDir(), "ttyUSB0")
 	dev := newFakeDevice(t, link)
 	defer func() { dev.unplug() }()
-	cfg := SerialConfig{Port: link, Baud: 19200, DataBits: 7, Parity: "even", StopBits: "2", Flow: "rtscts"}
+	cfg := hal.SerialConfig{Port: link, Baud: 19200, DataBits: 7, Parity: "even", StopBits: "2", Flow: "rtscts"}
 	e := newEnv(t, nil, func(o *Options, d *DeviceOptions) {
 		d.Serial = &cfg
 		o.SerialBackoffMin, o.SerialBackoffMax = 10*time.Millisecond, 50*time.Millisecond
-		o.OpenSerial = func(c SerialConfig) (io.ReadWriteCloser, error) {
+		o.OpenSerial = func(c hal.SerialConfig) (io.ReadWriteCloser, error) {
 			if c != cfg {
 				t.Errorf("opened with %+v, want %+v", c, cfg)
 			}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/wardgate/wardgate/hal"
 )
 
 // TestLimiter: one refusal event per device, kind and reason per window;
@@ -189,9 +191,9 @@ func TestOptionsValidation(t *testing.T) {
 		want []string
 	}{
 		{"no link", []DeviceOptions{{ID: "a", Listen: ":0"}}, []string{"link is missing"}},
-		{"both links", []DeviceOptions{{ID: "a", Listen: ":0", TCP: "h:1", Serial: &SerialConfig{Port: "/dev/x"}}}, []string{"both"}},
+		{"both links", []DeviceOptions{{ID: "a", Listen: ":0", TCP: "h:1", Serial: &hal.SerialConfig{Port: "/dev/x"}}}, []string{"both"}},
 		{"bad tcp", []DeviceOptions{{ID: "a", Listen: ":0", TCP: "nohost"}}, []string{"HOST:PORT"}},
-		{"bad serial", []DeviceOptions{{ID: "a", Listen: ":0", Serial: &SerialConfig{Port: "/dev/x", DataBits: 9, Parity: "x", StopBits: "1.5", Flow: "xon"}}},
+		{"bad serial", []DeviceOptions{{ID: "a", Listen: ":0", Serial: &hal.SerialConfig{Port: "/dev/x", DataBits: 9, Parity: "x", StopBits: "1.5", Flow: "xon"}}},
 			[]string{"data_bits", "parity", "stop_bits", "flow"}},
 		{"duplicate", []DeviceOptions{{ID: "a", Listen: ":0", TCP: "h:1"}, {ID: "a", Listen: ":0", TCP: "h:1"}}, []string{"duplicate"}},
 		{"no listen", []DeviceOptions{{ID: "a", TCP: "h:1"}}, []string{"clinical.listen"}},
@@ -224,7 +226,7 @@ func FuzzSerialConfig(f *testing.F) {
 	f.Add("/dev/ttyUSB9", 115200, 7, "even", "2", "rtscts")
 	f.Add("x", -1, 99, "odd\x00", "1.5", "xon")
 	f.Fuzz(func(t *testing.T, port string, baud, bits int, parity, stop, flow string) {
-		c := SerialConfig{Port: port, Baud: baud, DataBits: bits, Parity: parity, StopBits: stop, Flow: flow}
+		c := hal.SerialConfig{Port: port, Baud: baud, DataBits: bits, Parity: parity, StopBits: stop, Flow: flow}
 		err := c.Validate()
 		d := c.WithDefaults()
 		if err == nil {
