@@ -68,6 +68,10 @@ type VendorLimits struct {
 	// HandshakeTimeout bounds one TLS handshake and CONNECT request, 1s to
 	// 60s (default DefaultVendorHandshakeTimeout, 10s).
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	// HandshakeRate caps new vendor connections per second, with a burst
+	// of the same size; a flood beyond it is refused before any TLS work
+	// (default DefaultVendorHandshakeRate, 50).
+	HandshakeRate int `yaml:"handshake_rate"`
 }
 
 // Recordings bounds the vendor session recordings on the state disk. The

@@ -70,8 +70,8 @@ func TestBaseIsValid(t *testing.T) {
 		t.Errorf("file and hash not set")
 	}
 	want := VendorLimits{MaxConnections: DefaultVendorMaxConnections, MaxPerSource: DefaultVendorMaxPerSource,
-		MaxPending: DefaultVendorMaxPending, HandshakeTimeout: Duration(DefaultVendorHandshakeTimeout)}
-	if cfg.Gateway.VendorLimits != want || want.MaxConnections != 128 || want.MaxPerSource != 8 || want.MaxPending != 32 || want.HandshakeTimeout.D() != 10*time.Second {
+		MaxPending: DefaultVendorMaxPending, HandshakeTimeout: Duration(DefaultVendorHandshakeTimeout), HandshakeRate: DefaultVendorHandshakeRate}
+	if cfg.Gateway.VendorLimits != want || want.MaxConnections != 128 || want.MaxPerSource != 8 || want.MaxPending != 32 || want.HandshakeRate != 50 || want.HandshakeTimeout.D() != 10*time.Second {
 		t.Errorf("vendor_limits = %+v, want %+v", cfg.Gateway.VendorLimits, want)
 	}
 	if r := cfg.Gateway.Recordings; r.MaxBytes != 1<<30 || r.MaxFreeShare != 25 || r.FsyncEvery.D() != 2*time.Second {
@@ -116,7 +116,7 @@ func TestExampleIsValidAndComplete(t *testing.T) {
 	// Every key of every section appears in the example.
 	for _, key := range []string{"drain_timeout", "rekey_every", "outbox_max", "long_press", "max_cert_lifetime",
 		"max_per_source", "handshake_timeout", "idle_timeout", "max_lifetime", "request_timeout", "data_bits", "stop_bits", "flow",
-		"vendor_limits", "max_connections", "max_pending", "recordings", "max_bytes", "max_free_share", "fsync_every", "outbox_reserve"} {
+		"vendor_limits", "max_connections", "max_pending", "handshake_rate", "recordings", "max_bytes", "max_free_share", "fsync_every", "outbox_reserve"} {
 		if !strings.Contains(Example, key+":") {
 			t.Errorf("example does not show %s", key)
 		}
@@ -206,6 +206,7 @@ func TestValidationRules(t *testing.T) {
 		{"vendor max_connections negative", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits: {max_connections: -1}", problemWant{"gateway.vendor_limits.max_connections", "vendor_limits:", "1 or more"}},
 		{"vendor max_per_source negative", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    max_per_source: -2", problemWant{"gateway.vendor_limits.max_per_source", "max_per_source: -2", "1 or more"}},
 		{"vendor max_per_source over max_connections", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    max_connections: 4\n    max_per_source: 5", problemWant{"gateway.vendor_limits.max_per_source", "max_per_source: 5", "more than max_connections"}},
+		{"vendor handshake_rate zero", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    handshake_rate: -5", problemWant{"gateway.vendor_limits.handshake_rate", "handshake_rate: -5", "1 or more"}},
 		{"vendor max_pending negative", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    max_pending: -1", problemWant{"gateway.vendor_limits.max_pending", "max_pending: -1", "1 or more"}},
 		{"vendor handshake too short", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    handshake_timeout: 500ms", problemWant{"gateway.vendor_limits.handshake_timeout", "handshake_timeout: 500ms", "between 1s and 60s"}},
 		{"vendor handshake too long", "  state_dir: /var/lib/wardgate", "  state_dir: /var/lib/wardgate\n  vendor_limits:\n    handshake_timeout: 2m", problemWant{"gateway.vendor_limits.handshake_timeout", "handshake_timeout: 2m", "between 1s and 60s"}},

@@ -22,6 +22,7 @@ const (
 	DefaultVendorMaxPerSource     = 8
 	DefaultVendorMaxPending       = 32
 	DefaultVendorHandshakeTimeout = 10 * time.Second
+	DefaultVendorHandshakeRate    = 50
 
 	// gateway.recordings
 	DefaultRecordingsMaxBytes     = 1 << 30
@@ -50,6 +51,7 @@ func applyDefaults(c *Config) {
 	setI(&vl.MaxPerSource, DefaultVendorMaxPerSource)
 	setI(&vl.MaxPending, DefaultVendorMaxPending)
 	setD(&vl.HandshakeTimeout, DefaultVendorHandshakeTimeout)
+	setI(&vl.HandshakeRate, DefaultVendorHandshakeRate)
 	rec := &g.Recordings
 	if rec.MaxBytes == 0 {
 		rec.MaxBytes = DefaultRecordingsMaxBytes

@@ -118,7 +118,7 @@ func (v *validator) gateway(c *Config) {
 	for _, f := range []struct {
 		key string
 		n   int
-	}{{"max_connections", vl.MaxConnections}, {"max_per_source", vl.MaxPerSource}, {"max_pending", vl.MaxPending}} {
+	}{{"max_connections", vl.MaxConnections}, {"max_per_source", vl.MaxPerSource}, {"max_pending", vl.MaxPending}, {"handshake_rate", vl.HandshakeRate}} {
 		if f.n < 1 {
 			v.add("gateway.vendor_limits."+f.key, "%d is not allowed; use 1 or more, or leave it out for the default", f.n)
 		}

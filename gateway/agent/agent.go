@@ -253,7 +253,7 @@ func (a *Agent) setupAccess() error {
 func (a *Agent) vendorLimits(cfg *config.Config) (front.Limits, error) {
 	vl := cfg.Gateway.VendorLimits
 	want := front.Limits{MaxConns: vl.MaxConnections, MaxPending: vl.MaxPending, MaxPerSource: vl.MaxPerSource,
-		HandshakeTimeout: vl.HandshakeTimeout.D()}
+		HandshakeTimeout: vl.HandshakeTimeout.D(), HandshakeRate: vl.HandshakeRate}
 	clin := 0
 	for _, d := range cfg.Devices {
 		n := d.Clinical.MaxConnections

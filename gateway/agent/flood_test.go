@@ -16,7 +16,9 @@ import (
 
 	"log/slog"
 
+	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/authority"
+	"github.com/wardgate/wardgate/gateway/front"
 )
 
 // eventCounter counts the agent's event log records by kind, and every
@@ -232,4 +234,21 @@ func itoa(i int) string {
 		i /= 10
 	}
 	return string(b)
+}
+
+// TestVendorLimitsFromConfig: every vendor_limits key reaches the vendor
+// listener's front (the rate is never shrunk by the descriptor budget).
+func TestVendorLimitsFromConfig(t *testing.T) {
+	cfg := &config.Config{}
+	cfg.Gateway.VendorLimits = config.VendorLimits{MaxConnections: 20, MaxPerSource: 3, MaxPending: 5,
+		HandshakeTimeout: config.Duration(4 * time.Second), HandshakeRate: 7}
+	a := &Agent{log: slog.New(slog.DiscardHandler)}
+	got, err := a.vendorLimits(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := front.Limits{MaxConns: 20, MaxPerSource: 3, MaxPending: 5, HandshakeTimeout: 4 * time.Second, HandshakeRate: 7}
+	if got != want {
+		t.Errorf("vendor limits = %+v, want %+v", got, want)
+	}
 }
