@@ -14,16 +14,49 @@ import (
 	"github.com/wardgate/wardgate/wire/envelope"
 )
 
-// commandLoop verifies and executes commands one at a time.
+// rejectWindow is how long rejected commands of one reason are folded
+// into one summary event.
+const rejectWindow = time.Minute
+
+// commandLoop verifies and executes commands one at a time, and reports
+// folded rejections when their window ends.
 func (p *Publisher) commandLoop(ctx context.Context) {
+	t := p.clock.NewTicker(rejectWindow)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case data := <-p.cmds:
 			p.handleCommand(ctx, data)
+		case <-t.Chan():
+			for _, f := range p.rejects.Flush(p.clock.Now()) {
+				p.log.Warn("telemetry commands rejected", "reason", f.Reason, "count", f.Count)
+				_, _ = p.Event(wire.Event{Kind: "command.rejected", Severity: wire.SeverityWarning, Attrs: map[string]string{
+					"reason": f.Reason, "count": fmt.Sprint(f.Count),
+					"first": f.First.UTC().Format(time.RFC3339), "last": f.Last.UTC().Format(time.RFC3339)}})
+			}
 		}
 	}
+}
+
+// rejectReason names why a command was refused in a fixed vocabulary, so
+// a report never carries the sender's bytes.
+func rejectReason(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{command.ErrMalformed, "malformed"}, {command.ErrUnsigned, "unsigned"},
+		{command.ErrNotApprover, "not_approver"}, {command.ErrOtherGateway, "other_gateway"},
+		{command.ErrExpired, "expired"}, {command.ErrTooLong, "too_long"},
+		{command.ErrReplay, "replay"}, {command.ErrUnknown, "unknown_command"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "refused"
 }
 
 func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
@@ -42,10 +75,17 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 	}
 	c, err := command.Verify(data, p.opts.GatewayID, p.clock.Now(), approver, p.nonces)
 	if err != nil {
-		reply.Reason = err.Error()
-		p.log.Warn("telemetry command rejected", "command", reply.Command, "reason", err)
+		// Anyone who can publish on the command topic can send junk: the
+		// first rejection of a reason in a window is reported and
+		// answered, the rest are only counted (a summary event follows).
+		reason := rejectReason(err)
+		if !p.rejects.Note(p.clock.Now(), "mqtt", reason) {
+			return
+		}
+		reply.Reason = printable(err.Error(), 200)
+		p.log.Warn("telemetry command rejected", "reason", reason, "err", err)
 		_, _ = p.Event(wire.Event{Kind: "command.rejected", Severity: wire.SeverityWarning,
-			Attrs: map[string]string{"command": reply.Command, "reason": err.Error()}})
+			Attrs: map[string]string{"command": printable(reply.Command, 32), "reason": reason, "count": "1"}})
 	} else {
 		reply.Approver = c.Approver
 		reply.Result, err = p.execute(ctx, *c)
@@ -63,7 +103,7 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 		_, err = p.enqueue(outbox.ClassUrgent, envelope.KindReply, body)
 	}
 	if err != nil {
-		p.log.Error("telemetry command reply not queued", "error", err)
+		p.log.Error("telemetry command reply not queued", "err", err)
 	}
 }
 
@@ -131,4 +171,19 @@ func (p *Publisher) accountability() {
 			p.log.Error("telemetry accountability event not queued", "error", err)
 		}
 	}
+}
+
+// printable caps s at n bytes and replaces anything but printable ASCII,
+// so sender-chosen text cannot forge log lines or bloat events.
+func printable(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }

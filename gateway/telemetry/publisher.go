@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/gateway/front"
+
 	"github.com/wardgate/wardgate/wire"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -120,7 +122,9 @@ type Publisher struct {
 	log    *slog.Logger
 	ob     *outbox.Outbox
 	nonces *command.NonceStore
-	cmds   chan []byte
+	// rejects folds rejected commands per reason (see commandLoop).
+	rejects front.Folder
+	cmds    chan []byte
 
 	connected atomic.Bool
 	session   atomic.Uint64
@@ -187,6 +191,7 @@ func New(opts Options) (*Publisher, error) {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	p.ob = ob
+	p.rejects.Window = rejectWindow
 	p.nonces, err = command.NewNonceStore(ob.DB())
 	if err != nil {
 		ob.Close()
