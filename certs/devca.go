@@ -103,9 +103,11 @@ type IssueOptions struct {
 	NotBefore time.Time
 	// Key is the leaf's key; a new P-256 key when nil.
 	Key crypto.Signer
+	// ExtKeyUsage defaults to serverAuth and clientAuth.
+	ExtKeyUsage []x509.ExtKeyUsage
 }
 
-// Issue signs a leaf for serverAuth and clientAuth and returns it with its
+// Issue signs a leaf (for serverAuth and clientAuth unless o says) and returns it with its
 // key and chain (leaf, intermediate).
 func (d *DevCA) Issue(o IssueOptions) (tls.Certificate, error) {
 	key := o.Key
@@ -120,7 +122,10 @@ func (d *DevCA) Issue(o IssueOptions) (tls.Certificate, error) {
 		IPAddresses: o.IPs,
 		PublicKey:   key.Public(),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage: o.ExtKeyUsage,
+	}
+	if tmpl.ExtKeyUsage == nil {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
 	cn := o.CommonName
 	if o.URI != "" {

@@ -262,6 +262,10 @@ func TestLockCutsClinicalWithinASecond(t *testing.T) {
 func TestClinicalPolicy(t *testing.T) {
 	e := newEnv(t)
 	e.start(e.config(pumpServer))
+	serverOnly, err := e.ca.Issue(certs.IssueOptions{URI: pumpServer, Lifetime: time.Hour, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		cert tls.Certificate
@@ -271,6 +275,7 @@ func TestClinicalPolicy(t *testing.T) {
 		{"other identity", e.cert("spiffe://hospital.example/svc/billing", time.Hour), false},
 		{"vendor on the clinical port", e.cert("spiffe://hospital.example/vendor/acme-medical/jane", time.Hour), false},
 		{"longer-lived than allowed", e.cert(pumpServer, 48*time.Hour), false},
+		{"not for client authentication", serverOnly, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -41,7 +41,8 @@ func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*p
 			errs = append(errs, fmt.Errorf("device %s: %w", d.ID, err))
 			continue
 		}
-		p.clinical[d.ID] = certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: d.Clinical.MaxCertLifetime.D(), Locked: locked}
+		p.clinical[d.ID] = certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: d.Clinical.MaxCertLifetime.D(), Locked: locked,
+			Usage: x509.ExtKeyUsageClientAuth}
 	}
 	for _, v := range cfg.Vendors {
 		allow, err := certs.CompilePatterns(v.Identities)
@@ -49,7 +50,8 @@ func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*p
 			errs = append(errs, fmt.Errorf("vendor %s: %w", v.Org, err))
 			continue
 		}
-		p.vendors = append(p.vendors, vendorPolicy{org: v.Org, policy: certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: v.MaxCertLifetime.D(), Locked: locked}})
+		p.vendors = append(p.vendors, vendorPolicy{org: v.Org, policy: certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: v.MaxCertLifetime.D(), Locked: locked,
+			Usage: x509.ExtKeyUsageClientAuth}})
 	}
 	p.approver = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
 		MaxLifetime: 24 * time.Hour, Locked: locked}
