@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.step.sm/crypto/minica"
 	"go.step.sm/crypto/randutil"
 )
 
@@ -36,12 +35,11 @@ type DevCAOptions struct {
 	ValidFor time.Duration
 }
 
-// DevCA is an in-process development CA (go.step.sm/crypto/minica): a P-256
-// root and intermediate valid from 24 h before creation for
+// DevCA is an in-process development CA: a P-256 root and intermediate valid from 24 h before creation for
 // DevCAOptions.ValidFor, signing P-256 leaves. For `wardgate demo`, labs
 // and tests only. Safe for concurrent use.
 type DevCA struct {
-	ca       *minica.CA
+	ca       *devKeys
 	clock    clockwork.Clock
 	lifetime atomic.Int64
 	allowExp atomic.Bool
@@ -150,9 +148,25 @@ func (d *DevCA) Issue(o IssueOptions) (tls.Certificate, error) {
 	return *tc, nil
 }
 
-// newMiniCA makes the root and intermediate (minica.New fixes their
-// validity to 24 h from now; a demo may run longer and tests move clocks).
-func newMiniCA(name string, now time.Time, validFor time.Duration) (*minica.CA, error) {
+// devKeys is the development CA's root and intermediate with their keys.
+type devKeys struct {
+	Root, Intermediate *x509.Certificate
+	RootSigner, Signer crypto.Signer
+}
+
+// Sign issues tmpl (which carries the leaf's public key) from the
+// intermediate.
+func (k *devKeys) Sign(tmpl *x509.Certificate) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, k.Intermediate, tmpl.PublicKey, k.Signer)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// newMiniCA makes the root and intermediate, valid from a day before now
+// for validFor (a demo may run long and tests move clocks).
+func newMiniCA(name string, now time.Time, validFor time.Duration) (*devKeys, error) {
 	mk := func(cn string, parent *x509.Certificate, parentKey, key crypto.Signer, pathLen int) (*x509.Certificate, error) {
 		sn, err := randSerial()
 		if err != nil {
@@ -194,7 +208,7 @@ func newMiniCA(name string, now time.Time, validFor time.Duration) (*minica.CA, 
 	if err != nil {
 		return nil, err
 	}
-	return &minica.CA{Root: root, RootSigner: rootKey, Intermediate: inter, Signer: intKey}, nil
+	return &devKeys{Root: root, RootSigner: rootKey, Intermediate: inter, Signer: intKey}, nil
 }
 
 func lastSlash(s string) int {

@@ -7,9 +7,9 @@
 // WatchdogDevice, SerialPort) and one implementation of the GPIO parts over
 // periph.io's gpio.PinIO. Two drivers supply those pins:
 //
-//   - "periph" resolves real pins by name through periph.io/x/host/v3
-//     (bcm283x on Raspberry Pi class boards, the GPIO character device on
-//     any board with /dev/gpiochipN);
+//   - "periph" resolves real pins by their kernel line names through the
+//     GPIO character device (/dev/gpiochipN, periph.io/x/host/v3/gpioioctl,
+//     the only host driver registered);
 //   - "sim" uses periph's gpiotest fake pins, driven by Sim.Press and
 //     Sim.SetTamper, so the demo and tests run without hardware. Both go
 //     through the same debouncer, press tracker, tamper logic and LED code.

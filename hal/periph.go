@@ -4,12 +4,17 @@ import (
 	"fmt"
 	"strings"
 
+	"periph.io/x/conn/v3/driver/driverreg"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
-	"periph.io/x/host/v3"
+	// The GPIO character device (/dev/gpiochip*) is the kernel's supported
+	// GPIO interface on every board; it is the only periph host driver the
+	// gateway registers (the memory-mapped SoC drivers and sysfs GPIO add
+	// size and nothing the button, LEDs and tamper switch need).
+	_ "periph.io/x/host/v3/gpioioctl"
 )
 
-// periphHooks lets tests replace host.Init and the pin registry.
+// periphHooks lets tests replace driverreg.Init and the pin registry.
 type periphHooks struct {
 	init   func() error
 	byName func(string) gpio.PinIO
@@ -19,7 +24,7 @@ type periphHooks struct {
 func defaultPeriphHooks() *periphHooks {
 	return &periphHooks{
 		init: func() error {
-			_, err := host.Init()
+			_, err := driverreg.Init()
 			return err
 		},
 		byName: gpioreg.ByName,
