@@ -55,7 +55,7 @@ type Options struct {
 	TamperPoll time.Duration
 	// ThermalRoot is the sysfs root for Temperatures. Default /sys.
 	ThermalRoot string
-	// Clock defaults to the real clock; Logger to slog.Default().
+	// Clock defaults to the real clock; Logger to discarding.
 	Clock  clockwork.Clock
 	Logger *slog.Logger
 	// Getenv reads NOTIFY_SOCKET and WATCHDOG_USEC; default os.Getenv.
@@ -82,7 +82,7 @@ func (o *Options) defaults() {
 		o.Clock = clockwork.NewRealClock()
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv

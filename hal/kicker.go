@@ -22,7 +22,7 @@ type KickerOptions struct {
 	// at most half of systemd's WatchdogSec.
 	Interval time.Duration
 	Clock    clockwork.Clock // default real clock
-	Logger   *slog.Logger    // default slog.Default()
+	Logger   *slog.Logger    // default: discard
 }
 
 // Kicker feeds the hardware watchdog and systemd's watchdog, but only while
@@ -55,7 +55,7 @@ func NewKicker(o KickerOptions) *Kicker {
 		k.clock = clockwork.NewRealClock()
 	}
 	if k.log == nil {
-		k.log = slog.Default()
+		k.log = slog.New(slog.DiscardHandler)
 	}
 	k.log = k.log.With("component", "hal.watchdog")
 	if k.timeout <= 0 {

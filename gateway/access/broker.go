@@ -64,7 +64,7 @@ type Options struct {
 	LED func(pending, live bool)
 
 	Clock  clockwork.Clock // default: real clock
-	Logger *slog.Logger    // default: slog.Default(); a component attribute is added
+	Logger *slog.Logger    // default: discard; a component attribute is added
 
 	RequestTTL  time.Duration // pending request lifetime (default 15m)
 	RefusalHold time.Duration // how long denied/revoked/expired is reported before a fresh request (default 15m)
@@ -137,7 +137,7 @@ func New(o Options) (*Broker, error) {
 		o.Clock = clockwork.NewRealClock()
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Dial == nil {
 		var d net.Dialer

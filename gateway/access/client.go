@@ -90,7 +90,7 @@ func (c *Client) defaults() {
 		c.Out = io.Discard
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 

@@ -1,6 +1,10 @@
 package access
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/wardgate/wardgate/gateway/front"
+)
 
 // Sentinel errors of the broker's command entry points (match with errors.Is).
 var (
@@ -33,37 +37,38 @@ var (
 
 // Refusal codes: the X-Wardgate-Refusal header of a refused CONNECT and the
 // Code of an EvRefused event. docs/vendor.md explains each. Codes are
-// kebab-case. Refusal events are folded per source address and code (see
+// snake_case like every refusal reason of front, clinical and certs (one
+// spelling across the gateway; docs/architecture.md). Refusal events are folded per source address and code (see
 // Options.EventWindow).
 const (
-	CodeNoGrant         = "no-grant"          // 403: a request was recorded now
+	CodeNoGrant         = "no_grant"          // 403: a request was recorded now
 	CodePending         = "pending"           // 403: waiting for approval
 	CodeDenied          = "denied"            // 403: the request was denied
 	CodeRevoked         = "revoked"           // 403: the grant was revoked
 	CodeExpired         = "expired"           // 403: grant or request expired; a new request was recorded
-	CodePortNotAllowed  = "port-not-allowed"  // 403: not one of the device's vendor ports
-	CodeClinicalPort    = "clinical-port"     // 403: the device's clinical port
+	CodePortNotAllowed  = "port_not_allowed"  // 403: not one of the device's vendor ports
+	CodeClinicalPort    = "clinical_port"     // 403: the device's clinical port
 	CodeLocked          = "locked"            // 403: identity locked
-	CodeOtherDevice     = "other-device"      // 403: device serviced by another vendor org
+	CodeOtherDevice     = "other_device"      // 403: device serviced by another vendor org
 	CodeTamper          = "tamper"            // 403: gateway tamper switch tripped
-	CodeIPLiteral       = "ip-literal"        // 403: target named by address
+	CodeIPLiteral       = "ip_literal"        // 403: target named by address
 	CodeIdentity        = "identity"          // 403: certificate not accepted (Authorize)
-	CodeBadCert         = "bad-certificate"   // 403 or handshake failure: chain does not verify
-	CodeUnknownDevice   = "unknown-device"    // 404
+	CodeBadCert         = "bad_certificate"   // 403 or handshake failure: chain does not verify
+	CodeUnknownDevice   = "unknown_device"    // 404
 	CodeMethod          = "method"            // 405
 	CodeMalformed       = "malformed"         // 400
-	CodeHeadersTooLarge = "headers-too-large" // 431
+	CodeHeadersTooLarge = "headers_too_large" // 431
 	CodeUnreachable     = "unreachable"       // 502: device did not answer
-	CodeStorageFull     = "storage-full"      // 503: the recording store is full (new sessions only; live ones go on)
+	CodeStorageFull     = "storage_full"      // 503: the recording store is full (new sessions only; live ones go on)
 	CodeBusy            = "busy"              // 503: ConnLimits.MaxConns sessions established (the event is CodeConnLimit)
 	CodeHandshake       = "handshake"         // TLS handshake or request head failed (no HTTP answer); Reason is one of the fixed Handshake* reasons
 
 	// Connection caps (ConnLimits), refused before any TLS: the connection is
 	// closed without an answer, except CodeConnLimit, answered with CodeBusy.
-	CodePendingLimit = "pending-limit" // MaxPending handshakes already in progress
-	CodeSourceLimit  = "source-limit"  // MaxPerSource connections from this address
-	CodeConnLimit    = "conn-limit"    // MaxConns sessions established
-	CodeRateLimit    = "rate-limit"    // more than HandshakeRate new connections per second
+	CodePendingLimit = front.ReasonPendingLimit // MaxPending handshakes already in progress
+	CodeSourceLimit  = front.ReasonSourceLimit  // MaxPerSource connections from this address
+	CodeConnLimit    = front.ReasonConnLimit    // MaxConns sessions established
+	CodeRateLimit    = front.ReasonRateLimit    // more than HandshakeRate new connections per second
 )
 
 // Reasons of CodeHandshake refusals. They are fixed: the TLS error text is

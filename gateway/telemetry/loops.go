@@ -153,7 +153,7 @@ func (p *Publisher) scheduleLoop(ctx context.Context) {
 			return
 		case <-metricsC:
 			if _, err := p.PublishMetrics(p.opts.Metrics()); err != nil && !errors.Is(err, outbox.ErrDropped) {
-				p.log.Error("telemetry metrics not queued", "error", err)
+				p.log.Error("telemetry metrics not queued", "err", err)
 			}
 		case <-dailyC:
 			p.accountability()
@@ -164,11 +164,11 @@ func (p *Publisher) scheduleLoop(ctx context.Context) {
 func (p *Publisher) accountability() {
 	inv := p.opts.Inventory()
 	if _, err := p.PublishInventory(inv); err != nil {
-		p.log.Error("telemetry inventory not queued", "error", err)
+		p.log.Error("telemetry inventory not queued", "err", err)
 	}
 	for _, e := range wire.Accountability(inv, p.clock.Now()) {
 		if _, err := p.Event(e); err != nil {
-			p.log.Error("telemetry accountability event not queued", "error", err)
+			p.log.Error("telemetry accountability event not queued", "err", err)
 		}
 	}
 }

@@ -318,7 +318,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			p.log.Warn("telemetry connection ended", "error", err, "session", session)
+			p.log.Warn("telemetry connection ended", "err", err, "session", session)
 		}
 		if used {
 			session, deathSeq = 0, 0 // the broker knew this session: take a new one
@@ -347,7 +347,7 @@ func (p *Publisher) spendDeathSeq(session, seq uint64) {
 	err := p.ob.EnqueueReserved(outbox.Record{Seq: seq, Class: outbox.ClassEvent, Kind: string(envelope.KindDeath),
 		Time: p.clock.Now().UnixMilli(), Body: body})
 	if err != nil {
-		p.log.Warn("telemetry: unused death seq not queued; consumers will see a gap", "seq", seq, "session", session, "error", err)
+		p.log.Warn("telemetry: unused death seq not queued; consumers will see a gap", "seq", seq, "session", session, "err", err)
 	}
 }
 
@@ -418,7 +418,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 		SetOrderMatters(false).
 		SetMaxResumePubInFlight(p.opts.Window).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			p.log.Warn("telemetry connection lost", "error", err)
+			p.log.Warn("telemetry connection lost", "err", err)
 			markLost()
 		})
 	client := paho.NewClient(co)
@@ -466,11 +466,11 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 		p.enqueueAlarmEvent(AlarmPublishRefused, cmdTopic)
 	}
 	if err := p.enqueueBirth(chain, deathSeq); err != nil {
-		p.log.Error("telemetry birth not queued", "error", err)
+		p.log.Error("telemetry birth not queued", "err", err)
 	}
 	if p.opts.Inventory != nil {
 		if _, err := p.PublishInventory(p.opts.Inventory()); err != nil {
-			p.log.Error("telemetry inventory not queued", "error", err)
+			p.log.Error("telemetry inventory not queued", "err", err)
 		}
 	}
 
@@ -573,7 +573,7 @@ func (p *Publisher) sendLoop(ctx context.Context, client paho.Client, session, l
 				for _, r := range recs {
 					msg, err := p.signed(key, chain, session, r.Seq, r.Time, envelope.Kind(r.Kind), r.Seq < liveFrom, r.Body)
 					if err != nil {
-						p.log.Error("telemetry message cannot be signed; dropping it", "seq", r.Seq, "kind", r.Kind, "error", err)
+						p.log.Error("telemetry message cannot be signed; dropping it", "seq", r.Seq, "kind", r.Kind, "err", err)
 						_ = p.ob.Discard(r.Seq) // lost, not delivered
 						continue
 					}

@@ -93,7 +93,7 @@ func Tail(ctx context.Context, o TailOptions) error {
 			default:
 			}
 		}).
-		SetConnectionLostHandler(func(_ paho.Client, err error) { log.Warn("tail connection lost", "error", err) })
+		SetConnectionLostHandler(func(_ paho.Client, err error) { log.Warn("tail connection lost", "err", err) })
 	if o.Persistent {
 		co.SetResumeSubs(true)
 	}
@@ -124,7 +124,7 @@ func Tail(ctx context.Context, o TailOptions) error {
 			sub, subDone = t, t.Done() // the newest connection's subscription
 		case <-subDone:
 			if err := sub.Error(); err != nil {
-				log.Error("tail subscribe failed", "filter", filter, "error", err)
+				log.Error("tail subscribe failed", "filter", filter, "err", err)
 			} else if st, ok := sub.(*paho.SubscribeToken); ok && st.Result()[filter] == 0x80 {
 				log.Error("tail subscription refused by the broker: check the ACL for this certificate", "filter", filter)
 			} else if o.Ready != nil {

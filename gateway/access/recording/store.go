@@ -75,7 +75,7 @@ type StoreOptions struct {
 	DiskAvailable func(dir string) (int64, error)
 
 	Clock  clockwork.Clock // default: real clock
-	Logger *slog.Logger    // default: slog.Default(); a component attribute is added
+	Logger *slog.Logger    // default: discard; a component attribute is added
 
 	syncFile func(*os.File) error // tests: replaces (*os.File).Sync for Writers and markers
 }
@@ -204,7 +204,7 @@ func OpenStore(dir string, o StoreOptions) (*Store, error) {
 		o.Clock = clockwork.NewRealClock()
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.syncFile == nil {
 		o.syncFile = (*os.File).Sync

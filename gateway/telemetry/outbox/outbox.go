@@ -585,7 +585,7 @@ func (o *Outbox) commit(b *batch) error {
 	})
 	if err != nil {
 		werr := writeErr(err)
-		o.log.Error("outbox commit failed; nothing of it was stored", "error", err)
+		o.log.Error("outbox commit failed; nothing of it was stored", "err", err)
 		o.mu.Lock()
 		raise := !o.failRaised
 		o.failRaised = true
