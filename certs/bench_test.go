@@ -17,11 +17,11 @@ func benchServer(b *testing.B) (addr string, ccfg *tls.Config, closeFn func()) {
 	clk := clockwork.NewRealClock()
 	dev := newDevCA(b, clk, time.Hour)
 	v := NewVerifier(dev.Bundle(), clk)
-	srvCert, err := dev.IssueIdentity(GatewayURI(testTD, "gw-01"), []string{"gw-01"}, 0)
+	srvCert, err := dev.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01"), DNSNames: []string{"gw-01"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	cliCert, err := dev.IssueIdentity(ServiceURI(testTD, "pump-server"), nil, 0)
+	cliCert, err := dev.Issue(IssueOptions{URI: ServiceURI(testTD, "pump-server")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func BenchmarkVerify(b *testing.B) {
 	clk := clockwork.NewRealClock()
 	dev := newDevCA(b, clk, time.Hour)
 	v := NewVerifier(dev.Bundle(), clk)
-	tc, _ := dev.IssueIdentity(VendorURI(testTD, "acme", "jane"), nil, 0)
+	tc, _ := dev.Issue(IssueOptions{URI: VendorURI(testTD, "acme", "jane")})
 	chain := leafChain(b, tc)
 	p := PeerPolicy{TrustDomain: testTD, Allow: []Pattern{MustCompilePattern("spiffe://hospital.example/vendor/acme/*")}}
 	b.ReportAllocs()

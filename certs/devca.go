@@ -220,12 +220,6 @@ func lastSlash(s string) int {
 	return -1
 }
 
-// IssueIdentity issues a leaf for a SPIFFE identity with extra DNS names,
-// valid from now for lifetime (zero: the CA's lifetime).
-func (d *DevCA) IssueIdentity(uri string, dnsNames []string, lifetime time.Duration) (tls.Certificate, error) {
-	return d.Issue(IssueOptions{URI: uri, DNSNames: dnsNames, Lifetime: lifetime})
-}
-
 func (d *DevCA) sign(tmpl *x509.Certificate, notBefore time.Time, lifetime time.Duration) ([]*x509.Certificate, error) {
 	if notBefore.IsZero() {
 		notBefore = d.clock.Now()

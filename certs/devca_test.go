@@ -58,7 +58,7 @@ func TestDevCA(t *testing.T) {
 	}
 	// Another CA's certificate is refused.
 	other := newDevCA(t, clk, time.Hour)
-	oc, _ := other.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	oc, _ := other.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	if _, err := ca.Renew(ctx, &oc); !errors.Is(err, ErrCARefused) {
 		t.Fatalf("foreign certificate: %v", err)
 	}

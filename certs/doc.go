@@ -7,28 +7,22 @@
 //
 // # Wiring
 //
-// Enrollment (`wardgate enroll --config F --token T`):
+// Enrollment (`wardgate enroll --config F --token T`) stores the first
+// identity: Enroll(ctx, EnrollOptions{CAURL, RootFingerprint, Token,
+// Dir: IdentityDir(stateDir), ...}).
 //
-//	leaf, err := certs.Enroll(ctx, certs.EnrollOptions{
-//		CAURL: cfg.Identity.CAURL, RootFingerprint: cfg.Identity.RootFingerprint,
-//		Token: token, Dir: certs.IdentityDir(cfg.Gateway.StateDir),
-//		Lifetime: cfg.Identity.Lifetime, NotBefore: buildTime, Logger: log})
+// Everything that runs with an identity (`wardgate run`, the demo, tests)
+// opens it with OpenGateway, the one wiring of Store, CA client, Bundle
+// and Manager (see ExampleOpenGateway):
 //
-// The agent (`wardgate run`):
+//	g, err := certs.OpenGateway(certs.GatewayOptions{CA: "step", CAURL: url,
+//		StateDir: stateDir, OnEvent: toTelemetry, Clock: clk, Logger: log})
+//	go g.Manager.Run(ctx)
+//	v := g.Verifier(clk)
+//	srv := v.ServerTLSConfig(g.Manager, certs.PeerPolicy{...}, onPeerResult)
+//	cli := v.ClientTLSConfig(g.Manager, "broker.hospital.example")
 //
-//	m, err := certs.NewStepManager(certs.IdentityDir(stateDir), cfg.Identity.CAURL,
-//		certs.ManagerOptions{RekeyEvery: cfg.Identity.RekeyEvery, NotBefore: buildTime,
-//			Clock: clk, Logger: log, OnEvent: toTelemetry})
-//	go m.Run(ctx)
-//	v := certs.NewVerifier(m.Roots(), clk)
-//	srv := v.ServerTLSConfig(m, certs.PeerPolicy{Allow: patterns, MaxLifetime: max,
-//		Locked: locks.IsLocked}, onPeerResult)
-//	cli := v.ClientTLSConfig(m, "broker.hospital.example")
-//
-// With the development CA (`wardgate demo`): dev, _ := certs.NewDevCA(...);
-// m, _ := certs.NewManager(certs.ManagerOptions{CA: dev, Bundle: dev.Bundle()});
-// tc, _ := dev.IssueIdentity(certs.GatewayURI(td, id), dnsNames, 0);
-// m.InstallCertificate(&tc).
+// Operator renewals and re-keys go through the same Manager.
 //
 // Errors callers match with errors.Is are listed in errors.go; peer
 // refusals are *PeerError with a stable Reason code.

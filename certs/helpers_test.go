@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"sync"
@@ -88,4 +89,31 @@ func (l *eventLog) kinds() []string {
 		out = append(out, string(e.Kind))
 	}
 	return out
+}
+
+// installTLS installs a tls.Certificate (as DevCA.Issue returns) into m.
+func installTLS(m *Manager, tc *tls.Certificate) error {
+	chain, err := chainOf(tc)
+	if err != nil {
+		return err
+	}
+	return m.Install(tc.PrivateKey.(crypto.Signer), chain)
+}
+
+// stepManager wires a Manager on an enrolled identity in dir against the
+// step-ca at caURL, with o's retry settings (OpenGateway keeps the
+// defaults).
+func stepManager(dir, caURL string, o ManagerOptions) (*Manager, error) {
+	store := NewStore(dir)
+	roots, err := store.LoadRoots()
+	if err != nil {
+		return nil, err
+	}
+	bundle := NewBundle(roots...)
+	client, err := NewStepClient(StepClientOptions{URL: caURL, Bundle: bundle, Clock: o.Clock, Logger: o.Logger, Timeout: o.AttemptTimeout})
+	if err != nil {
+		return nil, err
+	}
+	o.CA, o.Store, o.Bundle = client, store, bundle
+	return NewManager(o)
 }

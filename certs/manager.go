@@ -681,43 +681,6 @@ func (m *Manager) failed(c *current, err error) {
 	}
 }
 
-// InstallCertificate is Install for a tls.Certificate (e.g. from
-// DevCA.IssueIdentity); its PrivateKey must be a crypto.Signer.
-func (m *Manager) InstallCertificate(tc *tls.Certificate) error {
-	key, ok := tc.PrivateKey.(crypto.Signer)
-	if !ok {
-		return fmt.Errorf("install: private key %T cannot sign", tc.PrivateKey)
-	}
-	chain, err := chainOf(tc)
-	if err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	return m.Install(key, chain)
-}
-
 // IdentityDir is where the gateway's identity lives under its state
 // directory.
 func IdentityDir(stateDir string) string { return filepath.Join(stateDir, "identity") }
-
-// NewStepManager wires a Manager for a gateway enrolled with a step-ca at
-// caURL: the Store in dir, the trust bundle from the stored roots, and a
-// StepClient. o.CA, o.Store and o.Bundle are set here; the rest of o is
-// used as given. It fails with ErrNoIdentity when the gateway was never
-// enrolled, and with ErrKeyPermissions when the key file is not private.
-func NewStepManager(dir, caURL string, o ManagerOptions) (*Manager, error) {
-	store := NewStore(dir)
-	roots, err := store.LoadRoots()
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := store.Load(); err != nil {
-		return nil, err
-	}
-	bundle := NewBundle(roots...)
-	client, err := NewStepClient(StepClientOptions{URL: caURL, Bundle: bundle, Clock: o.Clock, Logger: o.Logger, Timeout: o.AttemptTimeout})
-	if err != nil {
-		return nil, err
-	}
-	o.CA, o.Store, o.Bundle = client, store, bundle
-	return NewManager(o)
-}

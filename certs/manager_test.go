@@ -112,7 +112,7 @@ func newMgrHarness(t testing.TB, lifetime time.Duration, mod func(*ManagerOption
 		t.Fatal(err)
 	}
 	h.m = m
-	tc, err := dev.IssueIdentity(GatewayURI(testTD, "gw-01"), []string{"gw-01"}, 0)
+	tc, err := dev.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01"), DNSNames: []string{"gw-01"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,13 +430,13 @@ func TestManagerRejectsBadAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, _ := dev.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	tc, _ := dev.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	key := tc.PrivateKey.(crypto.Signer)
 	if err := m.Install(key, leafChain(t, tc)); err != nil {
 		t.Fatal(err)
 	}
 	c := m.cur.Load()
-	otherKey, _ := dev.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	otherKey, _ := dev.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	otherName, _ := dev.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-02"), Key: key})
 	untrusted, _ := other.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01"), Key: key})
 	for name, chain := range map[string][]*x509.Certificate{
@@ -465,8 +465,8 @@ func TestManagerLoadsFromStore(t *testing.T) {
 	if c, _ := m.GetClientCertificate(nil); c == nil || len(c.Certificate) != 0 {
 		t.Fatal("client certificate before enrollment")
 	}
-	tc, _ := dev.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
-	if err := m.InstallCertificate(&tc); err != nil {
+	tc, _ := dev.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
+	if err := installTLS(m, &tc); err != nil {
 		t.Fatal(err)
 	}
 	_ = store.SaveRoots(dev.Bundle().Roots())

@@ -82,11 +82,11 @@ func TestStepCALifecycle(t *testing.T) {
 	if err := client.Health(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewStepManager(t.TempDir(), ca.URL, ManagerOptions{}); !errors.Is(err, ErrNoIdentity) {
-		t.Fatalf("NewStepManager without identity: %v", err)
+	if _, err := OpenGateway(GatewayOptions{CA: "step", CAURL: ca.URL, StateDir: t.TempDir()}); !errors.Is(err, ErrNoIdentity) {
+		t.Fatalf("OpenGateway without identity: %v", err)
 	}
 	ev := newEventLog()
-	m, err := NewStepManager(dir, ca.URL, ManagerOptions{
+	m, err := stepManager(dir, ca.URL, ManagerOptions{
 		OnEvent: ev.add, RekeyEvery: 2,
 		RetryMin: 200 * time.Millisecond, RetryMax: time.Second, MaxSleep: time.Second, AttemptTimeout: 3 * time.Second,
 		NotBefore: time.Now().Add(-time.Hour),

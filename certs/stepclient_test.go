@@ -162,7 +162,7 @@ func TestParseTokenClaims(t *testing.T) {
 // signed by the certificate's key.
 func TestRenewTokenShape(t *testing.T) {
 	dev := newDevCA(t, clockwork.NewRealClock(), time.Hour)
-	tc, _ := dev.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	tc, _ := dev.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	chain := leafChain(t, tc)
 	tok, err := renewToken(tc.PrivateKey.(crypto.Signer), chain, "https://ca:9000/1.0/renew", time.Now())
 	if err != nil {

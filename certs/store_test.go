@@ -15,7 +15,7 @@ import (
 
 func TestStoreRoundTripAndModes(t *testing.T) {
 	ca := newDevCA(t, clockwork.NewRealClock(), time.Hour)
-	tc, err := ca.IssueIdentity(GatewayURI(testTD, "gw-01"), []string{"gw-01"}, 0)
+	tc, err := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01"), DNSNames: []string{"gw-01"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestStoreRoundTripAndModes(t *testing.T) {
 	if err := s.Save(key, leafChain(t, renewed)); err != nil {
 		t.Fatal(err)
 	}
-	rekeyed, _ := ca.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	rekeyed, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	if err := s.Save(rekeyed.PrivateKey.(crypto.Signer), leafChain(t, rekeyed)); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func keyutilEqual(a, b crypto.Signer) bool { return keyutil.Equal(a.Public(), b.
 
 func TestStoreRefusesReadableKey(t *testing.T) {
 	ca := newDevCA(t, clockwork.NewRealClock(), time.Hour)
-	tc, _ := ca.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	tc, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	s := NewStore(t.TempDir())
 	if err := s.Save(tc.PrivateKey.(crypto.Signer), leafChain(t, tc)); err != nil {
 		t.Fatal(err)
@@ -112,12 +112,12 @@ func TestStoreRefusesReadableKey(t *testing.T) {
 // new key is still pending (crash between the renames).
 func TestStoreRecoversInterruptedRekey(t *testing.T) {
 	ca := newDevCA(t, clockwork.NewRealClock(), time.Hour)
-	old, _ := ca.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	old, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	s := NewStore(t.TempDir())
 	if err := s.Save(old.PrivateKey.(crypto.Signer), leafChain(t, old)); err != nil {
 		t.Fatal(err)
 	}
-	nw, _ := ca.IssueIdentity(GatewayURI(testTD, "gw-01"), nil, 0)
+	nw, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	keyPEM, _ := EncodeKeyPEM(nw.PrivateKey.(crypto.Signer))
 	if err := WriteFileAtomic(s.Path(pendingKeyFile), keyPEM, 0o600); err != nil {
 		t.Fatal(err)
@@ -164,8 +164,8 @@ func TestStoreLoadErrors(t *testing.T) {
 		t.Fatalf("garbage cert: %v", err)
 	}
 	ca := newDevCA(t, clockwork.NewRealClock(), time.Hour)
-	a, _ := ca.IssueIdentity(GatewayURI(testTD, "a"), nil, 0)
-	b, _ := ca.IssueIdentity(GatewayURI(testTD, "b"), nil, 0)
+	a, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "a")})
+	b, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "b")})
 	_ = WriteFileAtomic(s.Path(CertFile), EncodeCertsPEM(leafChain(t, a)), 0o644)
 	if _, _, err := s.Load(); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("missing key: %v", err)

@@ -26,7 +26,7 @@ func TestVerifyReasons(t *testing.T) {
 		return leafChain(t, tc)
 	}
 	good := issue(IssueOptions{URI: vendor, Lifetime: time.Hour})
-	untrusted, err := other.IssueIdentity(vendor, nil, time.Hour)
+	untrusted, err := other.Issue(IssueOptions{URI: vendor, Lifetime: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +80,8 @@ func TestVerifyBundleRollover(t *testing.T) {
 	b := NewBundle(oldCA.Root())
 	v := NewVerifier(b, clk)
 	p := PeerPolicy{TrustDomain: testTD, Allow: []Pattern{MustCompilePattern("spiffe://hospital.example/svc/*")}}
-	a, _ := oldCA.IssueIdentity(ServiceURI(testTD, "a"), nil, 0)
-	n, _ := newCA.IssueIdentity(ServiceURI(testTD, "b"), nil, 0)
+	a, _ := oldCA.Issue(IssueOptions{URI: ServiceURI(testTD, "a")})
+	n, _ := newCA.Issue(IssueOptions{URI: ServiceURI(testTD, "b")})
 	if _, err := v.Verify(leafChain(t, n), p); PeerReason(err) != ReasonUntrusted {
 		t.Fatalf("new root trusted before rollover: %v", err)
 	}
@@ -150,7 +150,7 @@ func TestServerTLSConfig(t *testing.T) {
 		_, err = c.Read(make([]byte, 1))
 		return err
 	}
-	okCert, _ := ca.IssueIdentity(ServiceURI(testTD, "pump-server"), nil, 0)
+	okCert, _ := ca.Issue(IssueOptions{URI: ServiceURI(testTD, "pump-server")})
 	if err := dial(okCert); err != nil {
 		t.Fatalf("allowed client: %v", err)
 	}
@@ -173,7 +173,7 @@ func TestServerTLSConfig(t *testing.T) {
 	}
 	// (TLS 1.3: the client aborts before sending its certificate, so the
 	// server's hook does not run for this one.)
-	badCert, _ := ca.IssueIdentity(VendorURI(testTD, "acme", "x"), nil, 0)
+	badCert, _ := ca.Issue(IssueOptions{URI: VendorURI(testTD, "acme", "x")})
 	if err := dial(badCert); err == nil {
 		t.Fatal("refused client got through")
 	}

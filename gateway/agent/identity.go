@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/wardgate/wardgate/wire"
@@ -19,67 +18,20 @@ var ErrNotEnrolled = errors.New("this gateway has no identity yet: run `wardgate
 
 func (a *Agent) setupIdentity() error {
 	cfg := a.cfg()
-	bundle := certs.NewBundle()
-	var ca certs.CA
-	var store *certs.Store
-	var dev *certs.DevCA
-	switch cfg.Identity.CA {
-	case "dev":
-		// The development CA lives in memory: its root changes with every
-		// start, so the gateway takes a fresh certificate each time.
-		dev = a.o.DevCA
-		if dev == nil {
-			var err error
-			if dev, err = certs.NewDevCA(certs.DevCAOptions{Name: "wardgate dev " + cfg.Gateway.ID, Clock: a.clock, Lifetime: cfg.Identity.Lifetime.D()}); err != nil {
-				return err
-			}
-			root := filepath.Join(cfg.Gateway.StateDir, "dev-root.crt")
-			if err := certs.WriteFileAtomic(root, certs.EncodeCertsPEM([]*x509.Certificate{dev.Root()}), 0o644); err != nil {
-				return err
-			}
-			a.log.Warn("identity from the built-in development CA: for demos and labs only", "root", root)
-		}
-		bundle.Set([]*x509.Certificate{dev.Root()})
-		ca = dev
-	default:
-		store = certs.NewStore(filepath.Join(cfg.Gateway.StateDir, "identity"))
-		step, err := certs.NewStepClient(certs.StepClientOptions{URL: cfg.Identity.CAURL, Bundle: bundle, Clock: a.clock, Logger: a.o.Logger})
-		if err != nil {
-			return err
-		}
-		ca = step
-	}
-	m, err := certs.NewManager(certs.ManagerOptions{
-		CA: ca, Store: store, Bundle: bundle, Clock: a.clock, Logger: a.o.Logger,
-		OnEvent: a.identityEvent, RekeyEvery: cfg.Identity.RekeyEvery, NotBefore: a.o.BuildTime,
+	g, err := certs.OpenGateway(certs.GatewayOptions{
+		CA: cfg.Identity.CA, CAURL: cfg.Identity.CAURL, StateDir: cfg.Gateway.StateDir,
+		GatewayID: cfg.Gateway.ID, TrustDomain: cfg.Gateway.TrustDomain, Lifetime: cfg.Identity.Lifetime.D(),
+		DevCA: a.o.DevCA, RekeyEvery: cfg.Identity.RekeyEvery, NotBefore: a.o.BuildTime,
+		OnEvent: a.identityEvent, Clock: a.clock, Logger: a.o.Logger,
 	})
+	if errors.Is(err, certs.ErrNoIdentity) {
+		return ErrNotEnrolled
+	}
 	if err != nil {
 		return fmt.Errorf("gateway identity: %w", err)
 	}
-	if m.Current() == nil {
-		if dev == nil {
-			return ErrNotEnrolled
-		}
-		key, err := certs.GenerateKey()
-		if err != nil {
-			return err
-		}
-		uri := certs.GatewayURI(cfg.Gateway.TrustDomain, cfg.Gateway.ID)
-		csr, err := certs.NewCSR(cfg.Gateway.ID, []string{cfg.Gateway.ID, uri}, key)
-		if err != nil {
-			return err
-		}
-		chain, err := dev.Sign(context.Background(), csr, "", cfg.Identity.Lifetime.D())
-		if err != nil {
-			return err
-		}
-		if err := m.Install(key, chain); err != nil {
-			return err
-		}
-	}
-	a.ident = m
-	a.verifier = certs.NewVerifier(bundle, a.clock)
-	a.ca = ca
+	a.ident, a.ca = g.Manager, g.CA
+	a.verifier = g.Verifier(a.clock)
 	return nil
 }
 
