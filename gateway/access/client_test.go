@@ -177,7 +177,7 @@ func TestLoadClientTLS(t *testing.T) {
 	}
 	// The gateway's certificate must chain to the given CA.
 	wrongRoot := t.TempDir() + "/r.crt"
-	writePEM(t, wrongRoot, "CERTIFICATE", e.pki.wrong.Root.Raw)
+	writePEM(t, wrongRoot, "CERTIFICATE", e.pki.wrong.CA.Root.Raw)
 	cfg2, err := LoadClientTLS(e.jo.certFile, e.jo.keyFile, wrongRoot)
 	if err != nil {
 		t.Fatal(err)

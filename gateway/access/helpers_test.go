@@ -3,20 +3,14 @@ package access
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,8 +19,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.step.sm/crypto/minica"
 
+	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/gateway/access/recording"
 	"github.com/wardgate/wardgate/gateway/authority"
 )
@@ -38,9 +32,10 @@ const (
 	pumpHost = "pump-07.seg"
 )
 
-// pki holds a run-time CA and PEM files for curl.
+// pki holds a run-time CA (and a foreign one) and PEM files for curl
+// (certs/certstest).
 type pki struct {
-	ca, wrong *minica.CA
+	ca, wrong *certstest.MiniPKI
 	dir       string
 	pool      *x509.CertPool
 	server    tls.Certificate
@@ -49,24 +44,15 @@ type pki struct {
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	ca, err := minica.New(minica.WithName("Hospital"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrong, err := minica.New(minica.WithName("Elsewhere"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{ca: ca, wrong: wrong, dir: t.TempDir(), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca.Root)
-	p.rootFile = filepath.Join(p.dir, "root.crt")
-	writePEM(t, p.rootFile, "CERTIFICATE", ca.Root.Raw)
-	leaf, key := p.issue(t, ca, &x509.Certificate{
+	ca, wrong := certstest.NewMini(t), certstest.NewMini(t)
+	p := &pki{ca: ca, wrong: wrong, dir: t.TempDir(), pool: ca.Roots()}
+	p.rootFile = ca.WriteRoot(t, p.dir)
+	leaf, key := ca.Sign(t, &x509.Certificate{
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		URIs:        []*url.URL{mustURL("spiffe://" + td + "/gateway/gw-test")},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
-	p.server = tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.Intermediate.Raw}, PrivateKey: key, Leaf: leaf}
+	p.server = tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.CA.Intermediate.Raw}, PrivateKey: key, Leaf: leaf}
 	return p
 }
 
@@ -78,56 +64,22 @@ func mustURL(s string) *url.URL {
 	return u
 }
 
-func (p *pki) issue(t testing.TB, ca *minica.CA, tmpl *x509.Certificate, nb, na time.Time) (*x509.Certificate, crypto.Signer) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.PublicKey = key.Public()
-	tmpl.NotBefore, tmpl.NotAfter = nb, na
-	cert, err := ca.Sign(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
 // vendor is a vendor credential: files for curl and a tls.Config for Client.
 type vendor struct {
 	certFile, keyFile string
 	tls               *tls.Config
 }
 
-func (p *pki) vendor(t testing.TB, name, uri string, ca *minica.CA, nb, na time.Time) vendor {
+func (p *pki) vendor(t testing.TB, name, uri string, ca *certstest.MiniPKI, nb, na time.Time) vendor {
 	t.Helper()
-	leaf, key := p.issue(t, ca, &x509.Certificate{
-		URIs: []*url.URL{mustURL(uri)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, nb, na)
-	v := vendor{certFile: filepath.Join(p.dir, name+".crt"), keyFile: filepath.Join(p.dir, name+".key")}
-	writePEM(t, v.certFile, "CERTIFICATE", leaf.Raw, ca.Intermediate.Raw)
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, v.keyFile, "PRIVATE KEY", der)
-	v.tls = &tls.Config{
-		RootCAs:      p.pool,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw, ca.Intermediate.Raw}, PrivateKey: key, Leaf: leaf}},
-		MinVersion:   tls.VersionTLS12,
-	}
-	return v
+	c := ca.ClientCred(t, p.dir, name, uri, p.pool, nb, na)
+	c.TLS.ServerName = "" // the Client names the gateway it dials
+	return vendor{certFile: c.CertFile, keyFile: c.KeyFile, tls: c.TLS}
 }
 
 func writePEM(t testing.TB, path, typ string, ders ...[]byte) {
 	t.Helper()
-	var out []byte
-	for _, d := range ders {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: d})...)
-	}
-	if err := os.WriteFile(path, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certstest.WritePEMFile(t, path, typ, ders...)
 }
 
 // events collects broker events.

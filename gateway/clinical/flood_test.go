@@ -89,7 +89,7 @@ func TestSSLScan(t *testing.T) {
 	// sslscan sends the leaf without its intermediate: trust that too here.
 	c := e.p.good(t)
 	pool := e.p.pool.Clone()
-	pool.AddCert(e.p.ca.Intermediate)
+	pool.AddCert(e.p.ca.CA.Intermediate)
 	e.pol.pool.Store(pool)
 	out, err := exec.CommandContext(ctx, sslscan, "--no-colour", "--no-heartbleed", "--no-fallback",
 		"--certs="+c.certFile, "--pk="+c.keyFile, e.addr()).CombinedOutput()

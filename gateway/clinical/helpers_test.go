@@ -3,13 +3,8 @@ package clinical
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -24,8 +19,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"go.step.sm/crypto/minica"
-
+	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/gateway/authority"
 )
 
@@ -37,9 +31,10 @@ const (
 	devicePmp = "pump-07"
 )
 
-// pki is a run-time CA (and a foreign one) with PEM files for openssl/curl.
+// pki is a run-time CA (and a foreign one) with PEM files for openssl/curl
+// (certs/certstest).
 type pki struct {
-	ca, wrong *minica.CA
+	ca, wrong *certstest.MiniPKI
 	dir       string
 	pool      *x509.CertPool
 	server    tls.Certificate
@@ -48,24 +43,15 @@ type pki struct {
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	ca, err := minica.New(minica.WithName("Hospital"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrong, err := minica.New(minica.WithName("Elsewhere"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{ca: ca, wrong: wrong, dir: t.TempDir(), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca.Root)
-	p.rootFile = filepath.Join(p.dir, "root.crt")
-	writePEM(t, p.rootFile, "CERTIFICATE", ca.Root.Raw)
-	leaf, key := issue(t, ca, &x509.Certificate{
+	ca, wrong := certstest.NewMini(t), certstest.NewMini(t)
+	p := &pki{ca: ca, wrong: wrong, dir: t.TempDir(), pool: ca.Roots()}
+	p.rootFile = ca.WriteRoot(t, p.dir)
+	leaf, key := ca.Sign(t, &x509.Certificate{
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		URIs:        []*url.URL{mustURL("spiffe://" + td + "/gateway/gw-test")},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}, time.Now().Add(-time.Minute), time.Now().Add(4*time.Hour))
-	p.server = tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.Intermediate.Raw}, PrivateKey: key, Leaf: leaf}
+	p.server = tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.CA.Intermediate.Raw}, PrivateKey: key, Leaf: leaf}
 	return p
 }
 
@@ -77,64 +63,21 @@ func mustURL(s string) *url.URL {
 	return u
 }
 
-func issue(t testing.TB, ca *minica.CA, tmpl *x509.Certificate, nb, na time.Time) (*x509.Certificate, crypto.Signer) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.PublicKey = key.Public()
-	tmpl.NotBefore, tmpl.NotAfter = nb, na
-	cert, err := ca.Sign(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
 // cred is a client credential: PEM files for openssl/curl and a tls.Config.
 type cred struct {
 	certFile, keyFile, chainFile string
 	tls                          *tls.Config
 }
 
-func (p *pki) client(t testing.TB, name, uri string, ca *minica.CA, nb, na time.Time) cred {
+func (p *pki) client(t testing.TB, name, uri string, ca *certstest.MiniPKI, nb, na time.Time) cred {
 	t.Helper()
-	leaf, key := issue(t, ca, &x509.Certificate{
-		URIs: []*url.URL{mustURL(uri)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, nb, na)
-	c := cred{certFile: filepath.Join(p.dir, name+".crt"), keyFile: filepath.Join(p.dir, name+".key")}
-	writePEM(t, c.certFile, "CERTIFICATE", leaf.Raw, ca.Intermediate.Raw)
-	c.chainFile = filepath.Join(p.dir, name+".chain.crt")
-	writePEM(t, c.chainFile, "CERTIFICATE", ca.Intermediate.Raw)
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, c.keyFile, "PRIVATE KEY", der)
-	c.tls = &tls.Config{
-		RootCAs:      p.pool,
-		ServerName:   "localhost",
-		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw, ca.Intermediate.Raw}, PrivateKey: key, Leaf: leaf}},
-		MinVersion:   tls.VersionTLS12,
-	}
-	return c
+	c := ca.ClientCred(t, p.dir, name, uri, p.pool, nb, na)
+	return cred{certFile: c.CertFile, keyFile: c.KeyFile, chainFile: c.ChainFile, tls: c.TLS}
 }
 
 // good returns an allowed, short-lived credential.
 func (p *pki) good(t testing.TB) cred {
 	return p.client(t, "pump-server", pumpSrv, p.ca, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
-}
-
-func writePEM(t testing.TB, path, typ string, ders ...[]byte) {
-	t.Helper()
-	var out []byte
-	for _, d := range ders {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: d})...)
-	}
-	if err := os.WriteFile(path, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // policy is the tests' Authorize: chain against the pool, URI allow-list,

@@ -9,9 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -22,7 +20,6 @@ import (
 	"io"
 	"log"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -35,8 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/gateway/clinical"
-	"go.step.sm/crypto/minica"
 )
 
 const clientURI = "spiffe://hospital.example/svc/pump-server"
@@ -211,44 +208,35 @@ func writePEM(path, typ string, ders ...[]byte) error {
 	return os.WriteFile(path, out, 0o600)
 }
 
+// makePKI mints the benchmark's server and client certificates from the
+// development CA (certs.DevCA, the same one the demo and tests use).
 func makePKI(dir string) (*pkiFiles, error) {
-	ca, err := minica.New(minica.WithName("Bench"))
+	ca, err := certs.NewDevCA(certs.DevCAOptions{Name: "Bench", Lifetime: 4 * time.Hour})
 	if err != nil {
 		return nil, err
 	}
-	issue := func(tmpl *x509.Certificate) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, nil, err
-		}
-		tmpl.PublicKey = key.Public()
-		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Minute), time.Now().Add(4*time.Hour)
-		c, err := ca.Sign(tmpl)
-		return c, key, err
-	}
-	srv, skey, err := issue(&x509.Certificate{DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	srv, err := ca.Issue(certs.IssueOptions{CommonName: "localhost", DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	if err != nil {
 		return nil, err
 	}
-	u, _ := url.Parse(clientURI)
-	cli, ckey, err := issue(&x509.Certificate{URIs: []*url.URL{u}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	cli, err := ca.Issue(certs.IssueOptions{URI: clientURI, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		return nil, err
 	}
-	sk, _ := x509.MarshalPKCS8PrivateKey(skey)
+	sk, err := certs.EncodeKeyPEM(srv.PrivateKey.(crypto.Signer))
+	if err != nil {
+		return nil, err
+	}
 	if err := errors.Join(
-		writePEM(filepath.Join(dir, "root.crt"), "CERTIFICATE", ca.Root.Raw),
-		writePEM(filepath.Join(dir, "server.crt"), "CERTIFICATE", srv.Raw, ca.Intermediate.Raw),
-		writePEM(filepath.Join(dir, "server.key"), "PRIVATE KEY", sk)); err != nil {
+		writePEM(filepath.Join(dir, "root.crt"), "CERTIFICATE", ca.Root().Raw),
+		writePEM(filepath.Join(dir, "server.crt"), "CERTIFICATE", srv.Certificate...),
+		os.WriteFile(filepath.Join(dir, "server.key"), sk, 0o600)); err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.Root)
-	return &pkiFiles{dir: dir, clientTLS: &tls.Config{
-		RootCAs: pool, ServerName: "localhost",
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cli.Raw, ca.Intermediate.Raw}, PrivateKey: ckey}},
-	}}, nil
+	pool.AddCert(ca.Root())
+	return &pkiFiles{dir: dir, clientTLS: &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{cli}}}, nil
 }
 
 // ---- children management ----
