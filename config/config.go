@@ -108,7 +108,13 @@ type Identity struct {
 
 // MQTT configures telemetry.
 type MQTT struct {
-	// Broker is the broker's URL: mqtts://HOST:PORT (or ssl://, tls://).
+	// Brokers are the brokers' URLs, mqtts://HOST:PORT (or ssl://, tls://):
+	// the nodes of a broker cluster, or a primary and standbys. The gateway
+	// uses one at a time and moves to the next when it fails; its outbox
+	// guarantees nothing is lost on the way.
+	Brokers []string `yaml:"brokers"`
+	// Broker is the one-broker shorthand: broker: URL means brokers: [URL].
+	// Set one of the two. After loading, Broker is Brokers[0].
 	Broker string `yaml:"broker"`
 	// MetricsInterval is how often a metrics message is produced.
 	// Default 60s.

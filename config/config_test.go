@@ -193,6 +193,10 @@ func TestValidationRules(t *testing.T) {
 		{"ca url not https", "ca_url: https://", "ca_url: http://", problemWant{"identity.ca_url", "ca_url: http://", "https"}},
 		{"fingerprint bad", "root_fingerprint: 5d0b", "root_fingerprint: zz0b", problemWant{"identity.root_fingerprint", "root_fingerprint:", "64 hexadecimal"}},
 		{"broker not tls", "broker: mqtts://", "broker: tcp://", problemWant{"mqtt.broker", "broker: tcp://", "TLS only"}},
+		{"brokers one not tls", "  broker: mqtts://broker.hospital.example:8883", "  brokers: [\"mqtts://a.example:8883\", \"tcp://b.example:1883\"]", problemWant{"mqtt.brokers[1]", "brokers: [", "TLS only"}},
+		{"brokers twice", "  broker: mqtts://broker.hospital.example:8883", "  brokers: [\"mqtts://a.example:8883\", \"mqtts://a.example:8883\"]", problemWant{"mqtt.brokers[1]", "brokers: [", "listed twice"}},
+		{"broker and brokers differ", "  broker: mqtts://broker.hospital.example:8883", "  broker: mqtts://c.example:8883\n  brokers: [\"mqtts://a.example:8883\"]", problemWant{"mqtt.broker", "broker: mqtts://c", "both broker and brokers"}},
+		{"no broker", "  broker: mqtts://broker.hospital.example:8883", "  metrics_interval: 60s", problemWant{"mqtt.broker", "mqtt:", "missing"}},
 		{"hal driver bad", "driver: sim", "driver: gpio", problemWant{"hal.driver", "driver: gpio", "not a driver"}},
 		{"hal periph needs pins", "driver: sim", "driver: periph\n  approve_button: GPIO17\n  leds: {ok: GPIO22, vendor: GPIO23}", problemWant{"hal.leds.alarm", "leds: {ok", "name the GPIO pin"}},
 		{"hal pin reused", "driver: sim", "driver: sim\n  approve_button: GPIO17\n  tamper: GPIO17", problemWant{"hal.tamper", "tamper: GPIO17", "already used by hal.approve_button"}},
@@ -462,5 +466,25 @@ func TestNoFollowOnProblems(t *testing.T) {
 				t.Errorf("want one problem at %s, got:\n%v", tc.path, err)
 			}
 		})
+	}
+}
+
+// TestBrokersShorthand: broker: URL is brokers: [URL]; a list keeps its
+// order and Broker names the first.
+func TestBrokersShorthand(t *testing.T) {
+	cfg, err := Parse("x.yaml", []byte(base), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.MQTT.Brokers) != 1 || cfg.MQTT.Brokers[0] != cfg.MQTT.Broker {
+		t.Errorf("shorthand: brokers %v, broker %q", cfg.MQTT.Brokers, cfg.MQTT.Broker)
+	}
+	list := strings.Replace(base, "  broker: mqtts://broker.hospital.example:8883", "  brokers: [\"mqtts://a.example:8883\", \"mqtts://b.example:8883\"]", 1)
+	cfg, err = Parse("x.yaml", []byte(list), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.MQTT.Brokers) != 2 || cfg.MQTT.Brokers[1] != "mqtts://b.example:8883" || cfg.MQTT.Broker != "mqtts://a.example:8883" {
+		t.Errorf("list: brokers %v, broker %q", cfg.MQTT.Brokers, cfg.MQTT.Broker)
 	}
 }

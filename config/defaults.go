@@ -68,6 +68,12 @@ func applyDefaults(c *Config) {
 		id.RekeyEvery = DefaultRekeyEvery
 	}
 
+	// mqtt.broker is the one-item shorthand of mqtt.brokers.
+	if c.MQTT.Broker != "" && len(c.MQTT.Brokers) == 0 {
+		c.MQTT.Brokers = []string{c.MQTT.Broker}
+	} else if c.MQTT.Broker == "" && len(c.MQTT.Brokers) > 0 {
+		c.MQTT.Broker = c.MQTT.Brokers[0]
+	}
 	setD(&c.MQTT.MetricsInterval, DefaultMetricsInterval)
 	if c.MQTT.OutboxMax == 0 {
 		c.MQTT.OutboxMax = DefaultOutboxMax

@@ -192,14 +192,31 @@ func (v *validator) identity(c *Config) {
 
 func (v *validator) mqtt(c *Config) {
 	m := c.MQTT
-	u, err := url.Parse(m.Broker)
+	_, listed := v.d.lines["mqtt.brokers"]
 	switch {
-	case m.Broker == "":
-		v.add("mqtt.broker", "missing; set the telemetry broker, e.g. mqtts://broker.hospital.example:8883")
-	case err != nil || u.Host == "":
-		v.add("mqtt.broker", "%q is not a broker URL; write it like mqtts://broker.hospital.example:8883", m.Broker)
-	case u.Scheme != "mqtts" && u.Scheme != "ssl" && u.Scheme != "tls":
-		v.add("mqtt.broker", "scheme %q is not allowed; telemetry goes over TLS only, use mqtts://", u.Scheme)
+	case len(m.Brokers) == 0 && v.decoded("mqtt.brokers") && v.decoded("mqtt.broker"):
+		v.add("mqtt.broker", "missing; set the telemetry broker, e.g. broker: mqtts://broker.hospital.example:8883, or brokers: [URL, URL] for a cluster")
+	case listed && m.Broker != "" && m.Broker != m.Brokers[0]:
+		v.add("mqtt.broker", "both broker and brokers are set; keep brokers (a list) and remove broker")
+	}
+	seen := map[string]bool{}
+	for i, b := range m.Brokers {
+		p := fmt.Sprintf("mqtt.brokers[%d]", i)
+		if !listed {
+			p = "mqtt.broker"
+		}
+		u, err := url.Parse(b)
+		switch {
+		case b == "":
+			v.add(p, "empty; write a broker URL like mqtts://broker.hospital.example:8883")
+		case err != nil || u.Host == "":
+			v.add(p, "%q is not a broker URL; write it like mqtts://broker.hospital.example:8883", b)
+		case u.Scheme != "mqtts" && u.Scheme != "ssl" && u.Scheme != "tls":
+			v.add(p, "scheme %q is not allowed; telemetry goes over TLS only, use mqtts://", u.Scheme)
+		case seen[b]:
+			v.add(p, "%q is listed twice; list each broker once", b)
+		}
+		seen[b] = true
 	}
 	if m.MetricsInterval.D() < MinMetricsInterval {
 		v.add("mqtt.metrics_interval", "%s is too short; use 1s or more (60s is usual)", m.MetricsInterval)

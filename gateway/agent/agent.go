@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -433,7 +434,7 @@ func restartNeeded(old, cfg *config.Config) error {
 		{"mqtt", old.MQTT, cfg.MQTT},
 		{"hal", old.HAL, cfg.HAL},
 	} {
-		if f.old != f.new {
+		if !reflect.DeepEqual(f.old, f.new) {
 			return fmt.Errorf("%s changed: this needs a restart (systemctl restart wardgate); the running configuration is kept", f.name)
 		}
 	}

@@ -39,7 +39,8 @@ type GatewayStatus struct {
 
 // TelemetryStatus is the telemetry part of Status.
 type TelemetryStatus struct {
-	Broker       string    `json:"broker"`
+	Broker       string    `json:"broker"` // the broker in use (or tried last) of mqtt.brokers
+	Failovers    uint64    `json:"failovers"`
 	Connected    bool      `json:"connected"`
 	Session      uint64    `json:"session"`
 	Sent         uint64    `json:"sent"`
@@ -52,8 +53,8 @@ type TelemetryStatus struct {
 	NextSeq      uint64    `json:"next_seq"`
 }
 
-func telemetryStatus(broker string, st telemetry.Stats) TelemetryStatus {
-	return TelemetryStatus{Broker: broker, Connected: st.Connected, Session: st.Session, Sent: st.Sent, Resent: st.Resent,
+func telemetryStatus(st telemetry.Stats) TelemetryStatus {
+	return TelemetryStatus{Broker: st.Broker, Failovers: st.Failovers, Connected: st.Connected, Session: st.Session, Sent: st.Sent, Resent: st.Resent,
 		Refused: st.Refused, Queued: st.Outbox.Depth, QueuedBytes: st.Outbox.Bytes, OldestQueued: st.Outbox.Oldest,
 		Lost: st.Outbox.Lost, NextSeq: st.Outbox.NextSeq}
 }
@@ -68,7 +69,7 @@ func (a *Agent) Status() Status {
 		Identity:  a.ident.Status(),
 		Devices:   a.clin.status(),
 		Vendor:    a.access.Snapshot(),
-		Telemetry: telemetryStatus(cfg.MQTT.Broker, a.tel.Stats()),
+		Telemetry: telemetryStatus(a.tel.Stats()),
 		Hardware:  a.hw.board.State(),
 		Alarms:    a.alarmList(),
 		Events:    a.events.snapshot(),

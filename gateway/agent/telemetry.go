@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -22,19 +21,14 @@ import (
 
 func (a *Agent) setupTelemetry() error {
 	cfg := a.cfg()
-	u, err := url.Parse(cfg.MQTT.Broker)
-	if err != nil {
-		return fmt.Errorf("mqtt.broker: %w", err)
-	}
-	brokerHost := u.Hostname()
 	p, err := telemetry.New(telemetry.Options{
 		GatewayID:  cfg.Gateway.ID,
 		Site:       cfg.Gateway.Site,
 		Version:    a.o.Version,
 		ConfigHash: cfg.Hash,
-		BrokerURL:  cfg.MQTT.Broker,
-		TLSConfig: func() *tls.Config {
-			return a.verifier.ClientTLSConfig(a.ident, brokerHost)
+		Brokers:    cfg.MQTT.Brokers,
+		TLSConfig: func(host string) *tls.Config {
+			return a.verifier.ClientTLSConfig(a.ident, host)
 		},
 		Signer:          a.signer,
 		Clock:           a.clock,

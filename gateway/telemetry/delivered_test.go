@@ -18,8 +18,8 @@ import (
 // handed out, ErrClosed after Close.
 func TestPublisherDelivered(t *testing.T) {
 	p, err := New(Options{
-		GatewayID: "gw-test", BrokerURL: "mqtts://127.0.0.1:1",
-		TLSConfig:  func() *tls.Config { return &tls.Config{} },
+		GatewayID: "gw-test", Brokers: []string{"mqtts://127.0.0.1:1"},
+		TLSConfig:  func(string) *tls.Config { return &tls.Config{} },
 		Signer:     func() (crypto.Signer, []*x509.Certificate) { return nil, nil },
 		OutboxPath: filepath.Join(t.TempDir(), "telemetry.db"),
 		NoSync:     true,

@@ -211,8 +211,8 @@ func TestChildPublisher(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(rootPEM)
 	p, err := New(Options{
-		GatewayID: "gw-test", BrokerURL: os.Getenv("WARDGATE_TELEMETRY_BROKER"),
-		TLSConfig: func() *tls.Config {
+		GatewayID: "gw-test", Brokers: []string{os.Getenv("WARDGATE_TELEMETRY_BROKER")},
+		TLSConfig: func(string) *tls.Config {
 			return &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{pair}}
 		},
 		Signer:     func() (crypto.Signer, []*x509.Certificate) { return pair.PrivateKey.(crypto.Signer), chain },

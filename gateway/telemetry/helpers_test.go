@@ -48,8 +48,8 @@ func gatewayOptions(t testing.TB, pki *certstest.MiniPKI, brokerURL, id string, 
 	cert := idn.TLS()
 	return Options{
 		GatewayID: id, Site: "st-test", Version: "test", ConfigHash: "00",
-		BrokerURL: brokerURL,
-		TLSConfig: func() *tls.Config {
+		Brokers: []string{brokerURL},
+		TLSConfig: func(string) *tls.Config {
 			return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pki.Roots(), ServerName: "localhost",
 				GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }}
 		},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,12 +57,17 @@ type Options struct {
 	Version   string // agent version, reported in birth
 	// ConfigHash is the hex SHA-256 of the configuration file.
 	ConfigHash string
-	// BrokerURL is mqtts://HOST:PORT (ssl:// and tls:// work too). Required.
-	BrokerURL string
-	// TLSConfig returns the client TLS configuration for a new connection:
-	// GetClientCertificate with the rotating gateway certificate and
-	// RootCAs with the trust bundle. Required.
-	TLSConfig func() *tls.Config
+	// Brokers are mqtts://HOST:PORT URLs (ssl:// and tls:// work too), at
+	// least one. The publisher connects to one at a time and moves to the
+	// next when a connection fails or is lost; the outbox keeps every
+	// message until a broker acknowledged it, so a failover loses nothing
+	// (central removes the duplicates a failover can cause by seq).
+	Brokers []string
+	// TLSConfig returns the client TLS configuration for a new connection
+	// to the broker at host: GetClientCertificate with the rotating gateway
+	// certificate and verification of host's certificate against the trust
+	// bundle. Required.
+	TLSConfig func(host string) *tls.Config
 	// Signer returns the current gateway key and chain (leaf first). Every
 	// message is signed at send time with the current key. Required.
 	Signer func() (crypto.Signer, []*x509.Certificate)
@@ -113,6 +119,9 @@ type Stats struct {
 	Resent    uint64 // publishes sent again after doubt
 	Refused   uint64 // publish/subscribe refusals detected
 	Attempts  uint64 // connection attempts since start
+	// Broker is the URL of the broker in use (or tried last).
+	Broker    string
+	Failovers uint64 // moves to another broker since start
 }
 
 // Publisher sends telemetry. Create it with New, run it with Run.
@@ -133,6 +142,8 @@ type Publisher struct {
 	resent    atomic.Uint64
 	refused   atomic.Uint64
 	attempts  atomic.Uint64
+	broker    atomic.Uint64 // index into opts.Brokers of the broker in use
+	failovers atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -149,8 +160,13 @@ func New(opts Options) (*Publisher, error) {
 	if !envelope.ValidGatewayID(opts.GatewayID) {
 		errs = append(errs, fmt.Errorf("telemetry: gateway id %q is not a DNS label", opts.GatewayID))
 	}
-	if opts.BrokerURL == "" {
-		errs = append(errs, errors.New("telemetry: no broker URL (set mqtt.broker)"))
+	if len(opts.Brokers) == 0 {
+		errs = append(errs, errors.New("telemetry: no broker URL (set mqtt.brokers)"))
+	}
+	for _, b := range opts.Brokers {
+		if u, err := url.Parse(b); err != nil || u.Hostname() == "" {
+			errs = append(errs, fmt.Errorf("telemetry: broker %q is not a URL such as mqtts://broker.hospital.example:8883", b))
+		}
 	}
 	if opts.TLSConfig == nil || opts.Signer == nil {
 		errs = append(errs, errors.New("telemetry: TLSConfig and Signer hooks are required"))
@@ -216,7 +232,8 @@ func (p *Publisher) Close() error {
 // Stats returns the publisher's state.
 func (p *Publisher) Stats() Stats {
 	return Stats{Outbox: p.ob.Stats(), Connected: p.connected.Load(), Session: p.session.Load(),
-		Sent: p.sent.Load(), Resent: p.resent.Load(), Refused: p.refused.Load(), Attempts: p.attempts.Load()}
+		Sent: p.sent.Load(), Resent: p.resent.Load(), Refused: p.refused.Load(), Attempts: p.attempts.Load(),
+		Broker: p.opts.Brokers[p.broker.Load()%uint64(len(p.opts.Brokers))], Failovers: p.failovers.Load()}
 }
 
 // Delivered reports whether message seq (as returned by Event, Status and
@@ -326,8 +343,19 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if healthy {
 			attempt = 0
 		}
-		d := p.backoff(attempt)
-		attempt++
+		// Move on to the next broker (a cluster's other node, or a standby)
+		// at once; back off only after a whole round of them failed.
+		n := uint64(len(p.opts.Brokers))
+		d := p.opts.BackoffMin / 2
+		if n > 1 {
+			p.broker.Add(1)
+			p.failovers.Add(1)
+			p.log.Info("telemetry moves to the next broker", "broker", p.opts.Brokers[p.broker.Load()%n])
+		}
+		if n == 1 || p.broker.Load()%n == 0 {
+			d = p.backoff(attempt)
+			attempt++
+		}
 		select {
 		case <-ctx.Done():
 			if session != 0 {
@@ -394,7 +422,9 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 		return false, false, err
 	}
 	p.attempts.Add(1)
-	tlsConf := p.opts.TLSConfig()
+	brokerURL := p.opts.Brokers[p.broker.Load()%uint64(len(p.opts.Brokers))]
+	u, _ := url.Parse(brokerURL) // checked by New
+	tlsConf := p.opts.TLSConfig(u.Hostname())
 	if tlsConf == nil {
 		return false, false, errors.New("no TLS configuration for the broker yet")
 	}
@@ -403,7 +433,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 	markLost := func() { lostOnce.Do(func() { close(lost) }) }
 
 	co := paho.NewClientOptions().
-		AddBroker(p.opts.BrokerURL).
+		AddBroker(brokerURL).
 		SetClientID(p.opts.GatewayID).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
@@ -428,13 +458,13 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 		if ct.Error() != nil && isRefusal(ct.Error()) {
 			p.alarm(AlarmConnectRefused, fmt.Sprintf("the broker refused the connection (%v): check that the broker trusts the gateway's CA and that the gateway's certificate is valid", ct.Error()))
 		}
-		return false, false, fmt.Errorf("connect to %s: %w", p.opts.BrokerURL, err)
+		return false, false, fmt.Errorf("connect to %s: %w", brokerURL, err)
 	}
 	p.session.Store(session)
 	p.deathSeq.Store(deathSeq)
 	p.connected.Store(true)
 	defer p.connected.Store(false)
-	p.log.Info("telemetry connected", "broker", p.opts.BrokerURL, "session", session)
+	p.log.Info("telemetry connected", "broker", brokerURL, "session", session)
 
 	liveFrom := p.ob.Stats().NextSeq
 	// Subscribe to commands. A refused subscription (SUBACK 0x80) is the
