@@ -234,7 +234,7 @@ func (a *Agent) setupAccess() error {
 		},
 		Dial:       a.o.Dial,
 		Events:     a.accessEvent,
-		LED:        func(pending, live bool) { a.hw.setVendor(pending, live) },
+		LED:        func(s access.LEDState) { a.hw.setVendor(s) },
 		Clock:      a.clock,
 		Logger:     a.o.Logger,
 		RequestTTL: requestTTL(cfg),

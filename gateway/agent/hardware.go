@@ -24,8 +24,8 @@ type hardware struct {
 	a     *Agent
 	board *hal.Board
 
-	vendorPending, vendorLive atomic.Bool
-	wake                      chan struct{}
+	vendorPending, vendorLive, vendorSeveral atomic.Bool
+	wake                                     chan struct{}
 }
 
 func (a *Agent) setupHardware() error {
@@ -47,12 +47,13 @@ func (a *Agent) setupHardware() error {
 }
 
 // setVendor is the vendor broker's LED hook.
-func (h *hardware) setVendor(pending, live bool) {
+func (h *hardware) setVendor(s access.LEDState) {
 	if h == nil {
 		return
 	}
-	h.vendorPending.Store(pending)
-	h.vendorLive.Store(live)
+	h.vendorPending.Store(s.Pending)
+	h.vendorLive.Store(s.Live)
+	h.vendorSeveral.Store(s.Several)
 	h.a.indicate() // at once: the owner looks at the LED when asked to
 }
 
@@ -173,6 +174,7 @@ func (a *Agent) indicate() {
 		Degraded:      !a.tel.Stats().Connected || a.certLeft() < 0.25,
 		VendorPending: a.hw.vendorPending.Load(),
 		VendorLive:    a.hw.vendorLive.Load(),
+		VendorSeveral: a.hw.vendorSeveral.Load(),
 		Alarm:         len(a.alarmList()) > 0,
 	}
 	if err := a.hw.board.Indicate(ind); err != nil {
