@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -120,18 +121,27 @@ func (h *hardware) run(ctx context.Context) error {
 	}
 }
 
-// press: a long press approves the one pending request; a short press
-// while a vendor session is live ends it.
+// press: a long press approves the one pending request (the approval
+// event names it: grant, vendor, device, ports); with none or several
+// pending it does nothing and the ignored-press event lists the pending
+// requests. A short press while a vendor session is live ends it.
 func (h *hardware) press(p hal.Press) {
 	a := h.a
 	if p.Long {
 		g, err := a.access.ApproveByButton()
 		if err != nil {
-			a.events.emit(p.Start.Add(p.Duration), "hardware.button_ignored", wire.SeverityInfo,
-				map[string]string{"press": "long", "reason": err.Error()})
+			attrs := map[string]string{"press": "long", "reason": err.Error()}
+			var ids []string
+			for _, r := range a.access.Snapshot().Requests {
+				ids = append(ids, r.ID+" "+r.Vendor+" "+r.Device)
+			}
+			if len(ids) > 0 {
+				attrs["pending"] = strings.Join(ids, "; ")
+			}
+			a.events.emit(p.Start.Add(p.Duration), "hardware.button_ignored", wire.SeverityInfo, attrs)
 			return
 		}
-		a.log.Info("vendor request approved with the button", "grant", g.ID)
+		a.log.Info("vendor request approved with the button", "grant", g.ID, "vendor", g.Vendor, "device", g.Device, "ports", g.Ports)
 		return
 	}
 	if n, err := a.access.ButtonShortPress(); err == nil {
