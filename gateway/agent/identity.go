@@ -52,6 +52,7 @@ func (a *Agent) setupIdentity() error {
 	m, err := certs.NewManager(certs.ManagerOptions{
 		CA: ca, Store: store, Bundle: bundle, Clock: a.clock, Logger: a.o.Logger,
 		OnEvent: a.identityEvent, RekeyEvery: cfg.Identity.RekeyEvery, NotBefore: a.o.BuildTime,
+		PinnedRoots: cfg.Identity.ExtraRoots,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway identity: %w", err)
@@ -119,6 +120,12 @@ func (a *Agent) identityEvent(e certs.Event) {
 		a.clear("clock_insane")
 	case certs.EventRootsChanged:
 		attrs["roots"] = fmt.Sprint(e.Roots)
+		a.clear("roots_untrusted")
+	case certs.EventRootsRejected:
+		sev = wire.SeverityAlarm
+		a.raise("roots_untrusted", "the CA offered a root that the trusted roots did not cross-sign and identity.extra_roots does not pin; the old roots stay trusted: "+e.Err.Error())
+	case certs.EventRootsTrusted:
+		a.clear("roots_untrusted")
 	}
 	a.events.emit(e.Time, "identity."+string(e.Kind), sev, attrs)
 }
