@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -134,6 +135,17 @@ func TestRunEndToEnd(t *testing.T) {
 	out, _, _ = wg("lock", "list", "--json")
 	if !strings.Contains(out, "left the company") || !strings.Contains(out, fmt.Sprintf(`"uid": %d`, os.Getuid())) {
 		t.Errorf("lock list --json: %s", out)
+	}
+	// The actor is named local:NAME(uid=N) in --json and in events.
+	if me, err := user.Current(); err == nil {
+		want := fmt.Sprintf("local:%s(uid=%d)", me.Username, os.Getuid())
+		if !strings.Contains(out, `"id": "`+want+`"`) {
+			t.Errorf("lock list --json lacks the actor %s: %s", want, out)
+		}
+		out, _, _ = wg("status", "--json")
+		if !strings.Contains(out, `"actor": "`+want+`"`) {
+			t.Errorf("status --json: the lock event lacks actor %s", want)
+		}
 	}
 	if _, _, code = wg("lock", "remove", id); code != 0 {
 		t.Errorf("lock remove: exit %d", code)

@@ -506,9 +506,14 @@ func (b *Broker) startSession(g Grant, vid VendorIdentity, dev Device, port int,
 		Recording: b.o.Recordings.Path(id),
 	}}
 	b.sessions[id] = s
+	var approvedBy []string
+	for _, ap := range cur.Approvals {
+		approvedBy = append(approvedBy, ap.Actor.String())
+	}
 	b.mu.Unlock()
 
-	rec, err := b.o.Recordings.Create(id, recording.Header{Session: id, Grant: cur.ID, Vendor: vid.URI, Device: dev.ID, Port: port, Start: now})
+	rec, err := b.o.Recordings.Create(id, recording.Header{Session: id, Grant: cur.ID, Vendor: vid.URI, Device: dev.ID, Port: port, Start: now,
+		ApprovedBy: approvedBy})
 	if err != nil {
 		b.mu.Lock()
 		delete(b.sessions, id)

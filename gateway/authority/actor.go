@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -77,4 +78,15 @@ func (a Actor) Person() string {
 func SamePerson(a, b Actor) bool {
 	pa, pb := a.Person(), b.Person()
 	return pa != "" && pa == pb
+}
+
+// MarshalJSON adds "id", the actor as String prints it, to the fields, so
+// that every --json output and stored record names the actor the same way
+// events do. Decoding ignores it.
+func (a Actor) MarshalJSON() ([]byte, error) {
+	type plain Actor
+	return json.Marshal(struct {
+		plain
+		ID string `json:"id"`
+	}{plain(a), a.String()})
 }

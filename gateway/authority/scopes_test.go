@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -225,5 +226,23 @@ func TestSamePerson(t *testing.T) {
 		if got := SamePerson(tc.a, tc.b); got != tc.same {
 			t.Errorf("SamePerson(%s, %s) = %v", tc.a, tc.b, got)
 		}
+	}
+}
+
+func TestActorJSONCarriesTheName(t *testing.T) {
+	b, err := json.Marshal(Lock{Identity: "spiffe://" + td + "/svc/x", Actor: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"id":"local:jdoe(uid=1000)"`) || !strings.Contains(string(b), `"name":"jdoe"`) {
+		t.Fatalf("json %s", b)
+	}
+	var back Lock
+	if err := json.Unmarshal(b, &back); err != nil || back.Actor != local {
+		t.Fatalf("round trip %+v %v", back.Actor, err)
+	}
+	root := Actor{Kind: KindLocal, Via: "admin", UID: 0, Name: "root"}
+	if root.String() != "local:root(uid=0)" {
+		t.Fatal(root.String())
 	}
 }
