@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/certs/certstest"
@@ -116,12 +118,14 @@ func (e *env) approver(person string) *certstest.Identity {
 }
 
 // recentEvent returns the latest event of kind the agent kept.
-func (e *env) recentEvent(kind string) (recentEvent, bool) {
-	e.a.events.mu.Lock()
-	defer e.a.events.mu.Unlock()
-	for i := len(e.a.events.recent) - 1; i >= 0; i-- {
-		if e.a.events.recent[i].Kind == kind {
-			return e.a.events.recent[i], true
+func (e *env) recentEvent(kind string) (recentEvent, bool) { return lastEvent(e.a, kind) }
+
+func lastEvent(a *Agent, kind string) (recentEvent, bool) {
+	a.events.mu.Lock()
+	defer a.events.mu.Unlock()
+	for i := len(a.events.recent) - 1; i >= 0; i-- {
+		if a.events.recent[i].Kind == kind {
+			return a.events.recent[i], true
 		}
 	}
 	return recentEvent{}, false
@@ -281,5 +285,60 @@ func TestLongPressWithSeveralPendingApprovesNothing(t *testing.T) {
 	s := e.a.access.Snapshot()
 	if len(s.Requests) != 2 || len(s.Grants) != 0 {
 		t.Fatalf("a long press approved with two pending: %+v", s)
+	}
+}
+
+// TestRestartWithClockSetBackRefusesCommands: an agent restarted on a clock
+// earlier than the last trusted time keeps its locks, raises clock_behind
+// and refuses central commands until the clock passes the mark.
+func TestRestartWithClockSetBackRefusesCommands(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(pumpServer)
+	open := func(at time.Time) (*Agent, *clockwork.FakeClock) {
+		clk := clockwork.NewFakeClockAt(at)
+		a, err := New(Options{Config: cfg, DevCA: e.ca, Clock: clk, Listen: func(network, addr string) (net.Listener, error) {
+			if l, ok := e.pre[addr]; ok {
+				delete(e.pre, addr)
+				return l, nil
+			}
+			return net.Listen(network, addr)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, clk
+	}
+	t0 := time.Now().Add(20 * time.Minute)
+	a, _ := open(t0)
+	jane := "spiffe://hospital.example/vendor/acme-medical/jane"
+	if _, err := a.lock(jane, t0.Add(time.Hour), "incident", authority.Actor{Kind: authority.KindLocal, Via: "admin", UID: 1000, Name: "jdoe"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+
+	b, clk := open(t0.Add(-10 * time.Minute))
+	defer b.Close()
+	if ok, _ := b.auth.Locked(jane); !ok {
+		t.Fatal("lock lost at a restart with the clock set back")
+	}
+	if !strings.Contains(strings.Join(b.alarmList(), ","), "clock_behind") {
+		t.Fatalf("alarms %v", b.alarmList())
+	}
+	c := command.Command{Payload: command.Payload{Name: command.Unlock, Args: []string{jane}},
+		Approver: "spiffe://hospital.example/approver/security/alice"}
+	if err := b.permitCommand(c); !errors.Is(err, authority.ErrClockBehind) {
+		t.Fatalf("command on a clock behind: %v", err)
+	}
+	ev, ok := lastEvent(b, "alarm.raised")
+	if !ok || ev.Attrs["alarm"] != "clock_behind" {
+		t.Fatalf("alarm event %+v", ev)
+	}
+	// The clock passes the mark: commands are accepted again.
+	clk.Advance(11 * time.Minute)
+	if err := b.permitCommand(c); err != nil {
+		t.Fatalf("command after the clock passed the mark: %v", err)
+	}
+	if strings.Contains(strings.Join(b.alarmList(), ","), "clock_behind") {
+		t.Fatal("clock_behind not cleared")
 	}
 }
