@@ -179,6 +179,10 @@ func TestRunEndToEnd(t *testing.T) {
 	if _, errs, code = wg("tamper", "clear"); code != 0 {
 		t.Errorf("tamper clear: %d %s", code, errs)
 	}
+	// A person at the gateway may reset the trusted-time mark.
+	if out, errs, code = wg("clock", "reset"); code != 0 || !strings.Contains(out, "trusted time reset") {
+		t.Errorf("clock reset: %d %s %s", code, out, errs)
+	}
 
 	// SIGHUP with a broken file: refused, the agent keeps running.
 	if err := os.WriteFile(cfgPath, []byte(strings.Replace(good, "owner: clinical-engineering/icu", "owner: ''", 1)), 0o600); err != nil {

@@ -170,3 +170,38 @@ func (a *Authority) bootLocksLocked(now, mark time.Time) []Event {
 	}
 	return evs
 }
+
+// EvClockReset: a person reset the trusted-time mark to the current clock
+// (Mark the old mark, Clock the new one).
+const EvClockReset = "authority.clock_mark_reset"
+
+// ResetTrustedTime sets the mark to the current clock, for a gateway whose
+// clock once ran ahead (the mark then lies in the future and the guard
+// would refuse vendor access and commands until that time). It is a local
+// action of a person at the gateway; the build time stays the floor.
+func (a *Authority) ResetTrustedTime(actor Actor) error {
+	if !actor.Valid() || actor.Kind != KindLocal {
+		return fmt.Errorf("%w: only a person at the gateway resets trusted time", ErrBadActor)
+	}
+	a.mu.Lock()
+	now := a.clock.Now()
+	if now.Before(a.o.BuildTime) {
+		a.mu.Unlock()
+		return fmt.Errorf("%w: the clock (%s) is earlier than this binary's build time; set the clock first", ErrClockBehind, now.UTC().Format(time.RFC3339))
+	}
+	old := a.clk.mark
+	if err := a.put(bucketMeta, keyMark, now); err != nil {
+		a.mu.Unlock()
+		return fmt.Errorf("reset trusted time: %w", err)
+	}
+	a.clk.mark, a.clk.saved = now, now
+	evs := []Event{{Time: now, Kind: EvClockReset, Mark: old, Clock: now, Actor: actor,
+		Reason: "trusted time reset to the clock by a person at the gateway"}}
+	evs = append(evs, a.observeLocked(now)...)
+	a.mu.Unlock()
+	a.log.Warn("trusted time reset", "old", old, "new", now, "actor", actor.String())
+	for _, e := range evs {
+		a.emit(e)
+	}
+	return nil
+}

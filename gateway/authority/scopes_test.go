@@ -246,3 +246,31 @@ func TestActorJSONCarriesTheName(t *testing.T) {
 		t.Fatal(root.String())
 	}
 }
+
+func TestResetTrustedTime(t *testing.T) {
+	e := newEnv(t)
+	e.clock.Advance(365 * 24 * time.Hour) // a clock that ran a year ahead
+	if err := e.a.CheckClock(); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen(clockwork.NewFakeClockAt(e.clock.Now().Add(-365 * 24 * time.Hour))) // NTP set it right
+	if err := e.a.CheckClock(); !errors.Is(err, ErrClockBehind) {
+		t.Fatal(err)
+	}
+	if err := e.a.ResetTrustedTime(Actor{Kind: KindCentral, Approver: "spiffe://" + td + "/approver/a/b"}); !errors.Is(err, ErrBadActor) {
+		t.Fatalf("central reset: %v", err)
+	}
+	e.drain()
+	if err := e.a.ResetTrustedTime(local); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.next(); ev.Kind != EvClockReset || ev.Attrs()["actor"] != "local:jdoe(uid=1000)" || ev.Attrs()["trusted_time"] == "" {
+		t.Fatalf("event %+v", ev)
+	}
+	if ev := e.next(); ev.Kind != EvClockOK {
+		t.Fatalf("event %+v", ev)
+	}
+	if err := e.a.CheckClock(); err != nil {
+		t.Fatal(err)
+	}
+}
