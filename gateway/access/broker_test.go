@@ -289,7 +289,8 @@ func TestExpiryCutsTunnel(t *testing.T) {
 	if err := recording.Replay(f, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), end.Hash) || !strings.Contains(out.String(), `"echo: status."`) {
+	if !strings.Contains(out.String(), end.Hash) || !strings.Contains(out.String(), `"echo: status."`) ||
+		!strings.Contains(out.String(), "approved by "+local.String()) {
 		t.Fatalf("timeline:\n%s", out.String())
 	}
 }
