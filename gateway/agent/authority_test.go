@@ -342,3 +342,34 @@ func TestRestartWithClockSetBackRefusesCommands(t *testing.T) {
 		t.Fatal("clock_behind not cleared")
 	}
 }
+
+// TestApproversReload: without approvers every approver may do everything;
+// a reload installs the scopes (rebirth and inventory included).
+func TestApproversReload(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config(pumpServer))
+	ann := "spiffe://hospital.example/approver/security/ann"
+	cmd := func(name string, args ...string) command.Command {
+		return command.Command{Payload: command.Payload{Name: name, Args: args}, Approver: ann}
+	}
+	if err := e.a.permitCommand(cmd(command.Rebirth)); err != nil {
+		t.Fatalf("no approvers section: %v", err)
+	}
+	e.extra = `approvers:
+  - {identities: ["spiffe://hospital.example/approver/security/*"], actions: [inventory, lock], devices: ["*"]}
+`
+	if err := e.a.Reload(e.config(pumpServer)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.a.permitCommand(cmd(command.Rebirth)); !errors.Is(err, authority.ErrNotPermitted) {
+		t.Fatalf("rebirth outside the scopes: %v", err)
+	}
+	for _, c := range []command.Command{cmd(command.InventoryNow), cmd(command.Lock, "spiffe://hospital.example/vendor/acme-medical/*")} {
+		if err := e.a.permitCommand(c); err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+	}
+	if err := e.a.permitCommand(cmd(command.Unlock, "spiffe://hospital.example/vendor/acme-medical/*")); !errors.Is(err, authority.ErrNotPermitted) {
+		t.Fatalf("unlock outside the scopes: %v", err)
+	}
+}
