@@ -333,3 +333,20 @@ func (d *DevCA) Roots(context.Context) ([]*x509.Certificate, error) {
 }
 
 var _ CA = (*DevCA)(nil)
+
+// DevCAFrom wraps an existing CA (root, intermediate and the
+// intermediate's signer) as a DevCA, so that a test can share one CA
+// between an agent's development identity and other test tooling (a
+// broker's certificates). o.Name and o.ValidFor are ignored.
+func DevCAFrom(root, intermediate *x509.Certificate, signer crypto.Signer, o DevCAOptions) *DevCA {
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Lifetime <= 0 {
+		o.Lifetime = time.Hour
+	}
+	d := &DevCA{ca: &devKeys{Root: root, Intermediate: intermediate, Signer: signer}, clock: o.Clock}
+	d.lifetime.Store(int64(o.Lifetime))
+	d.allowExp.Store(o.AllowRenewalAfterExpiry)
+	return d
+}

@@ -32,11 +32,12 @@ type GatewayOptions struct {
 	// shares its CA with the simulated peers).
 	DevCA *DevCA
 	// Manager settings (see ManagerOptions).
-	RekeyEvery int
-	NotBefore  time.Time
-	OnEvent    func(Event)
-	Clock      clockwork.Clock
-	Logger     *slog.Logger
+	PinnedRoots []string
+	RekeyEvery  int
+	NotBefore   time.Time
+	OnEvent     func(Event)
+	Clock       clockwork.Clock
+	Logger      *slog.Logger
 }
 
 // Gateway is an opened gateway identity: the Manager that holds, renews
@@ -94,7 +95,7 @@ func OpenGateway(o GatewayOptions) (*Gateway, error) {
 		return nil, fmt.Errorf("identity CA %q: use step or dev", o.CA)
 	}
 	m, err := NewManager(ManagerOptions{CA: g.CA, Store: store, Bundle: g.Bundle, Clock: o.Clock, Logger: o.Logger,
-		OnEvent: o.OnEvent, RekeyEvery: o.RekeyEvery, NotBefore: o.NotBefore})
+		OnEvent: o.OnEvent, RekeyEvery: o.RekeyEvery, NotBefore: o.NotBefore, PinnedRoots: o.PinnedRoots})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,12 +23,17 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventRenewed        EventKind = "renewed"
-	EventRekeyed        EventKind = "rekeyed"
-	EventRenewalFailed  EventKind = "renewal_failed"
-	EventExpiring       EventKind = "expiring" // UsedPercent 50 or 90
-	EventExpired        EventKind = "expired"
-	EventRootsChanged   EventKind = "roots_changed"
+	EventRenewed       EventKind = "renewed"
+	EventRekeyed       EventKind = "rekeyed"
+	EventRenewalFailed EventKind = "renewal_failed"
+	EventExpiring      EventKind = "expiring" // UsedPercent 50 or 90
+	EventExpired       EventKind = "expired"
+	EventRootsChanged  EventKind = "roots_changed"
+	// EventRootsRejected: the CA offered a root without continuity
+	// (AcceptRoots); the old roots stay. Err says which.
+	EventRootsRejected EventKind = "roots_rejected"
+	// EventRootsTrusted: a roots refresh was accepted after a rejection.
+	EventRootsTrusted   EventKind = "roots_trusted"
 	EventReenrollNeeded EventKind = "reenroll_needed"
 	EventClockInsane    EventKind = "clock_insane"
 )
@@ -95,6 +101,9 @@ type ManagerOptions struct {
 	RetryMin, RetryMax time.Duration
 	// RootsEvery is the roots refresh interval (default 1h; negative: never).
 	RootsEvery time.Duration
+	// PinnedRoots are SHA-256 fingerprints (hex, colons allowed) of roots
+	// accepted from a refresh without a cross-signature (see AcceptRoots).
+	PinnedRoots []string
 	// MaxSleep bounds every wait, so that wall-clock jumps are noticed
 	// (default 1m).
 	MaxSleep time.Duration
@@ -158,6 +167,7 @@ type Manager struct {
 	sentEx     bool
 	sentRE     bool
 	sentCI     bool
+	rejected   bool // the last roots refresh was rejected
 	sinceRekey int
 	nextTry    time.Time // after failures: the next attempt
 	nextRoots  time.Time
@@ -351,7 +361,7 @@ func (m *Manager) emit(e Event) {
 	switch e.Kind {
 	case EventRenewalFailed, EventExpiring:
 		lvl = slog.LevelWarn
-	case EventExpired, EventReenrollNeeded, EventClockInsane:
+	case EventExpired, EventReenrollNeeded, EventClockInsane, EventRootsRejected:
 		lvl = slog.LevelError
 	}
 	attrs := []any{"event", string(e.Kind)}
@@ -523,6 +533,26 @@ func (m *Manager) refreshRoots(ctx context.Context) {
 		return
 	}
 	m.nextRoots = now.Add(m.o.RootsEvery)
+	pinned := make([]string, 0, len(m.o.PinnedRoots))
+	for _, p := range m.o.PinnedRoots {
+		pinned = append(pinned, strings.ToLower(strings.ReplaceAll(p, ":", "")))
+	}
+	roots, err = AcceptRoots(m.o.Bundle.Roots(), roots, pinned, now)
+	if err != nil {
+		m.log.Error("roots refresh refused: keeping the trusted roots", "err", err.Error())
+		m.mu.Lock()
+		m.rejected = true
+		m.mu.Unlock()
+		m.emit(Event{Kind: EventRootsRejected, Err: err, Roots: len(m.o.Bundle.Roots())})
+		return
+	}
+	m.mu.Lock()
+	was := m.rejected
+	m.rejected = false
+	m.mu.Unlock()
+	if was {
+		m.emit(Event{Kind: EventRootsTrusted, Roots: len(roots)})
+	}
 	if m.o.Bundle.Set(roots) {
 		if m.o.Store != nil {
 			if err := m.o.Store.SaveRoots(roots); err != nil {

@@ -19,6 +19,9 @@ const (
 	ReasonLifetimeTooLong = "lifetime_too_long"
 	ReasonLocked          = "locked"
 	ReasonBadIdentity     = "bad_identity"
+	// ReasonIntermediate: the chain does not pass through a pinned
+	// issuing intermediate (PeerPolicy.Intermediates).
+	ReasonIntermediate = "intermediate_not_pinned"
 )
 
 // DefaultMaxPeerLifetime is used when PeerPolicy.MaxLifetime is zero.
@@ -45,6 +48,11 @@ type PeerPolicy struct {
 	// Usage is the extended key usage required of the leaf; zero value
 	// (x509.ExtKeyUsageAny) accepts any.
 	Usage x509.ExtKeyUsage
+	// Intermediates, when not empty, pins the issuing CA: a verified chain
+	// must pass through an intermediate whose SHA-256 fingerprint
+	// (lowercase hex, no colons) is listed. Empty: any intermediate under
+	// a trusted root.
+	Intermediates []string
 }
 
 // PeerError is returned by Verify when a peer is refused. Reason is one of
@@ -108,8 +116,12 @@ func (v *Verifier) Verify(chain []*x509.Certificate, p PeerPolicy) (Identity, er
 	}
 	leaf := chain[0]
 	now := v.clock.Now()
-	if err := v.verifyChain(chain, now, p.Usage); err != nil {
+	chains, err := v.verifyChain(chain, now, p.Usage)
+	if err != nil {
 		return Identity{}, err
+	}
+	if len(p.Intermediates) > 0 && !throughPinned(chains, p.Intermediates) {
+		return Identity{}, &PeerError{Reason: ReasonIntermediate, Err: fmt.Errorf("certificate %q is not issued by a pinned intermediate CA", leaf.Subject.CommonName)}
 	}
 	td := p.TrustDomain
 	if td == "" {
@@ -138,7 +150,22 @@ func (v *Verifier) Verify(chain []*x509.Certificate, p PeerPolicy) (Identity, er
 	return id, nil
 }
 
-func (v *Verifier) verifyChain(chain []*x509.Certificate, now time.Time, usage x509.ExtKeyUsage) error {
+// throughPinned reports whether one of chains holds, between leaf and
+// root, a certificate with one of the pinned fingerprints.
+func throughPinned(chains [][]*x509.Certificate, pinned []string) bool {
+	for _, ch := range chains {
+		for i := 1; i < len(ch)-1; i++ {
+			for _, fp := range pinned {
+				if Fingerprint(ch[i]) == fp {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (v *Verifier) verifyChain(chain []*x509.Certificate, now time.Time, usage x509.ExtKeyUsage) ([][]*x509.Certificate, error) {
 	leaf := chain[0]
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
@@ -150,16 +177,16 @@ func (v *Verifier) verifyChain(chain []*x509.Certificate, now time.Time, usage x
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{usage},
 	}
-	_, err := leaf.Verify(opts)
+	chains, err := leaf.Verify(opts)
 	if err == nil {
-		return nil
+		return chains, nil
 	}
 	var inv x509.CertificateInvalidError
 	if errors.As(err, &inv) && inv.Reason == x509.Expired && (now.After(leaf.NotAfter) || now.Before(leaf.NotBefore)) && v.issuedByTrusted(chain, now) {
-		return &PeerError{Reason: ReasonExpired, Err: fmt.Errorf("certificate %q valid from %s to %s, now is %s",
+		return nil, &PeerError{Reason: ReasonExpired, Err: fmt.Errorf("certificate %q valid from %s to %s, now is %s",
 			leaf.Subject.CommonName, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
 	}
-	return &PeerError{Reason: ReasonUntrusted, Err: fmt.Errorf("certificate %q does not chain to a trusted root: %w", leaf.Subject.CommonName, err)}
+	return nil, &PeerError{Reason: ReasonUntrusted, Err: fmt.Errorf("certificate %q does not chain to a trusted root: %w", leaf.Subject.CommonName, err)}
 }
 
 // certTrustDomain returns the host of the certificate's first spiffe URI.
@@ -222,7 +249,7 @@ func (v *Verifier) VerifyServer(chain []*x509.Certificate, serverName string) er
 	if len(chain) == 0 {
 		return &PeerError{Reason: ReasonNoCertificate, Err: errors.New("server presented no certificate")}
 	}
-	if err := v.verifyChain(chain, v.clock.Now(), x509.ExtKeyUsageServerAuth); err != nil {
+	if _, err := v.verifyChain(chain, v.clock.Now(), x509.ExtKeyUsageServerAuth); err != nil {
 		return err
 	}
 	if serverName != "" {

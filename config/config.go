@@ -14,6 +14,10 @@ type Config struct {
 	HAL      HAL      `yaml:"hal"`
 	Vendors  []Vendor `yaml:"vendors"`
 	Devices  []Device `yaml:"devices"`
+	// Approvers scope central approver identities to actions and devices.
+	// Nil (the key absent): every approver identity may run every command
+	// (warned); an empty list refuses every command.
+	Approvers *[]Approver `yaml:"approvers"`
 
 	// File is the path the configuration was loaded from ("" when parsed
 	// from memory). Hash is the SHA-256 of the file's bytes, hex encoded,
@@ -104,6 +108,13 @@ type Identity struct {
 	// RekeyEvery makes every Nth renewal a re-key (new key pair).
 	// Default 6.
 	RekeyEvery int `yaml:"rekey_every"`
+	// ExtraRoots are SHA-256 fingerprints (hex) of roots the operator
+	// accepts when the CA's /roots serves them without a cross-signature
+	// from a trusted root (a planned root change).
+	ExtraRoots []string `yaml:"extra_roots"`
+	// PinIntermediates optionally pins the issuing intermediate per
+	// identity kind.
+	PinIntermediates PinIntermediates `yaml:"pin_intermediates"`
 }
 
 // MQTT configures telemetry.

@@ -85,6 +85,8 @@ func (v *validator) validate(c *Config) {
 	v.hal(c)
 	orgs := v.vendors(c)
 	v.devices(c, orgs)
+	v.approvers(c)
+	v.identityTrust(c)
 }
 
 func (v *validator) label(path, s, what string) {

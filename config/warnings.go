@@ -38,6 +38,9 @@ func warnings(c *Config, d *decoder) Problems {
 			add("identity.root_fingerprint", "this is the placeholder from `wardgate config example`, not your CA's root; enrollment will fail, ask the CA operator for the real fingerprint (`step certificate fingerprint root_ca.crt`)")
 		}
 	}
+	if c.Approvers == nil {
+		add("approvers", "no approvers section: every approver certificate of the trust domain may run every central command on every device; scope them with approvers: (see `wardgate config example`)")
+	}
 	if len(c.Devices) == 0 {
 		add("devices", "no devices are configured; the gateway protects nothing until you add one under devices")
 	}

@@ -32,6 +32,7 @@ func TestWarnings(t *testing.T) {
 			if err != nil {
 				t.Fatalf("a warning must not make the file invalid:\n%v", err)
 			}
+			cfg.Warnings = withoutApprovers(cfg.Warnings)
 			if len(cfg.Warnings) != 1 {
 				t.Fatalf("want one warning, got %v", cfg.Warnings)
 			}
@@ -45,7 +46,7 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 	// Simulated hardware always has a (simulated) tamper loop.
-	if cfg, err := Parse("w.yaml", []byte(base), now); err != nil || len(cfg.Warnings) != 0 {
+	if cfg, err := Parse("w.yaml", []byte(base), now); err != nil || len(withoutApprovers(cfg.Warnings)) != 0 {
 		t.Errorf("sim without hal.tamper: %v %v", err, cfg.Warnings)
 	}
 }
@@ -58,4 +59,16 @@ func TestExampleWarnsOnlyAboutItsPlaceholder(t *testing.T) {
 	if len(cfg.Warnings) != 1 || cfg.Warnings[0].Path != "identity.root_fingerprint" {
 		t.Errorf("example warnings: %v", cfg.Warnings)
 	}
+}
+
+// withoutApprovers drops the warning about a missing approvers section,
+// which base (written before approvers existed) always draws.
+func withoutApprovers(ws Problems) Problems {
+	var out Problems
+	for _, w := range ws {
+		if w.Path != "approvers" {
+			out = append(out, w)
+		}
+	}
+	return out
 }

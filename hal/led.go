@@ -19,6 +19,9 @@ const (
 	On                       // steady
 	BlinkSlow                // 1 Hz: 500 ms lit, 500 ms dark
 	BlinkFast                // 4 Hz: 125 ms lit, 125 ms dark
+	// BlinkDouble: two 125 ms flashes 125 ms apart, then 625 ms dark (a
+	// 1 s cycle): several vendor requests wait and the button approves none.
+	BlinkDouble
 )
 
 // Half periods of the blink patterns.
@@ -27,9 +30,9 @@ const (
 	FastHalfPeriod = 125 * time.Millisecond
 )
 
-var patternNames = [...]string{Off: "off", On: "on", BlinkSlow: "blink-slow", BlinkFast: "blink-fast"}
+var patternNames = [...]string{Off: "off", On: "on", BlinkSlow: "blink-slow", BlinkFast: "blink-fast", BlinkDouble: "blink-double"}
 
-// String returns off, on, blink-slow or blink-fast.
+// String returns off, on, blink-slow, blink-fast or blink-double.
 func (p Pattern) String() string {
 	if int(p) < len(patternNames) {
 		return patternNames[p]
@@ -48,7 +51,7 @@ func (p *Pattern) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("hal: unknown LED pattern %q; use off, on, blink-slow or blink-fast", b)
+	return fmt.Errorf("hal: unknown LED pattern %q; use off, on, blink-slow, blink-fast or blink-double", b)
 }
 
 func (p Pattern) half() time.Duration {
@@ -64,6 +67,19 @@ func (p Pattern) half() time.Duration {
 // LitAt reports whether the LED is lit elapsed after the pattern was set,
 // and how long until that changes (0: never).
 func (p Pattern) LitAt(elapsed time.Duration) (lit bool, next time.Duration) {
+	if elapsed < 0 {
+		elapsed = 0
+	}
+	if p == BlinkDouble {
+		// lit [0,125) dark [125,250) lit [250,375) dark [375,1000)
+		h := FastHalfPeriod
+		in := elapsed % (8 * h)
+		slot := in / h
+		if slot >= 3 {
+			return false, 8*h - in
+		}
+		return slot%2 == 0, h - in%h
+	}
 	h := p.half()
 	if h == 0 {
 		return p == On, 0
@@ -171,6 +187,9 @@ type Indication struct {
 	Degraded bool `json:"degraded"`
 	// VendorPending: a vendor access request waits for approval.
 	VendorPending bool `json:"vendor_pending"`
+	// VendorSeveral: more than one request waits; the long press approves
+	// none of them (the amber LED double-blinks).
+	VendorSeveral bool `json:"vendor_several,omitempty"`
 	// VendorLive: a vendor session is running.
 	VendorLive bool `json:"vendor_live"`
 	// Alarm: tamper, certificate expired, disk full.
@@ -178,8 +197,10 @@ type Indication struct {
 }
 
 // Patterns maps an indication to the three LEDs: green steady when healthy,
-// slow blink when degraded; amber fast blink while a request is pending
-// (it wins over a live session: it asks the owner to act), steady while a
+// slow blink when degraded; amber fast blink while a request is pending,
+// double blink while several are pending (the button approves none: use
+// `wardgate grant approve ID`); pending wins over a live session (it asks
+// the owner to act); amber steady while a
 // session is live, dark otherwise; red steady on alarm.
 func (i Indication) Patterns() (ok, vendor, alarm Pattern) {
 	ok = On
@@ -187,6 +208,8 @@ func (i Indication) Patterns() (ok, vendor, alarm Pattern) {
 		ok = BlinkSlow
 	}
 	switch {
+	case i.VendorSeveral:
+		vendor = BlinkDouble
 	case i.VendorPending:
 		vendor = BlinkFast
 	case i.VendorLive:

@@ -30,6 +30,12 @@ func TestPatternLitAt(t *testing.T) {
 		{BlinkFast, ms(125), false, ms(125)},
 		{BlinkFast, ms(250), true, ms(125)},
 		{BlinkFast, -ms(5), true, ms(125)},
+		{BlinkDouble, 0, true, ms(125)},
+		{BlinkDouble, ms(130), false, ms(120)},
+		{BlinkDouble, ms(250), true, ms(125)},
+		{BlinkDouble, ms(375), false, ms(625)},
+		{BlinkDouble, ms(999), false, ms(1)},
+		{BlinkDouble, ms(1000), true, ms(125)},
 	}
 	for _, c := range cases {
 		lit, next := c.p.LitAt(c.elapsed)
@@ -40,7 +46,7 @@ func TestPatternLitAt(t *testing.T) {
 }
 
 func TestPatternText(t *testing.T) {
-	for _, p := range []Pattern{Off, On, BlinkSlow, BlinkFast} {
+	for _, p := range []Pattern{Off, On, BlinkSlow, BlinkFast, BlinkDouble} {
 		b, _ := p.MarshalText()
 		var q Pattern
 		if err := q.UnmarshalText(b); err != nil || q != p {
@@ -115,6 +121,7 @@ func TestIndicationPatterns(t *testing.T) {
 		{Indication{VendorPending: true}, On, BlinkFast, Off},
 		{Indication{VendorLive: true}, On, On, Off},
 		{Indication{VendorPending: true, VendorLive: true}, On, BlinkFast, Off},
+		{Indication{VendorPending: true, VendorSeveral: true, VendorLive: true}, On, BlinkDouble, Off},
 		{Indication{Alarm: true}, On, Off, On},
 		{Indication{Degraded: true, VendorLive: true, Alarm: true}, BlinkSlow, On, On},
 	}

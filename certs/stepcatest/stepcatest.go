@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -97,6 +98,11 @@ type Config struct {
 	Provisioners map[string]bool
 	// ExtraRoot adds a second trusted root (as during a CA rollover).
 	ExtraRoot bool
+	// PKI is the CA's root and intermediate; nil makes a fresh one.
+	PKI *PKI
+	// ExtraCerts are served by /roots after the roots (for example a
+	// cross-certificate of this CA's root signed by another root).
+	ExtraCerts []*x509.Certificate
 }
 
 func freePort(t testing.TB) string {
@@ -115,7 +121,10 @@ func New(t testing.TB, c Config) *StepCA {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
-	ca := NewPKI(t)
+	ca := c.PKI
+	if ca == nil {
+		ca = NewPKI(t)
+	}
 	write := func(name string, data []byte, mode os.FileMode) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, mode); err != nil {
@@ -125,9 +134,16 @@ func New(t testing.TB, c Config) *StepCA {
 	}
 	rootPath := write("root_ca.crt", certPEM(ca.Root), 0o644)
 	var rootCfg any = rootPath
-	if c.ExtraRoot {
-		extra := NewPKI(t)
-		rootCfg = []string{rootPath, write("root_ca_next.crt", certPEM(extra.Root), 0o644)}
+	if c.ExtraRoot || len(c.ExtraCerts) > 0 {
+		paths := []string{rootPath}
+		if c.ExtraRoot {
+			extra := NewPKI(t)
+			paths = append(paths, write("root_ca_next.crt", certPEM(extra.Root), 0o644))
+		}
+		for i, x := range c.ExtraCerts {
+			paths = append(paths, write(fmt.Sprintf("extra_%d.crt", i), certPEM(x), 0o644))
+		}
+		rootCfg = paths
 	}
 	intPath := write("intermediate_ca.crt", certPEM(ca.Intermediate), 0o644)
 	keyPEM, err := keyPEM(ca.Signer)
@@ -316,7 +332,35 @@ func (s *StepCA) Token(prov, subject string, sans ...string) string {
 // issuers valid), made with crypto/x509 at run time.
 type PKI struct {
 	Root, Intermediate *x509.Certificate
-	Signer             crypto.Signer
+	Signer             crypto.Signer // the intermediate's key
+	RootSigner         crypto.Signer // the root's key (for cross-signing)
+}
+
+// CrossSign returns a cross-certificate of other's root (its subject and
+// key) signed by p's root: a gateway trusting p's root may then accept
+// other's root.
+func (p *PKI) CrossSign(t testing.TB, other *PKI) *x509.Certificate {
+	t.Helper()
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(now.UnixNano()),
+		Subject:               other.Root.Subject,
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+	}
+	der, err := x509.CreateCertificate(nil, tmpl, p.Root, other.Root.PublicKey, p.RootSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // NewPKI makes a root and an intermediate.
@@ -359,5 +403,5 @@ func NewPKI(t testing.TB) *PKI {
 	}
 	root := mk("wardgate test root", nil, nil, rk, 1)
 	inter := mk("wardgate test intermediate", root, rk, ik, 2)
-	return &PKI{Root: root, Intermediate: inter, Signer: ik}
+	return &PKI{Root: root, Intermediate: inter, Signer: ik, RootSigner: rk}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -135,6 +136,17 @@ func TestRunEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "left the company") || !strings.Contains(out, fmt.Sprintf(`"uid": %d`, os.Getuid())) {
 		t.Errorf("lock list --json: %s", out)
 	}
+	// The actor is named local:NAME(uid=N) in --json and in events.
+	if me, err := user.Current(); err == nil {
+		want := fmt.Sprintf("local:%s(uid=%d)", me.Username, os.Getuid())
+		if !strings.Contains(out, `"id": "`+want+`"`) {
+			t.Errorf("lock list --json lacks the actor %s: %s", want, out)
+		}
+		out, _, _ = wg("status", "--json")
+		if !strings.Contains(out, `"actor": "`+want+`"`) {
+			t.Errorf("status --json: the lock event lacks actor %s", want)
+		}
+	}
 	if _, _, code = wg("lock", "remove", id); code != 0 {
 		t.Errorf("lock remove: exit %d", code)
 	}
@@ -166,6 +178,10 @@ func TestRunEndToEnd(t *testing.T) {
 	waitFor(t, func() bool { out, _, _ := wg("hal", "show"); return strings.Contains(out, `"open":false`) }, "tamper loop closed")
 	if _, errs, code = wg("tamper", "clear"); code != 0 {
 		t.Errorf("tamper clear: %d %s", code, errs)
+	}
+	// A person at the gateway may reset the trusted-time mark.
+	if out, errs, code = wg("clock", "reset"); code != 0 || !strings.Contains(out, "trusted time reset") {
+		t.Errorf("clock reset: %d %s %s", code, out, errs)
 	}
 
 	// SIGHUP with a broken file: refused, the agent keeps running.

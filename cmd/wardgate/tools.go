@@ -107,9 +107,12 @@ func cmdConnect(e *env, args []string) int {
 const signAbout = `For central security: signs a command for one gateway with an approver
 certificate (spiffe://TD/approver/ROLE/PERSON) and writes the COSE_Sign1 bytes
 to --out (default stdout), ready to publish to wardgate/v1/GATEWAY/cmd with QoS 1.
-Commands and their argument counts are listed in docs/security-team.md.
+Commands and their argument counts are listed in docs/security-team.md; an
+approval names what it approves (grant, vendor identity, device, ports) so the
+gateway refuses it when the request changed.
 Example:
-  wardgate sign-command --cert ciso.crt --key ciso.key --gateway gw-icu3-12 approve R7K2 \
+  wardgate sign-command --cert ciso.crt --key ciso.key --gateway gw-icu3-12 \
+    approve R7K2MQ spiffe://hospital.example/vendor/acme-medical/jane pump-07 23 \
     | mosquitto_pub ... -t wardgate/v1/gw-icu3-12/cmd -q 1 -s`
 
 func cmdSignCommand(e *env, args []string) int {

@@ -60,8 +60,9 @@ type Options struct {
 	// broker's locks; it must not block for long. Nil drops events.
 	Events func(Event)
 	// LED is called with the amber LED state whenever it changes (and once at
-	// start): pending requests -> blinking, live session -> steady.
-	LED func(pending, live bool)
+	// start): pending requests -> blinking, several pending -> double
+	// blink, live session -> steady.
+	LED func(LEDState)
 
 	Clock  clockwork.Clock // default: real clock
 	Logger *slog.Logger    // default: discard; a component attribute is added
@@ -104,9 +105,11 @@ type Broker struct {
 	sessions map[string]*session
 	timers   map[string]clockwork.Timer
 	closed   bool
-	conns    map[net.Conn]struct{}
-	runs     map[int]context.CancelFunc // of running Runs, cancelled by Close
-	nextRun  int
+
+	checkpointTimer clockwork.Timer
+	conns           map[net.Conn]struct{}
+	runs            map[int]context.CancelFunc // of running Runs, cancelled by Close
+	nextRun         int
 
 	ledMu  sync.Mutex
 	led    LEDState
@@ -255,9 +258,15 @@ func (b *Broker) load() error {
 	evs = append(evs, b.unendedLocked(now, legacy)...)
 	for _, g := range b.grants {
 		if g.State == StatePending || g.State == StateActive {
+			if g.Remaining > 0 {
+				// Counted in running time: the clock at start does not
+				// extend or shorten what was left.
+				g.Deadline = now.Add(g.Remaining)
+			}
 			evs = append(evs, b.scheduleLocked(g, now)...)
 		}
 	}
+	b.checkpointTimer = b.clock.AfterFunc(CheckpointEvery, b.checkpoint)
 	b.mu.Unlock()
 	b.emit(evs)
 	return nil
@@ -306,6 +315,14 @@ func (b *Broker) Close() error {
 		t.Stop()
 		delete(b.timers, k)
 	}
+	if b.checkpointTimer != nil {
+		b.checkpointTimer.Stop()
+	}
+	for _, g := range b.grants {
+		if g.State == StatePending || g.State == StateActive {
+			b.persistGrantLocked(g) // the time left, as of now
+		}
+	}
 	cut := b.allSessionsLocked()
 	for c := range b.conns {
 		_ = c.Close()
@@ -341,18 +358,19 @@ func (b *Broker) updateLED() {
 	}
 	b.led, b.ledSet = st, true
 	if b.o.LED != nil {
-		b.o.LED(st.Pending, st.Live)
+		b.o.LED(st)
 	}
 }
 
 func (b *Broker) ledLocked() LEDState {
 	var st LEDState
+	n := 0
 	for _, g := range b.grants {
 		if g.State == StatePending {
-			st.Pending = true
-			break
+			n++
 		}
 	}
+	st.Pending, st.Several = n > 0, n > 1
 	st.Live = len(b.sessions) > 0
 	return st
 }
@@ -434,9 +452,33 @@ func (b *Broker) expireLocked(g *Grant, now time.Time) ([]Event, []*session) {
 // authoritative and the next write retries the record) ---
 
 func (b *Broker) persistGrantLocked(g *Grant) {
+	if g.State == StatePending || g.State == StateActive {
+		g.Remaining = max(g.Deadline.Sub(b.clock.Now()), time.Nanosecond)
+	} else {
+		g.Remaining = 0
+	}
 	if err := b.o.Store.put(bucketGrants, g.ID, g); err != nil {
 		b.log.Error("persist grant failed", "grant", g.ID, "err", err)
 	}
+}
+
+// CheckpointEvery is how often the time left of pending requests and active
+// grants is saved.
+const CheckpointEvery = time.Minute
+
+// checkpoint saves the time left of every pending request and active grant.
+func (b *Broker) checkpoint() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	for _, g := range b.grants {
+		if g.State == StatePending || g.State == StateActive {
+			b.persistGrantLocked(g)
+		}
+	}
+	b.checkpointTimer = b.clock.AfterFunc(CheckpointEvery, b.checkpoint)
 }
 
 // --- sessions helpers ---
@@ -465,9 +507,20 @@ func cutAll(ss []*session, reason string) {
 
 // Approve records actor's approval of pending request id. The grant becomes
 // active (valid for the device's max_session from now) once every kind in the
-// device's policy approved. Errors: ErrNotFound, ErrNotPending, ErrPolicy,
-// ErrAlreadyApproved, ErrBadActor.
+// device's policy approved, by distinct persons. Errors: ErrNotFound,
+// ErrNotPending, ErrPolicy, ErrAlreadyApproved, ErrSamePerson, ErrBadActor,
+// and, for a central actor whose request's ports grew, ErrBinding (use
+// ApproveBound).
 func (b *Broker) Approve(id string, actor Actor) (Grant, error) {
+	return b.ApproveBound(id, actor, nil)
+}
+
+// ApproveBound is Approve for an approval that names what it approves: it
+// is refused with ErrBinding unless bind matches the request's vendor,
+// device and ports exactly. A nil bind is accepted from local actors, and
+// from central actors only while the request's ports never grew (Rev 0):
+// then it approves what the request event announced.
+func (b *Broker) ApproveBound(id string, actor Actor, bind *Binding) (Grant, error) {
 	if !actor.Valid() || actor.Kind == KindSystem {
 		return Grant{}, ErrBadActor
 	}
@@ -490,6 +543,23 @@ func (b *Broker) Approve(id string, actor Actor) (Grant, error) {
 	if slices.ContainsFunc(g.Approvals, func(a Approval) bool { return a.Actor.Kind == actor.Kind }) {
 		b.mu.Unlock()
 		return Grant{}, fmt.Errorf("request %s: %w (%s)", id, ErrAlreadyApproved, actor.Kind)
+	}
+	if i := slices.IndexFunc(g.Approvals, func(a Approval) bool {
+		return authority.SamePerson(a.Actor, actor) || a.Actor.String() == actor.String()
+	}); i >= 0 {
+		first := g.Approvals[i].Actor.String()
+		b.mu.Unlock()
+		return Grant{}, fmt.Errorf("request %s: %s approved it as %s: %w", id, actor.String(), first, ErrSamePerson)
+	}
+	switch {
+	case bind != nil:
+		if diff := bind.match(g); diff != "" {
+			b.mu.Unlock()
+			return Grant{}, fmt.Errorf("request %s: the approval names %s: %w; sign a new approval for the request as it is", id, diff, ErrBinding)
+		}
+	case actor.Kind == KindCentral && g.Rev > 0:
+		b.mu.Unlock()
+		return Grant{}, fmt.Errorf("request %s: its ports grew to %s since it was announced: %w; sign an approval naming vendor, device and ports", id, portList(g.Ports), ErrBinding)
 	}
 	now := b.clock.Now()
 	g.Approvals = append(g.Approvals, Approval{Actor: actor, At: now})
@@ -518,7 +588,8 @@ func (b *Broker) Approve(id string, actor Actor) (Grant, error) {
 }
 
 // ApproveByButton approves the only pending request as Actor{Kind: local, Via:
-// button}. ErrNoneOrMany if zero or several requests are pending.
+// button}. ErrNoneOrMany if zero or several requests are pending: then
+// nothing is approved (the LED double-blinks while several are pending).
 func (b *Broker) ApproveByButton() (Grant, error) {
 	b.mu.Lock()
 	var ids []string
@@ -775,7 +846,14 @@ func (b *Broker) decide(v VendorIdentity, dev Device, port int, reason string) (
 	}
 	if pending != nil {
 		var evs []Event
+		if !slices.Contains(pending.Ports, port) && len(pending.Approvals) > 0 {
+			// An approval was given for the request as it stood: never
+			// widen it under that approval.
+			return Grant{}, &refusal{403, CodePending, fmt.Sprintf("request %s for port %s already has an approval by %s; port %d is not part of it: ask again once the request is decided",
+				pending.ID, portList(pending.Ports), pending.Approvals[0].Actor.String(), port), pending.ID}, nil
+		}
 		if !slices.Contains(pending.Ports, port) {
+			pending.Rev++
 			pending.Ports = append(pending.Ports, port)
 			slices.Sort(pending.Ports)
 			b.persistGrantLocked(pending)

@@ -289,7 +289,8 @@ func TestExpiryCutsTunnel(t *testing.T) {
 	if err := recording.Replay(f, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), end.Hash) || !strings.Contains(out.String(), `"echo: status."`) {
+	if !strings.Contains(out.String(), end.Hash) || !strings.Contains(out.String(), `"echo: status."`) ||
+		!strings.Contains(out.String(), "approved by "+local.String()) {
 		t.Fatalf("timeline:\n%s", out.String())
 	}
 }
@@ -332,6 +333,7 @@ func TestPrefixLockCutsSessionAndRevokes(t *testing.T) {
 	}
 	// The lock ends by itself; a new request is possible.
 	e.clock.Advance(2 * time.Hour)
+	e.authWait(authority.EvLockRemove)
 	if ok, _ := e.auth.Locked(joURI); ok {
 		t.Fatal("still locked")
 	}
@@ -400,17 +402,24 @@ func TestRestartPersistence(t *testing.T) {
 	}
 	pend := e.request(e.jo, "pump-11:23")
 	e.stop()
-	e.clock.Advance(20 * time.Minute) // the pending request expires while down
+	// Time while the gateway is down does not count: requests and grants
+	// keep the time they had left (a clock that jumped would otherwise
+	// extend or end them).
+	e.clock.Advance(20 * time.Minute)
 	e.ev = newEvents()
 	e.start()
 	s := e.b.Snapshot()
-	if len(s.Grants) != 1 || s.Grants[0].ID != id || s.Grants[0].Approvals[0].Actor.UID != 1000 {
-		t.Fatalf("grants after restart: %+v", s.Grants)
+	if len(s.Grants) != 1 || s.Grants[0].ID != id || s.Grants[0].Approvals[0].Actor.UID != 1000 || len(s.Requests) != 1 {
+		t.Fatalf("grants after restart: %+v %+v", s.Grants, s.Requests)
 	}
+	if left := s.Grants[0].Deadline.Sub(e.clock.Now()); left != time.Hour {
+		t.Fatalf("grant left %s after restart, want the hour it had", left)
+	}
+	e.clock.Advance(15 * time.Minute)
 	e.ev.wait(t, EvRequestExpired, func(ev Event) bool { return ev.Grant == pend })
 	c := e.tunnel(e.jo, "pump-07:23")
 	// The grant's expiry was rescheduled from the store.
-	e.clock.Advance(40 * time.Minute)
+	e.clock.Advance(45 * time.Minute)
 	waitCut(t, c)
 	e.ev.wait(t, EvGrantExpired, func(ev Event) bool { return ev.Grant == id })
 }

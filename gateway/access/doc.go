@@ -12,6 +12,15 @@
 // press, and every session is recorded (package recording) with a hash chain
 // whose final hash is reported in the session-end event.
 //
+// Dual control needs two distinct persons (authority.SamePerson). A central
+// approval may be bound (ApproveBound) to the request's vendor, device and
+// ports; an unbound one is accepted only while the request never grew, and
+// a request stops growing at its first approval. Pending requests and
+// grants save the time they have left (Grant.Remaining) every
+// CheckpointEvery and restart with it, so the clock at start neither
+// extends nor shortens them. CONNECTs wait while authority.CheckClock
+// reports the clock behind trusted time.
+//
 // Locks and the tamper latch belong to package authority: the broker asks
 // it on every CONNECT and subscribes to its changes to cut sessions (a new
 // lock also revokes the grants it covers). Recordings live in a

@@ -3,6 +3,7 @@ package access
 import (
 	"errors"
 
+	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/front"
 )
 
@@ -20,6 +21,16 @@ var (
 	ErrAlreadyApproved = errors.New("already approved by this kind of approver")
 	// ErrNoneOrMany: the button approves only when exactly one request is pending.
 	ErrNoneOrMany = errors.New("button approval needs exactly one pending request")
+	// ErrSamePerson: under dual control, the approving person already
+	// approved the request in another role (authority.SamePerson); the
+	// request stays pending until a second person approves.
+	ErrSamePerson = errors.New("already approved by the same person; dual control needs a second person")
+	// ErrBinding: a signed approval names a vendor, device or ports other
+	// than the request's (the request changed since it was signed), or an
+	// approval without a binding came for a request whose ports grew.
+	ErrBinding = errors.New("approval does not match the request")
+	// ErrClockBehind: the clock is behind trusted time; vendor access waits.
+	ErrClockBehind = authority.ErrClockBehind
 	// ErrNoSession: a short press found no live session.
 	ErrNoSession = errors.New("no live vendor session")
 	// ErrBadActor: the actor lacks a kind or, for central, an approver identity.
@@ -51,6 +62,7 @@ const (
 	CodeLocked          = "locked"            // 403: identity locked
 	CodeOtherDevice     = "other_device"      // 403: device serviced by another vendor org
 	CodeTamper          = "tamper"            // 403: gateway tamper switch tripped
+	CodeClockBehind     = "clock_behind"      // 403: the gateway clock is behind trusted time
 	CodeIPLiteral       = "ip_literal"        // 403: target named by address
 	CodeIdentity        = "identity"          // 403: certificate not accepted (Authorize)
 	CodeBadCert         = "bad_certificate"   // 403 or handshake failure: chain does not verify

@@ -145,9 +145,9 @@ type leds struct {
 	ch    chan struct{}
 }
 
-func (l *leds) set(p, live bool) {
+func (l *leds) set(s LEDState) {
 	l.mu.Lock()
-	l.calls = append(l.calls, LEDState{p, live})
+	l.calls = append(l.calls, s)
 	l.mu.Unlock()
 	select {
 	case l.ch <- struct{}{}:
@@ -198,6 +198,7 @@ type env struct {
 	cancel  context.CancelFunc
 	runDone chan error
 	jo      vendor
+	authEv  chan authority.Event // the authority's events (dropped when full)
 }
 
 func testDevices() []Device {
@@ -258,16 +259,13 @@ func newEnv(t testing.TB, mod ...func(*Options)) *env {
 // is the env's).
 func newEnvRec(t testing.TB, ro recording.StoreOptions, mod ...func(*Options)) *env {
 	t.Helper()
-	e := &env{t: t, pki: newPKI(t), clock: clockwork.NewFakeClockAt(time.Now()), ev: newEvents(), led: &leds{ch: make(chan struct{}, 1)}, dir: t.TempDir()}
+	e := &env{t: t, pki: newPKI(t), clock: clockwork.NewFakeClockAt(time.Now()), ev: newEvents(), led: &leds{ch: make(chan struct{}, 1)}, dir: t.TempDir(),
+		authEv: make(chan authority.Event, 100)}
 	ro.Clock = e.clock
 	ro.Logger = slog.New(slog.DiscardHandler)
 	e.recOpts = ro
-	auth, err := authority.Open(authority.Options{Path: filepath.Join(e.dir, "authority.db"), TrustDomain: td, Clock: e.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.auth = auth
-	t.Cleanup(func() { auth.Close() })
+	e.openAuthority()
+	t.Cleanup(func() { e.auth.Close() })
 	e.echo = echoServer(t)
 	e.jo = e.pki.vendor(t, "jo", joURI, e.pki.ca, time.Now().Add(-time.Minute), time.Now().Add(4*time.Hour))
 	e.opts = Options{
@@ -323,6 +321,49 @@ func (e *env) authorize(chain []*x509.Certificate) (VendorIdentity, string, erro
 		return v, why, errors.New("locked")
 	}
 	return v, "", nil
+}
+
+func (e *env) openAuthority() {
+	auth, err := authority.Open(authority.Options{Path: filepath.Join(e.dir, "authority.db"), TrustDomain: td, Clock: e.clock,
+		Events: func(ev authority.Event) {
+			select {
+			case e.authEv <- ev:
+			default:
+			}
+		}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.auth = auth
+}
+
+// authWait awaits the authority's next event of kind.
+func (e *env) authWait(kind string) authority.Event {
+	e.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-e.authEv:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-deadline:
+			e.t.Fatalf("no authority event %s", kind)
+		}
+	}
+}
+
+// restartAt stops the broker and the authority and starts both again on a
+// clock showing at (a restart with a different clock).
+func (e *env) restartAt(at time.Time) {
+	e.stop()
+	e.auth.Close()
+	e.clock = clockwork.NewFakeClockAt(at)
+	e.opts.Clock, e.recOpts.Clock = e.clock, e.clock
+	e.openAuthority()
+	e.opts.Authority = e.auth
+	e.ev = newEvents()
+	e.start()
 }
 
 func (e *env) start() {

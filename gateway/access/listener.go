@@ -394,6 +394,10 @@ func (b *Broker) handle(ctx context.Context, raw *front.Conn, cfg *tls.Config) {
 		refuse(tc, &refusal{403, CodeTamper, "gateway tamper switch tripped: vendor access disabled until the device owner clears it", ""})
 		return
 	}
+	if err := b.o.Authority.CheckClock(); err != nil {
+		refuse(tc, &refusal{403, CodeClockBehind, "the gateway's clock is behind trusted time: vendor access waits until it is set right; tell the device owner", ""})
+		return
+	}
 	g, ref, evs := b.decide(vid, dev, req.Port, printable(req.Reason(), maxEventText))
 	b.emit(evs)
 	if ref != nil {
@@ -502,9 +506,14 @@ func (b *Broker) startSession(g Grant, vid VendorIdentity, dev Device, port int,
 		Recording: b.o.Recordings.Path(id),
 	}}
 	b.sessions[id] = s
+	var approvedBy []string
+	for _, ap := range cur.Approvals {
+		approvedBy = append(approvedBy, ap.Actor.String())
+	}
 	b.mu.Unlock()
 
-	rec, err := b.o.Recordings.Create(id, recording.Header{Session: id, Grant: cur.ID, Vendor: vid.URI, Device: dev.ID, Port: port, Start: now})
+	rec, err := b.o.Recordings.Create(id, recording.Header{Session: id, Grant: cur.ID, Vendor: vid.URI, Device: dev.ID, Port: port, Start: now,
+		ApprovedBy: approvedBy})
 	if err != nil {
 		b.mu.Lock()
 		delete(b.sessions, id)

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,6 +78,40 @@ type Grant struct {
 	Closed    time.Time  `json:"closed,omitzero"`
 	ClosedBy  *Actor     `json:"closed_by,omitempty"`
 	Sessions  int        `json:"sessions"` // sessions started so far
+	// Rev counts how often a pending request's ports grew (only before
+	// its first approval). A signed approval without a binding is accepted
+	// only while Rev is 0.
+	Rev int `json:"rev,omitempty"`
+	// Remaining is the time left until Deadline at the last checkpoint
+	// (every minute and at every change), counted in the gateway's running
+	// time: at start the deadline is now + Remaining, so a restart with a
+	// different clock neither extends nor shortens the grant.
+	Remaining time.Duration `json:"remaining,omitempty"`
+}
+
+// Binding is what a signed approval approves: the request's vendor
+// identity, device and ports, exactly (ports in any order).
+type Binding struct {
+	Vendor string
+	Device string
+	Ports  []int
+}
+
+// match says what differs between b and g ("" when nothing).
+func (b Binding) match(g *Grant) string {
+	switch {
+	case b.Vendor != g.Vendor:
+		return fmt.Sprintf("vendor %s, the request's is %s", b.Vendor, g.Vendor)
+	case b.Device != g.Device:
+		return fmt.Sprintf("device %s, the request's is %s", b.Device, g.Device)
+	}
+	want, got := slices.Clone(b.Ports), slices.Clone(g.Ports)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if !slices.Equal(want, got) {
+		return fmt.Sprintf("ports %s, the request's are %s", portList(want), portList(got))
+	}
+	return ""
 }
 
 // missing returns the approval kinds still needed.
@@ -118,8 +153,9 @@ type Snapshot struct {
 
 // LEDState is what the amber vendor LED shows.
 type LEDState struct {
-	Pending bool `json:"pending"` // blinking
-	Live    bool `json:"live"`    // steady (wins over blinking)
+	Pending bool `json:"pending"`           // blinking
+	Live    bool `json:"live"`              // steady (pending wins)
+	Several bool `json:"several,omitempty"` // more than one request pending: double blink, the button approves none
 }
 
 // Event kinds.

@@ -24,6 +24,7 @@ import (
 //	POST   /v1/locks {identity, for, reason}
 //	DELETE /v1/locks?identity=URI
 //	POST   /v1/tamper/clear
+//	POST   /v1/clock/reset                trusted-time mark := clock (local actor)
 //	GET    /v1/hal                        simulated hardware state
 //	POST   /v1/hal/press {name, hold}     simulated hardware only
 //	POST   /v1/hal/tamper {open}          simulated hardware only
@@ -98,6 +99,13 @@ func (a *Agent) adminRoutes() http.Handler {
 		}
 		admin.WriteJSON(w, http.StatusOK, map[string]bool{"cleared": true})
 	})
+	mux.HandleFunc("POST /v1/clock/reset", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.auth.ResetTrustedTime(localActor(r)); err != nil {
+			admin.WriteError(w, accessStatus(err), err.Error())
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, map[string]any{"trusted_time": a.auth.TrustedTime()})
+	})
 	a.halRoutes(mux)
 	return mux
 }
@@ -148,7 +156,8 @@ func accessStatus(err error) int {
 	case errors.Is(err, access.ErrNotFound), errors.Is(err, authority.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, access.ErrNotPending), errors.Is(err, access.ErrNotActive), errors.Is(err, access.ErrAlreadyApproved),
-		errors.Is(err, authority.ErrTamperActive), errors.Is(err, access.ErrNoneOrMany), errors.Is(err, access.ErrNoSession):
+		errors.Is(err, authority.ErrTamperActive), errors.Is(err, access.ErrNoneOrMany), errors.Is(err, access.ErrNoSession),
+		errors.Is(err, access.ErrSamePerson), errors.Is(err, access.ErrBinding), errors.Is(err, authority.ErrClockBehind):
 		return http.StatusConflict
 	case errors.Is(err, access.ErrPolicy):
 		return http.StatusForbidden

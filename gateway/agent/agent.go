@@ -161,22 +161,36 @@ func (a *Agent) setupAuthority() error {
 		TrustDomain: cfg.Gateway.TrustDomain,
 		Clock:       a.clock,
 		Logger:      a.o.Logger,
+		BuildTime:   a.o.BuildTime,
 		Events: func(e authority.Event) {
-			sev := wire.SeverityWarning
+			a.events.emit(e.Time, e.Kind, e.Severity(), e.Attrs())
 			switch e.Kind {
-			case authority.EvTamper:
-				sev = wire.SeverityAlarm
-			case authority.EvLockRemove, authority.EvTamperClear:
-				sev = wire.SeverityInfo
+			case authority.EvClockBehind:
+				a.raise("clock_behind", e.Reason)
+			case authority.EvClockOK:
+				a.clear("clock_behind")
 			}
-			a.events.emit(e.Time, e.Kind, sev, e.Attrs())
 		},
 	})
 	if err != nil {
 		return err
 	}
 	a.auth = auth
+	scopes, err := compileScopes(cfg)
+	if err != nil {
+		return err
+	}
+	auth.SetScopes(scopes)
 	return nil
+}
+
+// compileScopes compiles the approvers section (nil when it is absent:
+// every approver may run every command, as config check warns).
+func compileScopes(cfg *config.Config) (*authority.Scopes, error) {
+	if cfg.Approvers == nil {
+		return nil, nil
+	}
+	return authority.CompileScopes(*cfg.Approvers)
 }
 
 func (a *Agent) setupAccess() error {
@@ -235,7 +249,7 @@ func (a *Agent) setupAccess() error {
 		},
 		Dial:       a.o.Dial,
 		Events:     a.accessEvent,
-		LED:        func(pending, live bool) { a.hw.setVendor(pending, live) },
+		LED:        func(s access.LEDState) { a.hw.setVendor(s) },
 		Clock:      a.clock,
 		Logger:     a.o.Logger,
 		RequestTTL: requestTTL(cfg),
@@ -406,10 +420,15 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	scopes, err := compileScopes(cfg)
+	if err != nil {
+		return err
+	}
 	if err := a.clin.update(cfg); err != nil {
 		return err
 	}
 	a.pol.Store(pol)
+	a.auth.SetScopes(scopes)
 	a.access.SetDevices(accessDevices(cfg))
 	a.events.emit(a.clock.Now(), "config.reloaded", wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
 	if _, err := a.tel.PublishInventory(inventory(cfg)); err != nil {
@@ -434,7 +453,7 @@ func restartNeeded(old, cfg *config.Config) error {
 		{"mqtt", old.MQTT, cfg.MQTT},
 		{"hal", old.HAL, cfg.HAL},
 	} {
-		if !reflect.DeepEqual(f.old, f.new) {
+		if !reflect.DeepEqual(f.old, f.new) { // identity holds lists (extra_roots, pins)
 			return fmt.Errorf("%s changed: this needs a restart (systemctl restart wardgate); the running configuration is kept", f.name)
 		}
 	}

@@ -33,6 +33,7 @@ type env struct {
 	echo   net.Listener
 	svc    net.Listener // the device's vendor service port (echo too)
 	logger *slog.Logger // nil: discard
+	extra  string       // appended to the configuration text (top-level sections)
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -98,7 +99,7 @@ devices:
     link: {tcp: %[4]q}
     clinical: {listen: %[8]q, allow: ["spiffe://hospital.example/svc/pump-server"]}
 `, e.dir, e.addrs["vendor"], e.addrs["broker"], e.echo.Addr().String(), e.addrs["pump"], pumpAllow,
-		strings.Split(e.svc.Addr().String(), ":")[1], e.addrs["pump2"])
+		strings.Split(e.svc.Addr().String(), ":")[1], e.addrs["pump2"]) + e.extra
 	cfg, err := config.Parse("test.yaml", []byte(text), time.Now())
 	if err != nil {
 		e.t.Fatal(err)

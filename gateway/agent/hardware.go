@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,8 +25,8 @@ type hardware struct {
 	a     *Agent
 	board *hal.Board
 
-	vendorPending, vendorLive atomic.Bool
-	wake                      chan struct{}
+	vendorPending, vendorLive, vendorSeveral atomic.Bool
+	wake                                     chan struct{}
 }
 
 func (a *Agent) setupHardware() error {
@@ -47,12 +48,13 @@ func (a *Agent) setupHardware() error {
 }
 
 // setVendor is the vendor broker's LED hook.
-func (h *hardware) setVendor(pending, live bool) {
+func (h *hardware) setVendor(s access.LEDState) {
 	if h == nil {
 		return
 	}
-	h.vendorPending.Store(pending)
-	h.vendorLive.Store(live)
+	h.vendorPending.Store(s.Pending)
+	h.vendorLive.Store(s.Live)
+	h.vendorSeveral.Store(s.Several)
 	h.a.indicate() // at once: the owner looks at the LED when asked to
 }
 
@@ -119,18 +121,27 @@ func (h *hardware) run(ctx context.Context) error {
 	}
 }
 
-// press: a long press approves the one pending request; a short press
-// while a vendor session is live ends it.
+// press: a long press approves the one pending request (the approval
+// event names it: grant, vendor, device, ports); with none or several
+// pending it does nothing and the ignored-press event lists the pending
+// requests. A short press while a vendor session is live ends it.
 func (h *hardware) press(p hal.Press) {
 	a := h.a
 	if p.Long {
 		g, err := a.access.ApproveByButton()
 		if err != nil {
-			a.events.emit(p.Start.Add(p.Duration), "hardware.button_ignored", wire.SeverityInfo,
-				map[string]string{"press": "long", "reason": err.Error()})
+			attrs := map[string]string{"press": "long", "reason": err.Error()}
+			var ids []string
+			for _, r := range a.access.Snapshot().Requests {
+				ids = append(ids, r.ID+" "+r.Vendor+" "+r.Device)
+			}
+			if len(ids) > 0 {
+				attrs["pending"] = strings.Join(ids, "; ")
+			}
+			a.events.emit(p.Start.Add(p.Duration), "hardware.button_ignored", wire.SeverityInfo, attrs)
 			return
 		}
-		a.log.Info("vendor request approved with the button", "grant", g.ID)
+		a.log.Info("vendor request approved with the button", "grant", g.ID, "vendor", g.Vendor, "device", g.Device, "ports", g.Ports)
 		return
 	}
 	if n, err := a.access.ButtonShortPress(); err == nil {
@@ -173,6 +184,7 @@ func (a *Agent) indicate() {
 		Degraded:      !a.tel.Stats().Connected || a.certLeft() < 0.25,
 		VendorPending: a.hw.vendorPending.Load(),
 		VendorLive:    a.hw.vendorLive.Load(),
+		VendorSeveral: a.hw.vendorSeveral.Load(),
 		Alarm:         len(a.alarmList()) > 0,
 	}
 	if err := a.hw.board.Indicate(ind); err != nil {

@@ -22,7 +22,7 @@ func (a *Agent) setupIdentity() error {
 		CA: cfg.Identity.CA, CAURL: cfg.Identity.CAURL, StateDir: cfg.Gateway.StateDir,
 		GatewayID: cfg.Gateway.ID, TrustDomain: cfg.Gateway.TrustDomain, Lifetime: cfg.Identity.Lifetime.D(),
 		DevCA: a.o.DevCA, RekeyEvery: cfg.Identity.RekeyEvery, NotBefore: a.o.BuildTime,
-		OnEvent: a.identityEvent, Clock: a.clock, Logger: a.o.Logger,
+		OnEvent: a.identityEvent, Clock: a.clock, Logger: a.o.Logger, PinnedRoots: cfg.Identity.ExtraRoots,
 	})
 	if errors.Is(err, certs.ErrNoIdentity) {
 		return ErrNotEnrolled
@@ -71,6 +71,12 @@ func (a *Agent) identityEvent(e certs.Event) {
 		a.clear("clock_insane")
 	case certs.EventRootsChanged:
 		attrs["roots"] = fmt.Sprint(e.Roots)
+		a.clear("roots_untrusted")
+	case certs.EventRootsRejected:
+		sev = wire.SeverityAlarm
+		a.raise("roots_untrusted", "the CA offered a root that the trusted roots did not cross-sign and identity.extra_roots does not pin; the old roots stay trusted: "+e.Err.Error())
+	case certs.EventRootsTrusted:
+		a.clear("roots_untrusted")
 	}
 	a.events.emit(e.Time, "identity."+string(e.Kind), sev, attrs)
 }

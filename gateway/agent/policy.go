@@ -16,6 +16,11 @@ import (
 	"github.com/wardgate/wardgate/gateway/access"
 )
 
+// MaxApproverLifetime is the longest an approver certificate may be valid
+// (NotAfter - NotBefore, plus certs.LifetimeSlack); longer ones are refused
+// for signed commands.
+const MaxApproverLifetime = 24 * time.Hour
+
 // policy is the part of the configuration the listeners consult on every
 // connection, compiled once per (re)load and swapped atomically.
 type policy struct {
@@ -34,6 +39,14 @@ type vendorPolicy struct {
 func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*policy, error) {
 	td := cfg.Gateway.TrustDomain
 	p := &policy{cfg: cfg, clinical: map[string]certs.PeerPolicy{}}
+	pins := cfg.Identity.PinIntermediates
+	norm := func(fps []string) []string {
+		var out []string
+		for _, fp := range fps {
+			out = append(out, config.NormFingerprint(fp))
+		}
+		return out
+	}
 	var errs []error
 	for _, d := range cfg.Devices {
 		allow, err := certs.CompilePatterns(d.Clinical.Allow)
@@ -42,7 +55,7 @@ func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*p
 			continue
 		}
 		p.clinical[d.ID] = certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: d.Clinical.MaxCertLifetime.D(), Locked: locked,
-			Usage: x509.ExtKeyUsageClientAuth}
+			Usage: x509.ExtKeyUsageClientAuth, Intermediates: norm(pins.Clinical)}
 	}
 	for _, v := range cfg.Vendors {
 		allow, err := certs.CompilePatterns(v.Identities)
@@ -51,10 +64,12 @@ func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*p
 			continue
 		}
 		p.vendors = append(p.vendors, vendorPolicy{org: v.Org, policy: certs.PeerPolicy{TrustDomain: td, Allow: allow, MaxLifetime: v.MaxCertLifetime.D(), Locked: locked,
-			Usage: x509.ExtKeyUsageClientAuth}})
+			Usage: x509.ExtKeyUsageClientAuth, Intermediates: norm(pins.Vendor)}})
 	}
+	// Approver certificates live 24 h at most: a signing key that escapes
+	// is useful for a day, and the CA's short-lived issuance is enforced.
 	p.approver = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
-		MaxLifetime: 24 * time.Hour, Locked: locked}
+		MaxLifetime: MaxApproverLifetime, Locked: locked, Intermediates: norm(pins.Approver)}
 	return p, errors.Join(errs...)
 }
 
@@ -142,6 +157,8 @@ func peerMessage(err error) string {
 		return "your identity is not allowed here"
 	case certs.ReasonUntrusted:
 		return "your certificate is not issued by the hospital's CA"
+	case certs.ReasonIntermediate:
+		return "your certificate is not issued by the intermediate CA this gateway pins for your kind of identity"
 	}
 	return strings.TrimSpace("certificate refused: " + certs.PeerReason(err))
 }

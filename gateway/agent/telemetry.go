@@ -9,12 +9,14 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/wire"
 
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 	"github.com/wardgate/wardgate/wire/command"
 )
@@ -43,7 +45,12 @@ func (a *Agent) setupTelemetry() error {
 			a.raise("telemetry."+al.Kind, al.Message)
 		},
 		Commands: a.command,
+		Permit:   a.permitCommand,
 		VerifyApprover: func(chain []*x509.Certificate, now time.Time) (string, error) {
+			// A clock set back would make expired commands valid again.
+			if err := a.auth.CheckClock(); err != nil {
+				return "", err
+			}
 			id, err := a.verifier.Verify(chain, a.pol.Load().approver)
 			if err != nil {
 				return "", err
@@ -74,7 +81,56 @@ func (a *Agent) signer() (crypto.Signer, []*x509.Certificate) {
 	return s, chain
 }
 
-// command executes a verified central command.
+// commandDevice is the device a central command acts on, for the approver
+// scopes: the grant's device for approve, deny and revoke, the session's
+// grant's device for end-session, and the whole gateway (the zero
+// DeviceRef) for lock, unlock, clear-tamper, rebirth and inventory, and for
+// a grant or session that does not exist.
+func (a *Agent) commandDevice(c command.Command) authority.DeviceRef {
+	if len(c.Args) == 0 {
+		return authority.DeviceRef{}
+	}
+	id := strings.ToUpper(strings.TrimSpace(c.Args[0]))
+	s := a.access.Snapshot()
+	device := ""
+	switch c.Name {
+	case command.Approve, command.Deny, command.Revoke:
+		for _, list := range [][]access.Grant{s.Requests, s.Grants, s.Recent} {
+			for _, g := range list {
+				if g.ID == id {
+					device = g.Device
+				}
+			}
+		}
+	case command.EndSession:
+		for _, ss := range s.Sessions {
+			if ss.ID == id {
+				device = ss.Device
+			}
+		}
+	}
+	if device == "" {
+		return authority.DeviceRef{}
+	}
+	ref := authority.DeviceRef{ID: device}
+	for _, d := range a.cfg().Devices {
+		if d.ID == device {
+			ref.Kind = d.Kind
+		}
+	}
+	return ref
+}
+
+// permitCommand checks a verified command against the clock guard and the
+// approver scopes (refusals are the authority's events).
+func (a *Agent) permitCommand(c command.Command) error {
+	if err := a.auth.CheckClock(); err != nil {
+		return err
+	}
+	return a.auth.Permit(c.Approver, c.Name, a.commandDevice(c))
+}
+
+// command executes a verified central command (permitCommand ran first).
 func (a *Agent) command(_ context.Context, c command.Command) (string, error) {
 	actor := access.Actor{Kind: access.KindCentral, Via: "command", Approver: c.Approver}
 	arg := func(i int) string {
@@ -85,7 +141,15 @@ func (a *Agent) command(_ context.Context, c command.Command) (string, error) {
 	}
 	switch c.Name {
 	case command.Approve:
-		g, err := a.access.Approve(arg(0), actor)
+		ap, err := command.ParseApprove(c.Args)
+		if err != nil {
+			return "", err
+		}
+		var bind *access.Binding
+		if ap.Bound {
+			bind = &access.Binding{Vendor: ap.Vendor, Device: ap.Device, Ports: ap.Ports}
+		}
+		g, err := a.access.ApproveBound(ap.Grant, actor, bind)
 		if err != nil {
 			return "", err
 		}

@@ -1,6 +1,10 @@
 package authority
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
 
 // Actor kinds.
 const (
@@ -46,4 +50,43 @@ func (a Actor) Valid() bool {
 		return a.Approver != ""
 	}
 	return false
+}
+
+// Person names the human behind the actor for dual control: the user name
+// of an admin-socket caller (uid=N when the name is unknown), the PERSON
+// segment of an approver identity (spiffe://TD/approver/ROLE/PERSON), and
+// "" for the approve button and the system (nobody in particular).
+// Dual control compares persons case-insensitively: the local user jdoe and
+// the approver .../approver/biomed/jdoe are the same person, and so are two
+// roles of one approver.
+func (a Actor) Person() string {
+	switch {
+	case a.Kind == KindCentral:
+		i := strings.LastIndexByte(a.Approver, '/')
+		return strings.ToLower(a.Approver[i+1:])
+	case a.Kind == KindLocal && a.Via == "button":
+		return ""
+	case a.Kind == KindLocal && a.Name != "":
+		return strings.ToLower(a.Name)
+	case a.Kind == KindLocal:
+		return fmt.Sprintf("uid=%d", a.UID)
+	}
+	return ""
+}
+
+// SamePerson reports whether a and b are known to be the same person.
+func SamePerson(a, b Actor) bool {
+	pa, pb := a.Person(), b.Person()
+	return pa != "" && pa == pb
+}
+
+// MarshalJSON adds "id", the actor as String prints it, to the fields, so
+// that every --json output and stored record names the actor the same way
+// events do. Decoding ignores it.
+func (a Actor) MarshalJSON() ([]byte, error) {
+	type plain Actor
+	return json.Marshal(struct {
+		plain
+		ID string `json:"id"`
+	}{plain(a), a.String()})
 }

@@ -49,6 +49,24 @@ type Event struct {
 	Until  time.Time // lock end (zero: until removed)
 	Reason string
 	Actor  Actor
+	Action string // EvRefused: the command refused
+	Device string // EvRefused: the device it acted on ("" the gateway)
+	// Mark and Clock are the trusted-time high-water mark and the clock
+	// (EvClockBehind, EvLockDeferred).
+	Mark, Clock time.Time
+}
+
+// Severity is the telemetry severity of the event: tamper and a clock
+// behind trusted time are alarms, removals and clearings information, the
+// rest warnings.
+func (e Event) Severity() string {
+	switch e.Kind {
+	case EvTamper, EvClockBehind:
+		return "alarm"
+	case EvLockRemove, EvTamperClear, EvClockOK:
+		return "info"
+	}
+	return "warning"
 }
 
 // Attrs returns the event's telemetry attributes (typed values flattened
@@ -63,6 +81,18 @@ func (e Event) Attrs() map[string]string {
 	}
 	if e.Reason != "" {
 		m["reason"] = e.Reason
+	}
+	if e.Action != "" {
+		m["action"] = e.Action
+	}
+	if e.Device != "" {
+		m["device"] = e.Device
+	}
+	if !e.Mark.IsZero() {
+		m["trusted_time"] = e.Mark.UTC().Format(time.RFC3339)
+	}
+	if !e.Clock.IsZero() {
+		m["clock"] = e.Clock.UTC().Format(time.RFC3339)
 	}
 	return m
 }
@@ -98,6 +128,9 @@ type Options struct {
 	Logger      *slog.Logger    // default: discard
 	// Events receives every change, synchronously, outside the locks.
 	Events func(Event)
+	// BuildTime is the floor of trusted time (the binary's build time);
+	// zero: none.
+	BuildTime time.Time
 }
 
 // Authority owns locks and the tamper latch. Create it with Open.
@@ -115,6 +148,10 @@ type Authority struct {
 	closed     bool
 	subs       map[int]func(Change)
 	nextSub    int
+	scopes     *Scopes
+	scopesSet  bool
+
+	clk clockState // the trusted-time guard (clock.go)
 }
 
 var (
@@ -184,6 +221,9 @@ func (a *Authority) load() error {
 		}); err != nil {
 			return err
 		}
+		if err := a.loadMarkLocked(tx); err != nil {
+			return err
+		}
 		if v := tx.Bucket(bucketMeta).Get(keyTamper); v != nil {
 			var t tamperRec
 			if err := json.Unmarshal(v, &t); err != nil {
@@ -198,10 +238,16 @@ func (a *Authority) load() error {
 	}
 	now := a.clock.Now()
 	a.mu.Lock()
+	evs := a.bootLocksLocked(now, a.clk.mark)
 	for _, l := range a.locks {
 		a.scheduleLocked(l, now)
 	}
+	evs = append(evs, a.observeLocked(now)...)
+	a.clk.timer = a.clock.AfterFunc(MarkEvery, a.tick)
 	a.mu.Unlock()
+	for _, e := range evs {
+		a.emit(e)
+	}
 	return nil
 }
 
@@ -269,10 +315,18 @@ func (a *Authority) Close() error {
 		a.mu.Unlock()
 		return nil
 	}
+	if now := a.clock.Now(); !now.Before(a.clk.mark) {
+		if err := a.put(bucketMeta, keyMark, now); err != nil {
+			a.log.Warn("trusted time mark not saved", "err", err)
+		}
+	}
 	a.closed = true
 	for k, t := range a.timers {
 		t.Stop()
 		delete(a.timers, k)
+	}
+	if a.clk.timer != nil {
+		a.clk.timer.Stop()
 	}
 	a.mu.Unlock()
 	return a.db.Close()
@@ -398,20 +452,35 @@ func (a *Authority) scheduleLocked(l *Lock, now time.Time) {
 		return
 	}
 	until := l.Until
-	a.timers[key] = a.clock.AfterFunc(max(until.Sub(now), 0), func() { a.expire(key, until) })
+	a.timers[key] = a.clock.AfterFunc(max(until.Sub(now), 0), func() { a.expire(key, until, false) })
 }
 
-func (a *Authority) expire(key string, until time.Time) {
+// expire ends the lock on key when its end until came; again tells that an
+// earlier attempt was deferred (its event already sent).
+func (a *Authority) expire(key string, until time.Time, again bool) {
 	a.mu.Lock()
 	l, ok := a.locks[key]
 	if a.closed || !ok || !l.Until.Equal(until) {
 		a.mu.Unlock()
 		return
 	}
+	now := a.clock.Now()
+	if evs := a.observeLocked(now); a.clk.behind {
+		// Ending a lock widens access: not on a clock behind trusted time.
+		a.timers[key] = a.clock.AfterFunc(MarkEvery, func() { a.expire(key, until, true) })
+		if !again {
+			evs = append(evs, Event{Time: now, Kind: EvLockDeferred, Target: key, Until: until, Mark: a.clk.mark, Clock: now,
+				Reason: "the clock is behind trusted time: the lock stays until the clock passes it", Actor: Actor{Kind: KindSystem, Via: "clock"}})
+		}
+		a.mu.Unlock()
+		for _, e := range evs {
+			a.emit(e)
+		}
+		return
+	}
 	delete(a.locks, key)
 	delete(a.timers, key)
 	err := a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLocks).Delete([]byte(key)) })
-	now := a.clock.Now()
 	a.mu.Unlock()
 	if err != nil {
 		a.log.Error("expired lock not removed from disk", "identity", key, "err", err)
@@ -419,16 +488,16 @@ func (a *Authority) expire(key string, until time.Time) {
 	a.emit(Event{Time: now, Kind: EvLockRemove, Target: key, Reason: "lock expired", Actor: Actor{Kind: KindSystem, Via: "expiry"}})
 }
 
-// Locks lists the locks in force, sorted by target.
+// Locks lists the locks in force, sorted by target. A lock is in force
+// until its expiry timer (counted in the gateway's running time, and never
+// while the clock is behind trusted time) or a person removes it: a clock
+// that jumps ahead does not end it.
 func (a *Authority) Locks() []Lock {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := a.clock.Now()
 	out := make([]Lock, 0, len(a.locks))
 	for _, l := range a.locks {
-		if l.Until.IsZero() || l.Until.After(now) {
-			out = append(out, *l)
-		}
+		out = append(out, *l)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
 	return out
@@ -439,9 +508,8 @@ func (a *Authority) Locks() []Lock {
 func (a *Authority) Locked(identity string) (bool, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := a.clock.Now()
 	for _, l := range a.locks {
-		if (l.Until.IsZero() || l.Until.After(now)) && l.Matches(identity) {
+		if l.Matches(identity) {
 			msg := "identity " + identity + " is locked"
 			if l.Identity != identity {
 				msg += " (by " + l.Identity + ")"

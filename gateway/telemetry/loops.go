@@ -108,6 +108,11 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 }
 
 func (p *Publisher) execute(ctx context.Context, c command.Command) (string, error) {
+	if p.opts.Permit != nil {
+		if err := p.opts.Permit(c); err != nil {
+			return "", err
+		}
+	}
 	switch c.Name {
 	case command.Rebirth:
 		_, chain := p.opts.Signer()

@@ -96,6 +96,10 @@ type Options struct {
 	// VerifyApprover decides whether a command signer is an approver; nil
 	// rejects every command.
 	VerifyApprover command.VerifyApprover
+	// Permit, when set, decides whether the verified command's approver may
+	// run it (approver scopes), before rebirth and inventory run here and
+	// before Commands; its error is the reply's reason.
+	Permit func(command.Command) error
 	// Window bounds unacknowledged publishes; default 256.
 	Window int
 	// BackoffMin and BackoffMax bound reconnect delays; defaults 1s, 60s.

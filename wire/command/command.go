@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -29,7 +31,7 @@ const (
 
 // Command names a gateway understands.
 const (
-	Approve      = "approve"      // approve GRANT-ID
+	Approve      = "approve"      // approve GRANT-ID [VENDOR-URI DEVICE PORTS]: see ApproveArgs
 	Deny         = "deny"         // deny GRANT-ID
 	Revoke       = "revoke"       // revoke GRANT-ID
 	Lock         = "lock"         // lock IDENTITY [DURATION [REASON]]
@@ -42,7 +44,7 @@ const (
 
 // Names lists the commands, with their argument counts (min, max).
 var Names = map[string][2]int{
-	Approve: {1, 1}, Deny: {1, 1}, Revoke: {1, 1}, Lock: {1, 3}, Unlock: {1, 1},
+	Approve: {1, 4}, Deny: {1, 1}, Revoke: {1, 1}, Lock: {1, 3}, Unlock: {1, 1},
 	EndSession: {1, 1}, Rebirth: {0, 0}, InventoryNow: {0, 0}, ClearTamper: {0, 0},
 }
 
@@ -105,7 +107,62 @@ func (p *Payload) check() error {
 	if len(p.Args) < n[0] || len(p.Args) > n[1] {
 		return fmt.Errorf("%w: %s takes %d to %d arguments, got %d", ErrMalformed, p.Name, n[0], n[1], len(p.Args))
 	}
+	if p.Name == Approve {
+		if _, err := ParseApprove(p.Args); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// Approval is the argument list of an approve command. The short form
+// names the grant only (what central saw announced); the bound form also
+// names the vendor identity, the device and the ports approved, and the
+// gateway refuses it when the request no longer has exactly those.
+type Approval struct {
+	Grant  string
+	Bound  bool // Vendor, Device and Ports are set
+	Vendor string
+	Device string
+	Ports  []int
+}
+
+// ApproveArgs returns the arguments of a bound approve command:
+// GRANT-ID VENDOR-URI DEVICE PORTS, PORTS comma-separated ("23,8080").
+func ApproveArgs(grant, vendor, device string, ports []int) []string {
+	ps := make([]string, len(ports))
+	for i, p := range ports {
+		ps[i] = strconv.Itoa(p)
+	}
+	return []string{grant, vendor, device, strings.Join(ps, ",")}
+}
+
+// ParseApprove parses approve arguments: GRANT-ID, or GRANT-ID VENDOR-URI
+// DEVICE PORTS. It fails with ErrMalformed on two or three arguments, an
+// empty field or a port outside 1..65535.
+func ParseApprove(args []string) (Approval, error) {
+	switch len(args) {
+	case 1:
+		if args[0] == "" {
+			return Approval{}, fmt.Errorf("%w: approve: empty grant id", ErrMalformed)
+		}
+		return Approval{Grant: args[0]}, nil
+	case 4:
+	default:
+		return Approval{}, fmt.Errorf("%w: approve takes GRANT-ID or GRANT-ID VENDOR DEVICE PORTS, got %d arguments", ErrMalformed, len(args))
+	}
+	a := Approval{Grant: args[0], Bound: true, Vendor: args[1], Device: args[2]}
+	if a.Grant == "" || a.Vendor == "" || a.Device == "" || args[3] == "" {
+		return Approval{}, fmt.Errorf("%w: approve: empty field", ErrMalformed)
+	}
+	for _, s := range strings.Split(args[3], ",") {
+		p, err := strconv.Atoi(s)
+		if err != nil || p < 1 || p > 65535 {
+			return Approval{}, fmt.Errorf("%w: approve: port %q", ErrMalformed, s)
+		}
+		a.Ports = append(a.Ports, p)
+	}
+	return a, nil
 }
 
 // Sign makes a signed command for gateway, valid from now for ttl (at most

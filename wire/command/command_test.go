@@ -104,6 +104,7 @@ func TestVerify(t *testing.T) {
 		{"short nonce", raw(appr, Payload{Gateway: "gw-test", Name: Rebirth, Args: []string{}, Nonce: nonce[:8], IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()}), now, ErrMalformed},
 		{"unknown command", raw(appr, Payload{Gateway: "gw-test", Name: "format-disk", Args: []string{}, Nonce: nonce, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()}), now, ErrUnknown},
 		{"wrong arg count", raw(appr, Payload{Gateway: "gw-test", Name: Approve, Args: []string{}, Nonce: nonce, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()}), now, ErrMalformed},
+		{"approve with three args", raw(appr, Payload{Gateway: "gw-test", Name: Approve, Args: []string{"G-1", "v", "d"}, Nonce: nonce, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli()}), now, ErrMalformed},
 		{"replayed", good, now.Add(time.Second), ErrReplay},
 	}
 	for _, tc := range cases {
@@ -164,6 +165,48 @@ func FuzzDecode(f *testing.F) {
 			if len(s.Chain) > 0 {
 				_, _ = hook(s.Chain, now)
 			}
+		}
+	})
+}
+
+func TestParseApprove(t *testing.T) {
+	vendor := "spiffe://hospital.example/vendor/acme/jo"
+	a, err := ParseApprove(ApproveArgs("G-1", vendor, "pump-07", []int{23, 8080}))
+	if err != nil || !a.Bound || a.Grant != "G-1" || a.Vendor != vendor || a.Device != "pump-07" || len(a.Ports) != 2 || a.Ports[1] != 8080 {
+		t.Fatalf("%+v %v", a, err)
+	}
+	if a, err := ParseApprove([]string{"G-1"}); err != nil || a.Bound || a.Grant != "G-1" {
+		t.Fatalf("short form: %+v %v", a, err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"none", nil},
+		{"two", []string{"G-1", vendor}},
+		{"three", []string{"G-1", vendor, "pump-07"}},
+		{"empty id", []string{""}},
+		{"empty device", []string{"G-1", vendor, "", "23"}},
+		{"bad port", []string{"G-1", vendor, "pump-07", "23,telnet"}},
+		{"port zero", []string{"G-1", vendor, "pump-07", "0"}},
+		{"port too large", []string{"G-1", vendor, "pump-07", "70000"}},
+		{"empty ports", []string{"G-1", vendor, "pump-07", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseApprove(tc.args); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("ParseApprove(%q) = %v", tc.args, err)
+			}
+		})
+	}
+}
+
+func FuzzParseApprove(f *testing.F) {
+	f.Add("G-1", "spiffe://hospital.example/vendor/acme/jo", "pump-07", "23,8080")
+	f.Add("", "", "", ",")
+	f.Fuzz(func(t *testing.T, id, vendor, device, ports string) {
+		a, err := ParseApprove([]string{id, vendor, device, ports})
+		if err == nil && (!a.Bound || len(a.Ports) == 0) {
+			t.Fatalf("accepted without ports: %+v", a)
 		}
 	})
 }

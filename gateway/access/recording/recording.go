@@ -50,6 +50,10 @@ type Header struct {
 	Device  string    `cbor:"4,keyasint" json:"device"`
 	Port    int       `cbor:"5,keyasint" json:"port"`
 	Start   time.Time `cbor:"6,keyasint" json:"start"`
+	// ApprovedBy names who approved the grant, as actors print themselves
+	// (local:NAME(uid=N), local:button, central:URI). Absent in recordings
+	// of older versions.
+	ApprovedBy []string `cbor:"7,keyasint,omitempty" json:"approved_by,omitempty"`
 }
 
 // Trailer closes a recording.
@@ -377,8 +381,12 @@ func Replay(r io.Reader, w io.Writer) error {
 		case f.Header != nil:
 			h := f.Header
 			start = h.Start
-			fmt.Fprintf(bw, "session %s  grant %s\nvendor  %s\ndevice  %s port %d\nstart   %s\n\n",
+			fmt.Fprintf(bw, "session %s  grant %s\nvendor  %s\ndevice  %s port %d\nstart   %s\n",
 				h.Session, h.Grant, h.Vendor, h.Device, h.Port, h.Start.UTC().Format(time.RFC3339Nano))
+			if len(h.ApprovedBy) > 0 {
+				fmt.Fprintf(bw, "approved by %s\n", strings.Join(h.ApprovedBy, ", "))
+			}
+			fmt.Fprintln(bw)
 		case f.Trailer != nil:
 		default:
 			fmt.Fprintf(bw, "%+10.3fs  #%-5d %-14s %6d B  %s\n", f.Time.Sub(start).Seconds(), f.Index, f.Dir, len(f.Data), preview(f.Data, 48))
