@@ -29,10 +29,16 @@ func (e *Encoder) cef(f Fields) []byte {
 	b.WriteString(strconv.Itoa(cefSeverity[f.Level]))
 	b.WriteByte('|')
 	first := true
+	used := map[string]int{}
 	kv := func(k, v string) {
 		if v == "" {
 			return
 		}
+		if n := used[k]; n > 0 { // two attributes that sanitise to one key
+			used[k]++
+			k += strconv.Itoa(n + 1)
+		}
+		used[k]++
 		if !first {
 			b.WriteByte(' ')
 		}

@@ -26,10 +26,16 @@ func (e *Encoder) leef(f Fields) []byte {
 	}
 	b.WriteString("x09|")
 	first := true
+	used := map[string]int{}
 	kv := func(k, v string) {
 		if v == "" {
 			return
 		}
+		if n := used[k]; n > 0 { // two attributes that sanitise to one key
+			used[k]++
+			k += strconv.Itoa(n + 1)
+		}
+		used[k]++
 		if !first {
 			b.WriteByte('\t')
 		}
