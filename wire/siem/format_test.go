@@ -46,7 +46,7 @@ var lineCases = []struct {
 	{"session_attr_clash", event(20, "vendor.session_end", "info", map[string]any{"session": "S-9",
 		"grant": "G-0042", "to_device": "1024", "from_device": "2048", "duration": "1m2s", "hash": "ab12"}), LevelInfo, 2008},
 	{"nasty_values", event(21, "access.lock_add", "warning", map[string]any{
-		"reason": "a \"quoted\" ] back\\slash | pipe = equals\nnew line\ttab\r\x00nul é",
+		"reason":   "a \"quoted\" ] back\\slash | pipe = equals\nnew line\ttab\r\x00nul é",
 		"identity": "spiffe://x/y=z|w", "actor": "central:spiffe://hospital.example/approver/sec/ann",
 		"we ird=key]": "v"}), LevelWarning, 3001},
 	{"unknown_kind", event(22, "telemetry.publish_refused", "alarm", map[string]any{"topic": "wardgate/v1/x/event"}), LevelAlarm, 0},

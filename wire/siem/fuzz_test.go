@@ -5,7 +5,6 @@ import (
 	"testing"
 )
 
-
 // FuzzEscapers puts arbitrary text into an event kind, an attribute name
 // and attribute values, encodes the line in every format and parses it
 // back strictly: the record must parse, stay on one line, and return the
