@@ -164,6 +164,7 @@ func (s *SyslogSink) setErr(err error) {
 // Run delivers queued records until ctx is cancelled. It returns nil on
 // cancellation and only after its goroutines have exited.
 func (s *SyslogSink) Run(ctx context.Context) error {
+	defer s.connected.Store(false)
 	backoff := s.o.MinBackoff
 	for ctx.Err() == nil {
 		conn, err := s.dial(ctx)
@@ -174,18 +175,19 @@ func (s *SyslogSink) Run(ctx context.Context) error {
 			s.note("connected")
 			var progressed bool
 			progressed, err = s.serve(ctx, conn)
-			s.connected.Store(false)
 			if progressed {
 				backoff = s.o.MinBackoff
 			}
-			s.note("lost")
-		} else {
-			s.note("dial_failed")
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		s.setErr(err)
+		if s.connected.Swap(false) {
+			s.note("lost")
+		} else {
+			s.note("dial_failed")
+		}
 		s.log.Warn("syslog target unavailable; records stay queued", "err", err, "retry_in", backoff, "queued", s.o.Queue.Len())
 		select {
 		case <-ctx.Done():
@@ -285,11 +287,11 @@ func (s *SyslogSink) serve(ctx context.Context, conn net.Conn) (progressed bool,
 			for _, it := range items {
 				buf = append(buf, Frame(it.Data)...)
 			}
+			at := s.o.Clock.Now() // before the write: the receiver may act on it at once
 			_ = conn.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
 			if _, err := conn.Write(buf); err != nil {
 				return progressed, fmt.Errorf("write: %w", err)
 			}
-			at := s.o.Clock.Now()
 			for _, it := range items {
 				inflight = append(inflight, written{it.ID, at})
 			}
