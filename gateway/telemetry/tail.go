@@ -33,8 +33,11 @@ type TailOptions struct {
 	// Persistent asks the broker to keep the session (CleanSession false)
 	// so that messages published while tail is away are delivered later.
 	Persistent bool
-	// Out receives one JSON object per line. Required.
+	// Out receives one JSON object per line. Required unless Emit is set.
 	Out io.Writer
+	// Emit, when set, receives every line instead of Out (for example a
+	// wire/siem sink in another format); an error stops Tail.
+	Emit func(wire.Line) error
 	// GapGrace is how long a missing seq may stay missing before it is
 	// reported as a gap; default 5m.
 	GapGrace time.Duration
@@ -48,9 +51,10 @@ type TailOptions struct {
 
 // Tail subscribes to wardgate/v1/+/# (or one gateway), verifies every
 // message, de-duplicates on (gateway, seq), and writes one JSON line per
-// message, verification failure and gap to Out until ctx is cancelled.
+// message, verification failure and gap to Out (or hands the line to
+// Emit) until ctx is cancelled.
 func Tail(ctx context.Context, o TailOptions) error {
-	if o.BrokerURL == "" || o.TLSConfig == nil || o.Verify == nil || o.Out == nil {
+	if o.BrokerURL == "" || o.TLSConfig == nil || o.Verify == nil || (o.Out == nil && o.Emit == nil) {
 		return errors.New("tail: broker URL, TLS configuration, verifier and output are required")
 	}
 	if o.Clock == nil {
@@ -101,10 +105,14 @@ func Tail(ctx context.Context, o TailOptions) error {
 	client.Connect()
 	defer client.Disconnect(250)
 
-	enc := json.NewEncoder(o.Out)
+	emit := o.Emit
+	if emit == nil {
+		enc := json.NewEncoder(o.Out)
+		emit = func(l wire.Line) error { return enc.Encode(l) }
+	}
 	tr := wire.NewTracker(o.GapGrace)
 	write := func(l wire.Line) error {
-		if err := enc.Encode(l); err != nil {
+		if err := emit(l); err != nil {
 			return fmt.Errorf("tail: write: %w", err)
 		}
 		if o.OnLine != nil {
