@@ -103,7 +103,7 @@ func cmdTail(e *env, args []string) int {
 	wait := out.run(ctx)
 	err = telemetry.Tail(ctx, telemetry.TailOptions{
 		BrokerURL: *broker, TLSConfig: tlsConf, Verify: envelope.RootsVerifier(tlsConf.RootCAs),
-		Gateway: *gw, ClientID: *clientID, Persistent: *persistent, Emit: out.sinks.Send, Logger: out.log,
+		Gateway: *gw, ClientID: *clientID, Persistent: *persistent, Emit: out.sinks.SendBatch, Logger: out.log,
 	})
 	stop()
 	wait()

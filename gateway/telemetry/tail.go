@@ -35,9 +35,11 @@ type TailOptions struct {
 	Persistent bool
 	// Out receives one JSON object per line. Required unless Emit is set.
 	Out io.Writer
-	// Emit, when set, receives every line instead of Out (for example a
-	// wire/siem sink in another format); an error stops Tail.
-	Emit func(wire.Line) error
+	// Emit, when set, receives the lines instead of Out (for example a
+	// wire/siem sink in another format): in order, in batches of what
+	// arrived together (at most 256), so that a disk-queued sink commits
+	// a burst in one transaction. An error stops Tail.
+	Emit func([]wire.Line) error
 	// GapGrace is how long a missing seq may stay missing before it is
 	// reported as a gap; default 5m.
 	GapGrace time.Duration
@@ -108,15 +110,27 @@ func Tail(ctx context.Context, o TailOptions) error {
 	emit := o.Emit
 	if emit == nil {
 		enc := json.NewEncoder(o.Out)
-		emit = func(l wire.Line) error { return enc.Encode(l) }
+		emit = func(ls []wire.Line) error {
+			for _, l := range ls {
+				if err := enc.Encode(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	tr := wire.NewTracker(o.GapGrace)
-	write := func(l wire.Line) error {
-		if err := emit(l); err != nil {
+	write := func(ls ...wire.Line) error {
+		if len(ls) == 0 {
+			return nil
+		}
+		if err := emit(ls); err != nil {
 			return fmt.Errorf("tail: write: %w", err)
 		}
 		if o.OnLine != nil {
-			o.OnLine(l)
+			for _, l := range ls {
+				o.OnLine(l)
+			}
 		}
 		return nil
 	}
@@ -146,18 +160,32 @@ func Tail(ctx context.Context, o TailOptions) error {
 				}
 			}
 		case m := <-msgs:
-			l, ok := wire.Inspect(m.topic, m.payload, o.Verify, o.Clock.Now())
-			if ok {
-				if tr.Observe(l.Gateway, l.Seq, o.Clock.Now()) {
-					continue // duplicate
-				}
-				if b, isBirth := l.Body.(map[string]any); isBirth && l.Kind == string(envelope.KindBirth) {
-					if ds, ok := b["death_seq"].(uint64); ok && ds > 0 {
-						tr.Optional(l.Gateway, ds, o.Clock.Now())
-					}
+			batch := []msg{m}
+		drain:
+			for len(batch) < 256 {
+				select {
+				case m := <-msgs:
+					batch = append(batch, m)
+				default:
+					break drain
 				}
 			}
-			if err := write(l); err != nil {
+			lines := make([]wire.Line, 0, len(batch))
+			for _, m := range batch {
+				l, ok := wire.Inspect(m.topic, m.payload, o.Verify, o.Clock.Now())
+				if ok {
+					if tr.Observe(l.Gateway, l.Seq, o.Clock.Now()) {
+						continue // duplicate
+					}
+					if b, isBirth := l.Body.(map[string]any); isBirth && l.Kind == string(envelope.KindBirth) {
+						if ds, ok := b["death_seq"].(uint64); ok && ds > 0 {
+							tr.Optional(l.Gateway, ds, o.Clock.Now())
+						}
+					}
+				}
+				lines = append(lines, l)
+			}
+			if err := write(lines...); err != nil {
 				return err
 			}
 		}

@@ -89,50 +89,71 @@ func OpenQueue(path string, max int) (*Queue, error) {
 
 func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
+// Record is one record to queue.
+type Record struct {
+	Data []byte
+	Bulk bool // metrics, status: dropped first when the queue is full
+}
+
 // Put appends a record and commits it to disk.
 func (q *Queue) Put(data []byte, bulk bool) error {
+	return q.PutBatch([]Record{{Data: data, Bulk: bulk}})
+}
+
+// PutBatch appends records in order and commits them in one transaction
+// (one fsync): callers with many records at once should prefer it.
+func (q *Queue) PutBatch(recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	dropped := 0
+	n := q.n
 	err := q.db.Update(func(tx *bbolt.Tx) error {
 		items, bulkIdx, meta := tx.Bucket(bucketItems), tx.Bucket(bucketBulk), tx.Bucket(bucketMeta)
-		for n := q.n; n >= q.max; n-- {
-			victim, counter := []byte(nil), keyDropSec
-			if k, _ := bulkIdx.Cursor().First(); k != nil {
-				victim, counter = append([]byte(nil), k...), keyDropBulk
-			} else if k, _ := items.Cursor().First(); k != nil {
-				victim = append([]byte(nil), k...)
-			} else {
-				break
+		n = q.n
+		for _, r := range recs {
+			for ; n >= q.max; n-- {
+				victim, counter := []byte(nil), keyDropSec
+				if k, _ := bulkIdx.Cursor().First(); k != nil {
+					victim, counter = append([]byte(nil), k...), keyDropBulk
+				} else if k, _ := items.Cursor().First(); k != nil {
+					victim = append([]byte(nil), k...)
+				} else {
+					break
+				}
+				if err := items.Delete(victim); err != nil {
+					return err
+				}
+				if err := bulkIdx.Delete(victim); err != nil {
+					return err
+				}
+				if err := meta.Put(counter, binary.BigEndian.AppendUint64(nil, getU64(meta, counter)+1)); err != nil {
+					return err
+				}
 			}
-			if err := items.Delete(victim); err != nil {
+			id, err := items.NextSequence()
+			if err != nil {
 				return err
 			}
-			if err := bulkIdx.Delete(victim); err != nil {
+			flag := byte(0)
+			if r.Bulk {
+				flag = 1
+				if err := bulkIdx.Put(idKey(id), nil); err != nil {
+					return err
+				}
+			}
+			if err := items.Put(idKey(id), append([]byte{flag}, r.Data...)); err != nil {
 				return err
 			}
-			if err := meta.Put(counter, binary.BigEndian.AppendUint64(nil, getU64(meta, counter)+1)); err != nil {
-				return err
-			}
-			dropped++
+			n++
 		}
-		id, err := items.NextSequence()
-		if err != nil {
-			return err
-		}
-		flag := byte(0)
-		if bulk {
-			flag = 1
-			if err := bulkIdx.Put(idKey(id), nil); err != nil {
-				return err
-			}
-		}
-		return items.Put(idKey(id), append([]byte{flag}, data...))
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("siem: queue put: %w", err)
 	}
-	q.n += 1 - dropped
+	q.n = n
 	select {
 	case q.notify <- struct{}{}:
 	default:

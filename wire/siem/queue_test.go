@@ -128,3 +128,25 @@ func TestQueueInUse(t *testing.T) {
 		t.Fatalf("second open: %v", err)
 	}
 }
+
+// TestQueuePutBatch: one batch larger than the free room drops bulk
+// first, then the oldest, and keeps the batch's order.
+func TestQueuePutBatch(t *testing.T) {
+	q := openTestQueue(t, filepath.Join(t.TempDir(), "q.db"), 3)
+	if err := q.PutBatch([]Record{{Data: []byte("m1"), Bulk: true}, {Data: []byte("s1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PutBatch([]Record{{Data: []byte("s2")}, {Data: []byte("s3")}, {Data: []byte("s4")}}); err != nil {
+		t.Fatal(err)
+	}
+	got := queued(t, q)
+	if len(got) != 3 || got[0] != "s2" || got[1] != "s3" || got[2] != "s4" || q.Len() != 3 {
+		t.Fatalf("queue %v len %d", got, q.Len())
+	}
+	if d := q.Dropped(); d != (Drops{Bulk: 1, Security: 1}) {
+		t.Errorf("dropped %+v", d)
+	}
+	if err := q.PutBatch(nil); err != nil {
+		t.Error(err)
+	}
+}

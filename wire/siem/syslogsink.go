@@ -146,6 +146,19 @@ func (s *SyslogSink) Send(l wire.Line) error {
 	return s.o.Queue.Put(s.o.Encoder.Wrap(l, rec), Bulk(l))
 }
 
+// SendBatch queues many lines in one transaction.
+func (s *SyslogSink) SendBatch(ls []wire.Line) error {
+	recs := make([]Record, 0, len(ls))
+	for _, l := range ls {
+		rec, err := s.o.Encoder.Encode(l)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, Record{Data: s.o.Encoder.Wrap(l, rec), Bulk: Bulk(l)})
+	}
+	return s.o.Queue.PutBatch(recs)
+}
+
 // Stats returns the sink's counters.
 func (s *SyslogSink) Stats() SyslogStats {
 	s.mu.Lock()
@@ -189,10 +202,12 @@ func (s *SyslogSink) Run(ctx context.Context) error {
 			s.note("dial_failed")
 		}
 		s.log.Warn("syslog target unavailable; records stay queued", "err", err, "retry_in", backoff, "queued", s.o.Queue.Len())
+		wait := s.o.Clock.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
+			wait.Stop()
 			return nil
-		case <-s.o.Clock.After(backoff):
+		case <-wait.Chan():
 		}
 		backoff = min(2*backoff, s.o.MaxBackoff)
 	}
@@ -299,17 +314,33 @@ func (s *SyslogSink) serve(ctx context.Context, conn net.Conn) (progressed bool,
 			s.written.Add(uint64(len(items)))
 			continue
 		}
-		var settle <-chan time.Time
+		// Wait for new records, the next settle time or the end. The
+		// timer is stopped after every wait so no stale timer lingers
+		// (tests count the clock's waiters).
+		var settle clockwork.Timer
+		var settleC <-chan time.Time
 		if len(inflight) > 0 {
-			settle = s.o.Clock.After(inflight[0].at.Add(s.o.Settle).Sub(now))
+			d := inflight[0].at.Add(s.o.Settle).Sub(s.o.Clock.Now())
+			if d <= 0 {
+				continue
+			}
+			settle = s.o.Clock.NewTimer(d)
+			settleC = settle.Chan()
 		}
+		var waitErr error
 		select {
 		case <-ctx.Done():
-			return progressed, ctx.Err()
+			waitErr = ctx.Err()
 		case <-dead:
-			return progressed, errPeerClosed
+			waitErr = errPeerClosed
 		case <-s.o.Queue.Notify():
-		case <-settle:
+		case <-settleC:
+		}
+		if settle != nil {
+			settle.Stop()
+		}
+		if waitErr != nil {
+			return progressed, waitErr
 		}
 	}
 }

@@ -266,10 +266,12 @@ func TestSyslogKillAndRestart(t *testing.T) {
 		t.Fatalf("queue holds %d after settle: %+v", n, e.sink.Stats())
 	}
 	// Phase 2: the receiver dies after its 55th record, mid-stream.
+	var batch []wire.Line
 	for i := uint64(31); i <= 100; i++ {
-		if err := e.sink.Send(seqLine(i)); err != nil {
-			t.Fatal(err)
-		}
+		batch = append(batch, seqLine(i))
+	}
+	if err := e.sink.SendBatch(batch); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case <-r.killed:
@@ -399,7 +401,7 @@ func TestWrappedCEFOverSyslog(t *testing.T) {
 	r := startReceiver(t, "127.0.0.1:0", nil, 0)
 	e := newSinkEnv(t, r.addr, nil)
 	e.sink.o.Encoder, _ = NewEncoder(FormatCEF, EncoderOptions{Version: "test", Clock: e.clk})
-	_ = e.sink.Send(seqLine(7))
+	_ = e.sink.SendBatch([]wire.Line{seqLine(7)})
 	select {
 	case m := <-r.got:
 		if _, err := parseCEF(m.Msg); err != nil || m.MsgID != "vendor.request" {

@@ -214,10 +214,28 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 func isLoopback(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }
 
 // Send queues a notification when l is Notable and ignores other lines.
-func (w *Webhook) Send(l wire.Line) error {
+func (w *Webhook) Send(l wire.Line) error { return w.SendBatch([]wire.Line{l}) }
+
+// SendBatch queues the notifications of the notable lines of ls in one
+// transaction.
+func (w *Webhook) SendBatch(ls []wire.Line) error {
+	var recs []Record
+	for _, l := range ls {
+		body, ok, err := w.notification(l)
+		if err != nil {
+			return err
+		}
+		if ok {
+			recs = append(recs, Record{Data: body})
+		}
+	}
+	return w.o.Queue.PutBatch(recs)
+}
+
+func (w *Webhook) notification(l wire.Line) ([]byte, bool, error) {
 	typ, ok := Notable(l)
 	if !ok {
-		return nil
+		return nil, false, nil
 	}
 	f := Extract(l, w.o.Clock.Now())
 	n := Notification{Type: typ, Text: f.Summary(), Severity: f.Level.String(), Gateway: f.Gateway,
@@ -235,9 +253,9 @@ func (w *Webhook) Send(l wire.Line) error {
 	n.ID = hex.EncodeToString(sum[:16])
 	body, err := json.Marshal(n)
 	if err != nil {
-		return fmt.Errorf("siem: webhook body: %w", err)
+		return nil, false, fmt.Errorf("siem: webhook body: %w", err)
 	}
-	return w.o.Queue.Put(body, false)
+	return body, true, nil
 }
 
 // Stats returns the webhook's counters.
@@ -303,10 +321,12 @@ func (w *Webhook) Run(ctx context.Context) error {
 		w.failures.Add(1)
 		w.log.Warn("webhook delivery failed; will retry", "err", err, "retry_in", backoff, "queued", w.o.Queue.Len())
 		w.note("failed")
+		wait := w.o.Clock.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
+			wait.Stop()
 			return nil
-		case <-w.o.Clock.After(backoff):
+		case <-wait.Chan():
 		}
 		backoff = min(2*backoff, w.o.MaxBackoff)
 	}

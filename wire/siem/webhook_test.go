@@ -140,10 +140,12 @@ func TestWebhookDelivers(t *testing.T) {
 	clk := clockwork.NewFakeClockAt(testNow)
 	srv := newHookServer(t, clk, http.StatusServiceUnavailable, http.StatusTooManyRequests)
 	e := newHookEnv(t, srv, clk)
-	for _, i := range []int{1, 0, 13, 11} { // refused (ignored), request, verify_failed, metrics (ignored)
-		if err := e.w.Send(lineCases[i].line); err != nil {
-			t.Fatal(err)
-		}
+	if err := e.w.Send(lineCases[1].line); err != nil { // refused: ignored
+		t.Fatal(err)
+	}
+	// request, verify_failed, metrics (ignored)
+	if err := e.w.SendBatch([]wire.Line{lineCases[0].line, lineCases[13].line, lineCases[11].line}); err != nil {
+		t.Fatal(err)
 	}
 	first := nextReq(t, srv) // 503
 	e.await(t, "failed")
