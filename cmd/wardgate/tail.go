@@ -218,7 +218,7 @@ func (f tailFlags) build(e *env) (*tailOutput, error) {
 			}
 			o.queues = append(o.queues, q)
 			w, err := siem.NewWebhook(siem.WebhookOptions{URL: *f.webhook, Secret: secret, Queue: q, Logger: o.log,
-				Client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}})
+				Client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}}})
 			if err != nil {
 				return err
 			}
