@@ -411,3 +411,11 @@ func TestWrappedCEFOverSyslog(t *testing.T) {
 		t.Fatal("nothing received")
 	}
 }
+
+func seqLines(from, to uint64) []wire.Line {
+	var out []wire.Line
+	for i := from; i <= to; i++ {
+		out = append(out, seqLine(i))
+	}
+	return out
+}

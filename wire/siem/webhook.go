@@ -182,10 +182,10 @@ type Webhook struct {
 
 // NewWebhook checks o and applies defaults.
 func NewWebhook(o WebhookOptions) (*Webhook, error) {
-	u, err := url.Parse(o.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
-		return nil, fmt.Errorf("webhook URL %q: use https://HOST/PATH", o.URL)
+	if err := checkWebhookURL(o.URL); err != nil {
+		return nil, err
 	}
+	u, _ := url.Parse(o.URL)
 	if len(o.Secret) < MinSecretLen {
 		return nil, fmt.Errorf("webhook secret: need at least %d bytes", MinSecretLen)
 	}
@@ -209,6 +209,14 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Webhook{o: o, log: o.Logger.With("component", "siem-webhook", "url", u.Redacted())}, nil
+}
+
+func checkWebhookURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		return fmt.Errorf("webhook URL %q: use https://HOST/PATH", s)
+	}
+	return nil
 }
 
 func isLoopback(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }

@@ -3,6 +3,7 @@ package siem
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -288,4 +289,11 @@ func advanceWhenWaiting(t *testing.T, clk *clockwork.FakeClock, d time.Duration)
 		t.Fatalf("nobody waits on the clock: %v", err)
 	}
 	clk.Advance(d)
+}
+
+func writeCertPEM(t *testing.T, path string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
