@@ -44,7 +44,7 @@ func cmdTail(e *env, args []string) int {
 	persistent := fs.Bool("persistent", false, "keep a broker session so messages sent while tail is down arrive later")
 	clientID := fs.String("client-id", "", "MQTT client `ID` (needed with --persistent)")
 	var oc siem.OutputConfig
-	fs.StringVar(&oc.Format, "format", "json", "record `FORMAT`: json, syslog, cef or leef (default json; syslog when --syslog is given)")
+	fs.StringVar(&oc.Format, "format", "json", "record `FORMAT`: json, syslog, cef or leef (syslog when --syslog is given without --format)")
 	fs.StringVar(&oc.Syslog, "syslog", "", "send records to this syslog `TARGET` (tcp://HOST:PORT or tls://HOST:PORT) instead of stdout")
 	fs.StringVar(&oc.SyslogCA, "syslog-ca", "", "CA `FILE` (PEM) that verifies the tls:// syslog receiver (default: the system roots)")
 	fs.StringVar(&oc.SyslogCert, "syslog-cert", "", "client certificate `FILE` (PEM) for mutual TLS with the syslog receiver")
