@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -171,7 +172,11 @@ func TestTailSIEMEndToEnd(t *testing.T) {
 		"--webhook", srv.URL+"/hook", "--webhook-secret", secretFile, "--webhook-ca", hookCA)...)
 	var sysOut syncBuffer
 	sys.Stdout, sys.Stderr = &sysOut, &sysErr
-	for _, c := range []*exec.Cmd{cef, sys} {
+	var jsonOut, jsonErr syncBuffer
+	plain := exec.Command(bin, common...) // the default: JSON lines, as always
+	plain.Stdout, plain.Stderr = &jsonOut, &jsonErr
+	procs := []*exec.Cmd{cef, sys, plain}
+	for _, c := range procs {
 		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -183,10 +188,10 @@ func TestTailSIEMEndToEnd(t *testing.T) {
 			return
 		}
 		stopped = true
-		for _, c := range []*exec.Cmd{cef, sys} {
+		for _, c := range procs {
 			_ = c.Process.Signal(syscall.SIGTERM)
 		}
-		for _, c := range []*exec.Cmd{cef, sys} {
+		for _, c := range procs {
 			if err := c.Wait(); err != nil {
 				t.Errorf("%v: %v\n%s%s", c.Args[len(c.Args)-1], err, cefErr.String(), sysErr.String())
 			}
@@ -206,16 +211,17 @@ func TestTailSIEMEndToEnd(t *testing.T) {
 
 	// The tails subscribe in their own time: publish until all three
 	// outputs have shown a vendor request.
-	var gotCEF, gotSyslog, gotHook bool
+	var gotCEF, gotSyslog, gotHook, gotJSON bool
 	deadline := time.After(60 * time.Second)
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
-	for !(gotCEF && gotSyslog && gotHook) {
+	for !(gotCEF && gotSyslog && gotHook && gotJSON) {
 		select {
 		case <-tick.C:
 			pub.event(t, wire.Event{Kind: "vendor.request", Severity: "info", Attrs: map[string]string{
 				"device": "pump-07", "vendor": "spiffe://hospital.example/vendor/acme/jdoe", "grant": "G-1"}})
 			gotCEF = gotCEF || strings.Contains(cefOut.String(), "CEF:0|wardgate|wardgate|dev|2001|Vendor access requested|3|")
+			gotJSON = gotJSON || strings.Contains(jsonOut.String(), `"kind":"vendor.request"`)
 		case f := <-frames:
 			if !strings.HasPrefix(f, "<110>1 ") || !strings.Contains(f, " gw-siem wardgate - vendor.request [wardgate@32473 gateway=\"gw-siem\"") ||
 				!strings.Contains(f, `[meta sequenceId="`) {
@@ -228,12 +234,24 @@ func TestTailSIEMEndToEnd(t *testing.T) {
 			}
 			gotHook = true
 		case <-deadline:
-			t.Fatalf("cef %v syslog %v webhook %v\ncef stderr: %s\nsyslog stderr: %s", gotCEF, gotSyslog, gotHook, cefErr.String(), sysErr.String())
+			t.Fatalf("cef %v syslog %v webhook %v json %v\ncef stderr: %s\nsyslog stderr: %s\njson stderr: %s", gotCEF, gotSyslog,
+				gotHook, gotJSON, cefErr.String(), sysErr.String(), jsonErr.String())
 		}
 	}
 	stop()
 	if sysOut.String() != "" {
 		t.Errorf("--syslog also wrote to stdout: %q", sysOut.String())
+	}
+	// JSON lines are exactly the encoding of wire.Line, one per line.
+	for _, l := range strings.Split(strings.TrimSpace(jsonOut.String()), "\n") {
+		var line wire.Line
+		if err := json.Unmarshal([]byte(l), &line); err != nil || !line.Verified || line.Gateway != "gw-siem" {
+			t.Errorf("json line %q: %v", l, err)
+			continue
+		}
+		if again, _ := json.Marshal(line); line.Body == nil || l != string(again) {
+			t.Errorf("json line is not the wire.Line encoding:\n%s\n%s", l, again)
+		}
 	}
 	for _, l := range strings.Split(strings.TrimSpace(cefOut.String()), "\n") {
 		if !strings.HasPrefix(l, "CEF:0|wardgate|wardgate|") || bytes.ContainsRune([]byte(l), '\r') {
