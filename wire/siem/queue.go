@@ -250,3 +250,28 @@ func (q *Queue) Close() error {
 	}
 	return err
 }
+
+// dropWatch logs, at most once a minute, that a full queue dropped
+// records. Sinks call it after each put.
+type dropWatch struct {
+	mu      sync.Mutex
+	seen    Drops
+	started bool
+	logged  time.Time
+}
+
+func (w *dropWatch) check(q *Queue, now time.Time, log func(msg string, args ...any)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := q.Dropped()
+	if !w.started {
+		w.seen, w.started = d, true // drops before this process are not news
+		return
+	}
+	if d == w.seen || (!w.logged.IsZero() && now.Sub(w.logged) < time.Minute) {
+		return
+	}
+	log("siem queue full: oldest records dropped (bulk first); the receiver is away or too slow",
+		"dropped_bulk", d.Bulk-w.seen.Bulk, "dropped_security", d.Security-w.seen.Security, "queued", q.Len())
+	w.seen, w.logged = d, now
+}

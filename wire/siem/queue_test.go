@@ -1,9 +1,15 @@
 package siem
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 func openTestQueue(t *testing.T, path string, max int) *Queue {
@@ -148,5 +154,36 @@ func TestQueuePutBatch(t *testing.T) {
 	}
 	if err := q.PutBatch(nil); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDropsAreLogged: a sink logs drops of a full queue, at most once a
+// minute, with counts since its last report.
+func TestDropsAreLogged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	q := openTestQueue(t, path, 2)
+	_ = q.PutBatch([]Record{{Data: []byte("a")}, {Data: []byte("b")}, {Data: []byte("c")}}) // an old drop
+	var logs bytes.Buffer
+	clk := clockwork.NewFakeClockAt(testNow)
+	enc := newTestEncoder(t, FormatSyslog)
+	s, err := NewSyslogSink(SyslogOptions{Addr: "127.0.0.1:1", Encoder: enc, Queue: q, Clock: clk,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendBatch(seqLines(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "siem queue full"); n != 1 || !strings.Contains(logs.String(), "dropped_security=3") {
+		t.Fatalf("logs:\n%s", logs.String())
+	}
+	_ = s.Send(seqLine(4)) // within the minute: counted, not logged
+	clk.Advance(time.Minute)
+	_ = s.Send(seqLine(5))
+	if n := strings.Count(logs.String(), "siem queue full"); n != 2 || !strings.Contains(logs.String(), "dropped_security=2") {
+		t.Fatalf("logs:\n%s", logs.String())
+	}
+	if d := q.Dropped(); d.Security != 6 {
+		t.Errorf("dropped %+v", d)
 	}
 }

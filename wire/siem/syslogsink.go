@@ -87,6 +87,7 @@ type SyslogSink struct {
 	connected                    atomic.Bool
 	mu                           sync.Mutex
 	lastErr                      string
+	drops                        dropWatch
 	// hook, set by tests before Run, is told "connected", "lost",
 	// "dial_failed" and "confirmed".
 	hook func(string)
@@ -133,17 +134,15 @@ func NewSyslogSink(o SyslogOptions) (*SyslogSink, error) {
 			o.TLS.ServerName = host
 		}
 	}
-	return &SyslogSink{o: o, log: o.Logger.With("component", "siem-syslog", "target", o.Addr)}, nil
+	s := &SyslogSink{o: o, log: o.Logger.With("component", "siem-syslog", "target", o.Addr)}
+	s.drops.check(o.Queue, o.Clock.Now(), s.log.Warn) // the baseline: earlier drops are not news
+	return s, nil
 }
 
 // Send encodes l as an RFC 5424 message and commits it to the queue.
 // Metrics and status lines are bulk: a full queue drops them first.
 func (s *SyslogSink) Send(l wire.Line) error {
-	rec, err := s.o.Encoder.Encode(l)
-	if err != nil {
-		return err
-	}
-	return s.o.Queue.Put(s.o.Encoder.Wrap(l, rec), Bulk(l))
+	return s.SendBatch([]wire.Line{l})
 }
 
 // SendBatch queues many lines in one transaction.
@@ -156,7 +155,11 @@ func (s *SyslogSink) SendBatch(ls []wire.Line) error {
 		}
 		recs = append(recs, Record{Data: s.o.Encoder.Wrap(l, rec), Bulk: Bulk(l)})
 	}
-	return s.o.Queue.PutBatch(recs)
+	if err := s.o.Queue.PutBatch(recs); err != nil {
+		return err
+	}
+	s.drops.check(s.o.Queue, s.o.Clock.Now(), s.log.Warn)
+	return nil
 }
 
 // Stats returns the sink's counters.

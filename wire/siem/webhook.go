@@ -177,6 +177,7 @@ type Webhook struct {
 	delivered, rejected, failures atomic.Uint64
 	mu                            sync.Mutex
 	lastErr                       string
+	drops                         dropWatch
 	hook                          func(string) // tests: "delivered", "rejected", "failed"
 }
 
@@ -208,7 +209,9 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Webhook{o: o, log: o.Logger.With("component", "siem-webhook", "url", u.Redacted())}, nil
+	w := &Webhook{o: o, log: o.Logger.With("component", "siem-webhook", "url", u.Redacted())}
+	w.drops.check(o.Queue, o.Clock.Now(), w.log.Warn) // the baseline: earlier drops are not news
+	return w, nil
 }
 
 func checkWebhookURL(s string) error {
@@ -237,7 +240,14 @@ func (w *Webhook) SendBatch(ls []wire.Line) error {
 			recs = append(recs, Record{Data: body})
 		}
 	}
-	return w.o.Queue.PutBatch(recs)
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := w.o.Queue.PutBatch(recs); err != nil {
+		return err
+	}
+	w.drops.check(w.o.Queue, w.o.Clock.Now(), w.log.Warn)
+	return nil
 }
 
 func (w *Webhook) notification(l wire.Line) ([]byte, bool, error) {
