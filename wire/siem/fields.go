@@ -319,20 +319,17 @@ func ClassOf(kind string) Class {
 	return Class{ID: FallbackBase + int(h.Sum32()%900000), Name: kind}
 }
 
-// Classes returns the class table, sorted by id.
-func Classes() []struct {
+// KindClass is one row of the class table.
+type KindClass struct {
 	Kind string
 	Class
-} {
-	out := make([]struct {
-		Kind string
-		Class
-	}, 0, len(classes))
+}
+
+// Classes returns the class table, sorted by id.
+func Classes() []KindClass {
+	out := make([]KindClass, 0, len(classes))
 	for k, c := range classes {
-		out = append(out, struct {
-			Kind string
-			Class
-		}{k, c})
+		out = append(out, KindClass{k, c})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
