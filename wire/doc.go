@@ -3,7 +3,8 @@
 // message (Inspect: COSE signature, signer chain, topic, strict body
 // decoding, late death Wills) and per-gateway sequence tracking (Tracker).
 // Its subpackages hold the envelope and SenML encoding (envelope), signed
-// central commands (command) and real-broker test harnesses (brokertest).
+// central commands (command), SIEM formats and delivery (siem) and
+// real-broker test harnesses (brokertest).
 //
 // Both sides import it: gateway/telemetry (publishing and `wardgate tail`)
 // and central (ingest). It never imports gateway or central. Everything

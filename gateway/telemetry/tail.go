@@ -33,8 +33,13 @@ type TailOptions struct {
 	// Persistent asks the broker to keep the session (CleanSession false)
 	// so that messages published while tail is away are delivered later.
 	Persistent bool
-	// Out receives one JSON object per line. Required.
+	// Out receives one JSON object per line. Required unless Emit is set.
 	Out io.Writer
+	// Emit, when set, receives the lines instead of Out (for example a
+	// wire/siem sink in another format): in order, in batches of what
+	// arrived together (at most 256), so that a disk-queued sink commits
+	// a burst in one transaction. An error stops Tail.
+	Emit func([]wire.Line) error
 	// GapGrace is how long a missing seq may stay missing before it is
 	// reported as a gap; default 5m.
 	GapGrace time.Duration
@@ -48,9 +53,10 @@ type TailOptions struct {
 
 // Tail subscribes to wardgate/v1/+/# (or one gateway), verifies every
 // message, de-duplicates on (gateway, seq), and writes one JSON line per
-// message, verification failure and gap to Out until ctx is cancelled.
+// message, verification failure and gap to Out (or hands the line to
+// Emit) until ctx is cancelled.
 func Tail(ctx context.Context, o TailOptions) error {
-	if o.BrokerURL == "" || o.TLSConfig == nil || o.Verify == nil || o.Out == nil {
+	if o.BrokerURL == "" || o.TLSConfig == nil || o.Verify == nil || (o.Out == nil && o.Emit == nil) {
 		return errors.New("tail: broker URL, TLS configuration, verifier and output are required")
 	}
 	if o.Clock == nil {
@@ -101,14 +107,30 @@ func Tail(ctx context.Context, o TailOptions) error {
 	client.Connect()
 	defer client.Disconnect(250)
 
-	enc := json.NewEncoder(o.Out)
+	emit := o.Emit
+	if emit == nil {
+		enc := json.NewEncoder(o.Out)
+		emit = func(ls []wire.Line) error {
+			for _, l := range ls {
+				if err := enc.Encode(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
 	tr := wire.NewTracker(o.GapGrace)
-	write := func(l wire.Line) error {
-		if err := enc.Encode(l); err != nil {
+	write := func(ls ...wire.Line) error {
+		if len(ls) == 0 {
+			return nil
+		}
+		if err := emit(ls); err != nil {
 			return fmt.Errorf("tail: write: %w", err)
 		}
 		if o.OnLine != nil {
-			o.OnLine(l)
+			for _, l := range ls {
+				o.OnLine(l)
+			}
 		}
 		return nil
 	}
@@ -138,18 +160,32 @@ func Tail(ctx context.Context, o TailOptions) error {
 				}
 			}
 		case m := <-msgs:
-			l, ok := wire.Inspect(m.topic, m.payload, o.Verify, o.Clock.Now())
-			if ok {
-				if tr.Observe(l.Gateway, l.Seq, o.Clock.Now()) {
-					continue // duplicate
-				}
-				if b, isBirth := l.Body.(map[string]any); isBirth && l.Kind == string(envelope.KindBirth) {
-					if ds, ok := b["death_seq"].(uint64); ok && ds > 0 {
-						tr.Optional(l.Gateway, ds, o.Clock.Now())
-					}
+			batch := []msg{m}
+		drain:
+			for len(batch) < 256 {
+				select {
+				case m := <-msgs:
+					batch = append(batch, m)
+				default:
+					break drain
 				}
 			}
-			if err := write(l); err != nil {
+			lines := make([]wire.Line, 0, len(batch))
+			for _, m := range batch {
+				l, ok := wire.Inspect(m.topic, m.payload, o.Verify, o.Clock.Now())
+				if ok {
+					if tr.Observe(l.Gateway, l.Seq, o.Clock.Now()) {
+						continue // duplicate
+					}
+					if b, isBirth := l.Body.(map[string]any); isBirth && l.Kind == string(envelope.KindBirth) {
+						if ds, ok := b["death_seq"].(uint64); ok && ds > 0 {
+							tr.Optional(l.Gateway, ds, o.Clock.Now())
+						}
+					}
+				}
+				lines = append(lines, l)
+			}
+			if err := write(lines...); err != nil {
 				return err
 			}
 		}
