@@ -110,7 +110,8 @@ func (m *Monitor) observeLocked(t time.Time, kind string, a map[string]string, o
 		case code == "off-hours":
 			m.vendorOffHoursLocked(t, a, "refused", n, out)
 		}
-		if a["vendor"] != "" && a["remote"] != "" {
+		authenticated := code != "handshake" && code != "bad-certificate" && code != "identity"
+		if authenticated && a["vendor"] != "" && a["remote"] != "" {
 			m.vendorSourceLocked(t, a["vendor"], hostOf(a["remote"]), 0, out)
 		}
 	case "vendor.request":
