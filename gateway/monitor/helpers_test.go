@@ -81,6 +81,9 @@ func newTestMonitor(t testing.TB, edit func(string) string, mod ...func(*Options
 	for _, f := range mod {
 		f(&o)
 	}
+	if fc, ok := o.Clock.(*clockwork.FakeClock); ok {
+		tm.clock = fc
+	}
 	m, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -169,3 +172,10 @@ func goodEnv() Env {
 }
 
 var errNoHost = errors.New("no such host")
+
+func replace1(s, old, new string) string {
+	if !strings.Contains(s, old) {
+		panic("test edit does not apply: " + old)
+	}
+	return strings.Replace(s, old, new, 1)
+}
