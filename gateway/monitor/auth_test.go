@@ -128,7 +128,9 @@ func TestAuthDetectors(t *testing.T) {
 
 func TestNewClinicalIdentity(t *testing.T) {
 	tm := newTestMonitor(t, nil)
-	start := func(id string) { tm.ev("clinical.session_start", "device", "pump-07", "identity", id, "remote", "10.1.0.5:3000") }
+	start := func(id string) {
+		tm.ev("clinical.session_start", "device", "pump-07", "identity", id, "remote", "10.1.0.5:3000")
+	}
 	start(pump) // learning
 	if fs := tm.take(); len(fs) != 0 {
 		t.Fatalf("finding while learning: %v", kinds(fs))

@@ -122,8 +122,8 @@ func parseIPv4Routes(r io.Reader) ([]route, error) {
 			continue
 		}
 		var d, mk [4]byte
-		binary.LittleEndian.PutUint32(d[:], uint32(dst))
-		binary.LittleEndian.PutUint32(mk[:], uint32(mask))
+		binary.NativeEndian.PutUint32(d[:], uint32(dst))
+		binary.NativeEndian.PutUint32(mk[:], uint32(mask))
 		bits := 0
 		for _, b := range mk {
 			for i := 7; i >= 0 && b&(1<<i) != 0; i-- {
