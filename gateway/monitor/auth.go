@@ -101,9 +101,9 @@ func (m *Monitor) observeLocked(t time.Time, kind string, a map[string]string, o
 			m.authFailLocked(t, hostOf(a["remote"]), a["vendor"], a["device"], code, n, out)
 		}
 		switch {
-		case code == "bad-certificate" && strings.Contains(a["reason"], "not issued by a CA"):
+		case (code == "bad-certificate" || code == "identity") && strings.Contains(a["reason"], "not issued by"):
 			m.refusalLocked(t, "untrusted", a["vendor"], a["remote"], a["device"], n, out)
-		case code == "identity" && strings.Contains(a["reason"], "lifetime"):
+		case code == "identity" && (strings.Contains(a["reason"], "lifetime") || strings.Contains(a["reason"], "lives longer")):
 			m.refusalLocked(t, "lifetime_too_long", a["vendor"], a["remote"], a["device"], n, out)
 		case code == "locked":
 			m.refusalLocked(t, "locked", a["vendor"], a["remote"], a["device"], n, out)
