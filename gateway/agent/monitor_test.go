@@ -1,0 +1,107 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/config"
+	"github.com/wardgate/wardgate/gateway/monitor"
+)
+
+// waitFor polls cond (the agent offers no hook for these) within 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMonitorWired: the link probe knows the link before any client, the
+// monitor judges the events of the real relay, learns its traffic from the
+// relay's counters, checks the exception's controls and shows all of it in
+// the status and the inventory.
+func TestMonitorWired(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(pumpServer)
+	exp, _ := time.Parse(time.DateOnly, time.Now().AddDate(0, 3, 0).Format(time.DateOnly))
+	cfg.Devices[0].Exceptions = []config.Exception{{ID: "EX-1", Control: "PR.PS-02", Reason: "no patches", ApprovedBy: "ciso/jdoe",
+		Expires: config.Date{Time: exp}, Compensating: []string{"restricted-admin-path", "continuous-monitoring", "segmentation"}}}
+	e.start(cfg)
+
+	// The probe: the link is up before any clinical client connected.
+	waitFor(t, "the link probe", func() bool {
+		st := e.a.Status()
+		return st.Devices[0].LinkState == "up" && st.Devices[0].Counters.Accepted == 0
+	})
+
+	// Controls: checked at start, live in status and inventory.
+	var ctl []monitor.ControlState
+	waitFor(t, "the first controls check", func() bool {
+		m := e.a.Status().Monitor
+		if m == nil || len(m.Controls) != 1 || m.Controls[0].Controls[0].Checked.IsZero() {
+			return false
+		}
+		ctl = m.Controls[0].Controls
+		return true
+	})
+	if !ctl[0].InForce || !ctl[1].InForce || ctl[2].InForce {
+		t.Fatalf("controls %+v", ctl)
+	}
+	inv := e.a.inventory()
+	if cs := inv.Devices[0].Exceptions[0].Controls; len(cs) != 3 || cs[2].Name != "segmentation" || cs[2].InForce {
+		t.Fatalf("inventory controls %+v", cs)
+	}
+	// segmentation without a segment interface raised the alarm to the approver.
+	found := false
+	for _, ev := range e.a.events.snapshot() {
+		if ev.Kind == monitor.KindControlNotInForce && ev.Attrs["owner"] == "ciso/jdoe" && ev.Attrs["control"] == "segmentation" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no control alarm in %+v", e.a.events.snapshot())
+	}
+
+	// A certificate with a refused lifetime, through the real relay.
+	if c, _, err := e.dial(e.addrs["pump"], e.cert(pumpServer, 48*time.Hour)); err == nil {
+		c.Read(make([]byte, 1))
+		c.Close()
+	}
+	waitFor(t, "monitor.refused_lifetime", func() bool {
+		for _, ev := range e.a.events.snapshot() {
+			if ev.Kind == monitor.KindRefusedLifetime && ev.Attrs["device"] == "pump-07" && ev.Attrs["what_to_do"] != "" {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Traffic through the real relay becomes the baseline's hour.
+	t0 := time.Now().Truncate(time.Hour).Add(time.Minute)
+	e.a.mon.Tick(t0)
+	c, r, err := e.dial(e.addrs["pump"], e.cert(pumpServer, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := roundTrip(c, r, "hello monitor"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	e.a.mon.Tick(t0.Add(30 * time.Minute))
+	e.a.mon.Tick(t0.Add(time.Hour))
+	var b monitor.BaselineStatus
+	for _, x := range e.a.Status().Monitor.Baselines {
+		if x.Device == "pump-07" {
+			b = x
+		}
+	}
+	if b.LastHourToDevice != 10*int64(len("hello monitor\n")) || b.LastHourFromDevice != b.LastHourToDevice || b.LastHourSessions != 1 || !b.Learning || b.Slots != 1 {
+		t.Fatalf("baseline %+v", b)
+	}
+}
