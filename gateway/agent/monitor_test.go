@@ -1,10 +1,16 @@
 package agent
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/wardgate/wardgate/config"
+	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/monitor"
 )
 
@@ -103,5 +109,49 @@ func TestMonitorWired(t *testing.T) {
 	}
 	if b.LastHourToDevice != 10*int64(len("hello monitor\n")) || b.LastHourFromDevice != b.LastHourToDevice || b.LastHourSessions != 1 || !b.Learning || b.Slots != 1 {
 		t.Fatalf("baseline %+v", b)
+	}
+}
+
+// TestVendorHoursEnforced: vendor.hours from the configuration is enforced
+// by the real broker (refused outside, recorded inside after a reload) and
+// the refusal becomes a monitor finding.
+func TestVendorHoursEnforced(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(pumpServer)
+	other := time.Now().Local().AddDate(0, 0, 2).Weekday().String()[:3]
+	hours, err := config.ParseHours(other + " 07:00-08:00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Devices[0].Vendor.Hours, cfg.Devices[0].Vendor.OffHours = hours, config.OffHoursRefuse
+	e.start(cfg)
+	vendor := e.cert("spiffe://hospital.example/vendor/acme-medical/jane", time.Hour)
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Root())
+	port := strings.Split(e.svc.Addr().String(), ":")[1]
+	cl := &access.Client{Gateway: e.addrs["vendor"], Target: "pump-07:" + port,
+		TLS: &tls.Config{Certificates: []tls.Certificate{vendor}, RootCAs: roots, ServerName: "gw-t"}}
+	_, err = cl.DialTunnel(context.Background())
+	var re *access.RefusedError
+	if !errors.As(err, &re) || re.Code != access.CodeOffHours || re.Request != "" {
+		t.Fatalf("outside the hours: %v", err)
+	}
+	waitFor(t, "monitor.vendor_off_hours", func() bool {
+		for _, ev := range e.a.events.snapshot() {
+			if ev.Kind == monitor.KindVendorOffHours && ev.Attrs["what"] == "refused" && ev.Attrs["owner"] == "ce/icu" {
+				return true
+			}
+		}
+		return false
+	})
+	// Inside the hours (after a reload) a request is recorded.
+	cfg2 := e.config(pumpServer)
+	cfg2.Devices[0].Vendor.Hours, _ = config.ParseHours("daily 00:00-24:00")
+	if err := e.a.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cl.DialTunnel(context.Background())
+	if !errors.As(err, &re) || re.Code != access.CodeNoGrant || re.Request == "" {
+		t.Fatalf("inside the hours: %v", err)
 	}
 }
