@@ -14,6 +14,7 @@ import (
 type authState struct {
 	bySource   map[string]*burst
 	byIdentity map[string]*burst
+	byDevice   map[string]*burst // clinical failures per device, folded ones included
 	// vendors: identity -> source address -> activity.
 	vendors map[string]map[string]*vendorSeen
 	// sessions: vendor session id -> identity and source.
@@ -40,14 +41,14 @@ const vendorAtOnce = 2 * time.Minute
 const maxTracked = 8192
 
 func (a *authState) init() {
-	a.bySource, a.byIdentity = map[string]*burst{}, map[string]*burst{}
+	a.bySource, a.byIdentity, a.byDevice = map[string]*burst{}, map[string]*burst{}, map[string]*burst{}
 	a.vendors, a.sessions = map[string]map[string]*vendorSeen{}, map[string][2]string{}
 }
 
 // expire forgets bursts whose window ended and idle vendor sources.
 func (a *authState) expire(now time.Time, mon config.Monitor) {
 	w := mon.FailedHandshakes.Window.D()
-	for _, m := range []map[string]*burst{a.bySource, a.byIdentity} {
+	for _, m := range []map[string]*burst{a.bySource, a.byIdentity, a.byDevice} {
 		for k, b := range m {
 			if now.Sub(b.start) >= w {
 				delete(m, k)
@@ -89,7 +90,11 @@ func (m *Monitor) observeLocked(t time.Time, kind string, a map[string]string, o
 		if claimed == "" {
 			claimed = a["claimed"]
 		}
-		m.authFailLocked(t, hostOf(a["remote"]), claimed, a["device"], a["reason"], n, out)
+		// The relay folds its refusals per device and reason, not per
+		// source: the folded ones count for the device, and only the one
+		// this event names for its source and identity.
+		m.authFailLocked(t, hostOf(a["remote"]), claimed, a["device"], a["reason"], 1, out)
+		m.deviceFailLocked(t, a["device"], a["remote"], a["reason"], n, out)
 		if kind == "clinical.refused" {
 			m.refusalLocked(t, a["reason"], claimed, a["remote"], a["device"], n, out)
 		}
@@ -188,6 +193,41 @@ func (m *Monitor) authFailLocked(t time.Time, source, claimed, device, reason st
 	}
 	report(count(m.auth.bySource, source), "source", source, fh.PerSource)
 	report(count(m.auth.byIdentity, claimed), "identity", claimed, fh.PerIdentity)
+}
+
+// deviceFailLocked counts n failed clinical handshakes on a device from any
+// source; per_source failures on one device within the window raise
+// monitor.auth_burst by device (the relay's folded refusals do not say
+// which source each came from).
+func (m *Monitor) deviceFailLocked(t time.Time, device, remote, reason string, n int, out *[]Finding) {
+	if device == "" {
+		return
+	}
+	fh := m.set.mon.FailedHandshakes
+	b := m.auth.byDevice[device]
+	if b != nil && t.Sub(b.start) >= fh.Window.D() {
+		b = nil
+	}
+	if b == nil {
+		b = &burst{start: t, first: t}
+		m.auth.byDevice[device] = b
+	}
+	b.count += n
+	b.last = t
+	if b.count < fh.PerSource {
+		return
+	}
+	c := n
+	if b.count-n < fh.PerSource {
+		c = b.count
+	}
+	f := Finding{Time: t, Kind: KindAuthBurst, Key: "device:" + device, Device: device, Count: c, First: b.first, Last: b.last,
+		Evidence: map[string]string{"by": "device", "failures_in_window": strconv.Itoa(b.count), "threshold": strconv.Itoa(fh.PerSource),
+			"window": fh.Window.String(), "last_reason": reason, "last_remote": remote}}
+	if d := m.set.devices[device]; d != nil {
+		f.Owner = d.owner
+	}
+	m.raiseLocked(f, out)
 }
 
 // withRaise is raiseLocked for call sites holding a slice.

@@ -31,16 +31,30 @@ func TestAuthDetectors(t *testing.T) {
 		want  string // finding kinds, space separated
 		check func(t *testing.T, fs []Finding)
 	}{
-		{"burst per source", []step{rep(hsFail("192.0.2.5"), 20)}, KindAuthBurst, func(t *testing.T, fs []Finding) {
+		{"burst per source", []step{rep(hsFail("192.0.2.5"), 20)}, KindAuthBurst + " " + KindAuthBurst, func(t *testing.T, fs []Finding) {
 			f := fs[0]
 			if f.Key != "source:192.0.2.5" || f.Count != 20 || f.Evidence["threshold"] != "20" || f.Evidence["devices"] != "pump-07" || f.Severity() != SevWarning {
 				t.Errorf("finding %+v", f)
 			}
+			if fs[1].Key != "device:pump-07" || fs[1].Owner != "clinical-engineering/icu" {
+				t.Errorf("device finding %+v", fs[1])
+			}
+		}},
+		{"many sources, one device", func() []step {
+			var s []step
+			for i := range 20 {
+				s = append(s, hsFail(fmt.Sprintf("192.0.2.%d", i)))
+			}
+			return s
+		}(), KindAuthBurst, func(t *testing.T, fs []Finding) {
+			if fs[0].Key != "device:pump-07" || fs[0].Count != 20 || fs[0].Evidence["last_remote"] != "192.0.2.19:40000" {
+				t.Errorf("finding %+v", fs[0])
+			}
 		}},
 		{"below the threshold", []step{rep(hsFail("192.0.2.5"), 19)}, "", nil},
 		{"window ends before the threshold", []step{rep(hsFail("192.0.2.5"), 15), {advance: 6 * time.Minute}, rep(hsFail("192.0.2.5"), 15)}, "", nil},
-		{"a folded summary counts", []step{{kind: "clinical.handshake_failed", attrs: []string{"device", "pump-07", "remote", "192.0.2.6:1", "reason", "tls_protocol", "suppressed", "24"}}}, KindAuthBurst, func(t *testing.T, fs []Finding) {
-			if fs[0].Count != 25 {
+		{"a folded summary counts for the device", []step{{kind: "clinical.handshake_failed", attrs: []string{"device", "pump-07", "remote", "192.0.2.6:1", "reason", "tls_protocol", "suppressed", "24"}}}, KindAuthBurst, func(t *testing.T, fs []Finding) {
+			if fs[0].Count != 25 || fs[0].Key != "device:pump-07" {
 				t.Errorf("count %d", fs[0].Count)
 			}
 		}},
@@ -194,9 +208,13 @@ func TestRateLimit(t *testing.T) {
 		tm.ev("clinical.refused", "device", "pump-07", "claimed", pump, "remote", "192.0.2.9:1", "reason", "untrusted")
 	}
 	fs := tm.take()
-	// One unknown issuer, one burst per source and one per identity.
-	if got := kinds(fs); got != KindAuthBurst+" "+KindAuthBurst+" "+KindUnknownIssuer && got != KindUnknownIssuer+" "+KindAuthBurst+" "+KindAuthBurst {
-		t.Fatalf("flood gave %q", got)
+	// One unknown issuer, one burst per source, identity and device.
+	per := map[string]int{}
+	for _, f := range fs {
+		per[f.Kind]++
+	}
+	if len(fs) != 4 || per[KindUnknownIssuer] != 1 || per[KindAuthBurst] != 3 {
+		t.Fatalf("flood gave %q", kinds(fs))
 	}
 	tm.clock.Advance(14 * time.Minute)
 	tm.Tick(tm.clock.Now())

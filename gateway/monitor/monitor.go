@@ -308,13 +308,15 @@ func (m *Monitor) Observe(t time.Time, kind string, attrs map[string]string) {
 
 // Run runs the periodic work until ctx ends: the rate limit's summaries,
 // traffic sampling and baselines, the link probe, the neighbour table and
-// the compensating controls. It returns after its goroutines exited.
+// the compensating controls. Intervals follow SetConfig. It returns after
+// its goroutines exited.
 func (m *Monitor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	every := func(d time.Duration, f func(now time.Time)) {
+	every := func(interval func(config.Monitor) time.Duration, f func(now time.Time)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			d := interval(m.settings())
 			t := m.clock.NewTicker(d)
 			defer t.Stop()
 			for {
@@ -324,25 +326,36 @@ func (m *Monitor) Run(ctx context.Context) error {
 				case <-t.Chan():
 					f(m.clock.Now())
 				}
+				if nd := interval(m.settings()); nd != d && nd > 0 {
+					d = nd
+					t.Reset(d)
+				}
 			}
 		}()
 	}
-	m.mu.Lock()
-	mon := m.set.mon
-	m.mu.Unlock()
 	// The first controls check and link probe run at once, so that the
 	// state is known before any client connects.
 	m.CheckControls()
-	if m.o.Probe != nil && mon.On() {
-		m.o.Probe(ctx)
-		every(mon.LinkProbe.D(), func(time.Time) { m.o.Probe(ctx) })
+	probe := func(time.Time) {
+		if m.o.Probe != nil && m.settings().On() {
+			m.o.Probe(ctx)
+		}
 	}
-	every(time.Minute, m.Tick)
-	every(mon.NeighbourInterval.D(), func(time.Time) { m.ScanNeighbours() })
-	every(mon.ControlsInterval.D(), func(time.Time) { m.CheckControls() })
+	probe(m.clock.Now())
+	every(func(c config.Monitor) time.Duration { return c.LinkProbe.D() }, probe)
+	every(func(config.Monitor) time.Duration { return time.Minute }, m.Tick)
+	every(func(c config.Monitor) time.Duration { return c.NeighbourInterval.D() }, func(time.Time) { m.ScanNeighbours() })
+	every(func(c config.Monitor) time.Duration { return c.ControlsInterval.D() }, func(time.Time) { m.CheckControls() })
 	<-ctx.Done()
 	wg.Wait()
 	return nil
+}
+
+// settings returns the monitor's current settings.
+func (m *Monitor) settings() config.Monitor {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.set.mon
 }
 
 // Tick runs the minute's work: summaries of folded findings, a traffic
