@@ -155,3 +155,54 @@ func TestVendorHoursEnforced(t *testing.T) {
 		t.Fatalf("inside the hours: %v", err)
 	}
 }
+
+// TestBaselineThroughRelay: synthetic clinical traffic through the real
+// relay, one session an hour for a day on fabricated hour boundaries,
+// teaches the device's baseline; then an hour with ten times the bytes
+// raises monitor.traffic_anomaly naming the device's owner.
+func TestBaselineThroughRelay(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(pumpServer)
+	cfg.Monitor.BaselineWindow = config.Duration(24 * time.Hour)
+	cfg.Monitor.AnomalyMinBytes = 1 << 10
+	e.start(cfg)
+	cert := e.cert(pumpServer, 2*time.Hour)
+	msg := strings.Repeat("v", 99) // 100 bytes with the newline
+	hour := func(trips int) {
+		c, r, err := e.dial(e.addrs["pump"], cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range trips {
+			if err := roundTrip(c, r, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+	t0 := time.Now().Truncate(time.Hour).Add(time.Minute)
+	e.a.mon.Tick(t0)
+	for h := range 26 {
+		hour(20)
+		waitFor(t, "the session's counters", func() bool { return e.a.Status().Devices[0].Counters.Live == 0 })
+		e.a.mon.Tick(t0.Add(time.Duration(h+1) * time.Hour))
+	}
+	for _, ev := range e.a.events.snapshot() {
+		if ev.Kind == monitor.KindTrafficAnomaly {
+			t.Fatalf("anomaly while learning normal hours: %+v", ev)
+		}
+	}
+	hour(200)
+	waitFor(t, "the session's counters", func() bool { return e.a.Status().Devices[0].Counters.Live == 0 })
+	e.a.mon.Tick(t0.Add(27 * time.Hour))
+	var got []recentEvent
+	for _, ev := range e.a.events.snapshot() {
+		if ev.Kind == monitor.KindTrafficAnomaly {
+			got = append(got, ev)
+		}
+	}
+	if len(got) != 2 || got[0].Attrs["owner"] != "ce/icu" || got[0].Attrs["device"] != "pump-07" || got[0].Attrs["direction"] != "above" ||
+		got[0].Attrs["observed"] != "20000" || got[0].Attrs["expected"] != "2000" {
+		t.Fatalf("anomaly events %+v", got)
+	}
+}

@@ -115,12 +115,14 @@ func (m *Monitor) sampleLocked(now time.Time, samples []Traffic, out *[]Finding)
 		if dt.hourStart.IsZero() {
 			dt.hourStart = hour
 		}
+		// The delta happened since the previous sample: it belongs to the
+		// hour that sample was in (ticks are a minute apart).
+		for i := range delta {
+			dt.acc[i] += delta[i]
+		}
 		if hour.After(dt.hourStart) {
 			m.closeHourLocked(d, dt, out)
 			dt.hourStart, dt.acc = hour, [numMetrics]float64{}
-		}
-		for i := range delta {
-			dt.acc[i] += delta[i]
 		}
 		if d.expect > 0 && now.Sub(dt.b.LastSeen) >= d.expect && dt.silentFrom.IsZero() {
 			dt.silentFrom = now
