@@ -366,8 +366,8 @@ func (m *Monitor) CheckControls() {
 		if flipped {
 			cur.Since = now
 		}
-		if first || flipped || cur.Detail != r.detail {
-			changed = true
+		if first || flipped {
+			changed = true // a detail alone (e.g. a growing delay) does not republish
 		}
 		cur.InForce, cur.Detail, cur.Checked = r.ok, r.detail, now
 		f := Finding{Time: now, Key: r.k.device + ":" + r.k.exception + ":" + r.k.control, Device: r.k.device, Owner: r.ex.ApprovedBy,

@@ -37,8 +37,9 @@ type Options struct {
 	System System
 	// Env answers the run-time questions of the other controls.
 	Env Env
-	// ControlsChanged is called (outside the lock) when a control's live
-	// state changed, e.g. to republish the inventory.
+	// ControlsChanged is called (outside the lock) when a control was
+	// checked for the first time, went in or out of force, or was removed,
+	// e.g. to republish the inventory.
 	ControlsChanged func()
 	// LookupHost resolves device host names (default net.DefaultResolver).
 	LookupHost func(ctx context.Context, host string) ([]string, error)
@@ -377,7 +378,9 @@ func (m *Monitor) Tick(now time.Time) {
 		m.mu.Unlock()
 		samples = m.o.Traffic()
 		m.mu.Lock()
-		m.sampleLocked(now, samples, &out)
+		if !m.closed {
+			m.sampleLocked(now, samples, &out)
+		}
 	}
 	m.mu.Unlock()
 	m.emit(out)
