@@ -114,7 +114,7 @@ func TestMonitorWired(t *testing.T) {
 
 // TestVendorHoursEnforced: vendor.hours from the configuration is enforced
 // by the real broker (refused outside, recorded inside after a reload) and
-// the refusal becomes a monitor finding.
+// the refusal becomes a monitor finding; so does a locked vendor's retry.
 func TestVendorHoursEnforced(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config(pumpServer)
@@ -154,6 +154,21 @@ func TestVendorHoursEnforced(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != access.CodeNoGrant || re.Request == "" {
 		t.Fatalf("inside the hours: %v", err)
 	}
+	// A locked vendor trying again is a finding.
+	if _, err := e.a.auth.AddLock("spiffe://hospital.example/vendor/acme-medical/jane", time.Time{}, "left", access.Actor{Kind: access.KindLocal, Via: "admin", UID: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = cl.DialTunnel(context.Background()); !errors.As(err, &re) {
+		t.Fatalf("locked: %v", err)
+	}
+	waitFor(t, "monitor.locked_retry", func() bool {
+		for _, ev := range e.a.events.snapshot() {
+			if ev.Kind == monitor.KindLockedRetry {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestBaselineThroughRelay: synthetic clinical traffic through the real

@@ -110,7 +110,9 @@ func (m *Monitor) observeLocked(t time.Time, kind string, a map[string]string, o
 			m.refusalLocked(t, "untrusted", a["vendor"], a["remote"], a["device"], n, out)
 		case code == "identity" && (strings.Contains(a["reason"], "lifetime") || strings.Contains(a["reason"], "lives longer")):
 			m.refusalLocked(t, "lifetime_too_long", a["vendor"], a["remote"], a["device"], n, out)
-		case code == "locked":
+		case code == "locked" || code == "identity" && strings.Contains(a["reason"], "locked"):
+			// The broker's own lock check (locked) or the peer policy's
+			// (identity, before the identity is named).
 			m.refusalLocked(t, "locked", a["vendor"], a["remote"], a["device"], n, out)
 		case code == "off-hours":
 			m.vendorOffHoursLocked(t, a, "refused", n, out)

@@ -61,12 +61,28 @@ func TestAuthDetectors(t *testing.T) {
 		{"burst per claimed identity from many sources", func() []step {
 			var s []step
 			for i := range 10 {
-				s = append(s, step{kind: "vendor.refused", attrs: []string{"code", "identity", "vendor", jo, "remote", fmt.Sprintf("198.51.100.%d:5000", i), "reason", "not allowed"}})
+				s = append(s, step{kind: "clinical.refused", attrs: []string{"device", fmt.Sprintf("dev-%d", i), "claimed", pump, "remote", fmt.Sprintf("198.51.100.%d:5000", i), "reason", "not_allowed"}})
 			}
 			return s
 		}(), KindAuthBurst, func(t *testing.T, fs []Finding) {
-			if fs[0].Key != "identity:"+jo || fs[0].Count != 10 {
+			if fs[0].Key != "identity:"+pump || fs[0].Count != 10 {
 				t.Errorf("finding %+v", fs[0])
+			}
+		}},
+		{"vendor refusals per source", func() []step {
+			var s []step
+			for range 4 { // the broker folds per source and code: counts add up
+				s = append(s, step{kind: "vendor.refused", attrs: []string{"code", "handshake", "remote", "198.51.100.7:5000", "reason", "no client certificate", "count", "5"}})
+			}
+			return s
+		}(), KindAuthBurst, func(t *testing.T, fs []Finding) {
+			if fs[0].Key != "source:198.51.100.7" || fs[0].Count != 20 {
+				t.Errorf("finding %+v", fs[0])
+			}
+		}},
+		{"locked vendor refused by the peer policy", []step{{kind: "vendor.refused", attrs: []string{"code", "identity", "remote", "192.0.2.9:1", "reason", "your identity is locked on this gateway"}}}, KindLockedRetry, func(t *testing.T, fs []Finding) {
+			if fs[0].Key != "192.0.2.9" {
+				t.Errorf("key %q", fs[0].Key)
 			}
 		}},
 		{"unknown issuer, clinical", []step{{kind: "clinical.refused", attrs: []string{"device", "pump-07", "claimed", pump, "remote", "192.0.2.9:1", "reason", "untrusted"}}}, KindUnknownIssuer, func(t *testing.T, fs []Finding) {
