@@ -7,7 +7,7 @@ import (
 
 // CodeOffHours refuses a request outside the device's service hours
 // (Device.OffHours answered OffHoursRefuse): 403, no request is recorded.
-const CodeOffHours = "off-hours"
+const CodeOffHours = "off_hours"
 
 // What Device.OffHours answers.
 const (

@@ -100,13 +100,14 @@ func (m *Monitor) observeLocked(t time.Time, kind string, a map[string]string, o
 		}
 	case "vendor.refused":
 		n := atoiOr(a["count"], 1)
-		code := a["code"]
+		// Refusal codes are compared in one spelling (snake_case).
+		code := strings.ReplaceAll(a["code"], "-", "_")
 		switch code {
-		case "handshake", "bad-certificate", "identity", "locked":
+		case "handshake", "bad_certificate", "identity", "locked":
 			m.authFailLocked(t, hostOf(a["remote"]), a["vendor"], a["device"], code, n, out)
 		}
 		switch {
-		case (code == "bad-certificate" || code == "identity") && strings.Contains(a["reason"], "not issued by"):
+		case (code == "bad_certificate" || code == "identity") && strings.Contains(a["reason"], "not issued by"):
 			m.refusalLocked(t, "untrusted", a["vendor"], a["remote"], a["device"], n, out)
 		case code == "identity" && (strings.Contains(a["reason"], "lifetime") || strings.Contains(a["reason"], "lives longer")):
 			m.refusalLocked(t, "lifetime_too_long", a["vendor"], a["remote"], a["device"], n, out)
@@ -114,10 +115,10 @@ func (m *Monitor) observeLocked(t time.Time, kind string, a map[string]string, o
 			// The broker's own lock check (locked) or the peer policy's
 			// (identity, before the identity is named).
 			m.refusalLocked(t, "locked", a["vendor"], a["remote"], a["device"], n, out)
-		case code == "off-hours":
+		case code == "off_hours":
 			m.vendorOffHoursLocked(t, a, "refused", n, out)
 		}
-		authenticated := code != "handshake" && code != "bad-certificate" && code != "identity"
+		authenticated := code != "handshake" && code != "bad_certificate" && code != "identity"
 		if authenticated && a["vendor"] != "" && a["remote"] != "" {
 			m.vendorSourceLocked(t, a["vendor"], hostOf(a["remote"]), 0, out)
 		}
