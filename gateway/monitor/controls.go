@@ -389,7 +389,7 @@ func (m *Monitor) CheckControls() {
 		if f.Kind == KindControlNotInForce {
 			cur.reported = now
 		}
-		m.noteLocked(f)
+		m.noteLocked(&f)
 		out = append(out, f)
 	}
 	for k := range m.controls {

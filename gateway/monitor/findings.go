@@ -80,7 +80,8 @@ type Finding struct {
 	Count int       `json:"count"`
 	First time.Time `json:"first_seen"`
 	Last  time.Time `json:"last_seen"`
-	// Sev overrides the kind's default severity when set.
+	// Sev overrides the kind's default severity when set; the monitor
+	// sets it on every finding it raises.
 	Sev string `json:"severity"`
 	// Evidence are detector-specific attributes (counts, thresholds,
 	// addresses, identities).

@@ -254,13 +254,14 @@ func (m *Monitor) raiseLocked(f Finding, out *[]Finding) {
 	if !m.lim.admit(&f) {
 		return
 	}
-	m.noteLocked(f)
+	m.noteLocked(&f)
 	*out = append(*out, f)
 }
 
-func (m *Monitor) noteLocked(f Finding) {
+func (m *Monitor) noteLocked(f *Finding) {
+	f.Sev = f.Severity() // fixed, so that status shows it
 	m.counts[f.Kind]++
-	m.recent = append(m.recent, f)
+	m.recent = append(m.recent, *f)
 	if len(m.recent) > maxRecent {
 		m.recent = m.recent[len(m.recent)-maxRecent:]
 	}
@@ -369,7 +370,7 @@ func (m *Monitor) Tick(now time.Time) {
 		return
 	}
 	for _, f := range m.lim.flush(now) {
-		m.noteLocked(f)
+		m.noteLocked(&f)
 		out = append(out, f)
 	}
 	m.auth.expire(now, m.set.mon)

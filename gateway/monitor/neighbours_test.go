@@ -68,8 +68,12 @@ func TestUnknownDevices(t *testing.T) {
 	if fs := tm.take(); len(fs) != 0 {
 		t.Fatalf("repeated scans gave %d findings", len(fs))
 	}
-	if st := tm.Status().Neighbours; st.Seen != 1 || st.Unknown != 1 || st.Interface != "seg0" {
-		t.Errorf("neighbour status %+v", st)
+	st := tm.Status()
+	if n := st.Neighbours; n.Seen != 1 || n.Unknown != 1 || n.Interface != "seg0" {
+		t.Errorf("neighbour status %+v", n)
+	}
+	if len(st.Findings) != 4 || st.Findings[0].Sev != SevAlarm || st.Counts[KindUnknownDevice] != 2 || st.Counts[KindMACChanged] != 2 {
+		t.Errorf("status findings %+v %v", st.Findings, st.Counts)
 	}
 }
 
