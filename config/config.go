@@ -18,6 +18,7 @@ type Config struct {
 	// Nil (the key absent): every approver identity may run every command
 	// (warned); an empty list refuses every command.
 	Approvers *[]Approver `yaml:"approvers"`
+	Monitor   Monitor     `yaml:"monitor"`
 
 	// File is the path the configuration was loaded from ("" when parsed
 	// from memory). Hash is the SHA-256 of the file's bytes, hex encoded,
@@ -193,6 +194,12 @@ type Device struct {
 	Vendor     *DeviceVend `yaml:"vendor"`
 	Accounts   []Account   `yaml:"accounts"`
 	Exceptions []Exception `yaml:"exceptions"`
+	// MAC is the device's hardware address on the segment (optional); the
+	// monitor alarms when the device's address answers with another.
+	MAC string `yaml:"mac"`
+	// ExpectTrafficEvery raises monitor.device_silent when the device saw
+	// no clinical session for this long (optional).
+	ExpectTrafficEvery Duration `yaml:"expect_traffic_every"`
 }
 
 // Link is how the gateway reaches the device: exactly one of TCP or Serial.
@@ -246,6 +253,11 @@ type DeviceVend struct {
 	// Host is the device's address for service ports; default the host of
 	// link.tcp. Required for serial devices with vendor access.
 	Host string `yaml:"host"`
+	// Hours are the device's service hours (optional), e.g.
+	// "Mon-Fri 07:00-19:00"; OffHours says what happens outside them:
+	// refuse (default) or central (a central approval is required too).
+	Hours    Hours  `yaml:"hours"`
+	OffHours string `yaml:"off_hours"`
 }
 
 // Account is a supporting account or credential of a device. Never the

@@ -27,6 +27,8 @@ mqtt:
   broker: mqtts://broker.hospital.example:8883
 hal:
   driver: sim
+monitor:
+  segment_interface: eth1
 vendors:
   - org: acme
     identities: ["spiffe://hospital.example/vendor/acme/*"]

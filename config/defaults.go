@@ -33,6 +33,20 @@ const (
 	// outbox_max / DefaultOutboxReserveDivisor.
 	DefaultOutboxReserveDivisor = 4
 
+	// monitor
+	DefaultFindingWindow     = 15 * time.Minute
+	DefaultBurstPerSource    = 20
+	DefaultBurstPerIdentity  = 10
+	DefaultBurstWindow       = 5 * time.Minute
+	DefaultBaselineWindow    = 14 * 24 * time.Hour
+	DefaultAnomalyFactor     = 4
+	DefaultAnomalyMinBytes   = 64 << 10
+	DefaultLinkProbe         = 60 * time.Second
+	DefaultNeighbourInterval = 30 * time.Second
+	DefaultControlsInterval  = 5 * time.Minute
+	DefaultTelemetryWithin   = 15 * time.Minute
+	DefaultApproverLearn     = 20
+
 	// AdminSocketName is the admin socket's file name in the state
 	// directory when gateway.admin_socket is not set.
 	AdminSocketName = "admin.sock"
@@ -90,6 +104,24 @@ func applyDefaults(c *Config) {
 	setS(&h.Watchdog, "none")
 	setD(&h.LongPress, 2*time.Second)
 
+	mon := &c.Monitor
+	setD(&mon.FindingWindow, DefaultFindingWindow)
+	setI(&mon.FailedHandshakes.PerSource, DefaultBurstPerSource)
+	setI(&mon.FailedHandshakes.PerIdentity, DefaultBurstPerIdentity)
+	setD(&mon.FailedHandshakes.Window, DefaultBurstWindow)
+	setD(&mon.BaselineWindow, DefaultBaselineWindow)
+	if mon.AnomalyFactor == 0 {
+		mon.AnomalyFactor = DefaultAnomalyFactor
+	}
+	if mon.AnomalyMinBytes == 0 {
+		mon.AnomalyMinBytes = DefaultAnomalyMinBytes
+	}
+	setD(&mon.LinkProbe, DefaultLinkProbe)
+	setD(&mon.NeighbourInterval, DefaultNeighbourInterval)
+	setD(&mon.ControlsInterval, DefaultControlsInterval)
+	setD(&mon.TelemetryWithin, DefaultTelemetryWithin)
+	setI(&mon.ApproverLearn, DefaultApproverLearn)
+
 	for i := range c.Vendors {
 		setD(&c.Vendors[i].MaxCertLifetime, 12*time.Hour)
 	}
@@ -112,6 +144,7 @@ func applyDefaults(c *Config) {
 		if v := dev.Vendor; v != nil {
 			setD(&v.MaxSession, DefaultMaxSession)
 			setD(&v.RequestTimeout, DefaultRequestTimeout)
+			setS(&v.OffHours, OffHoursRefuse)
 			if v.Host == "" && dev.Link.TCP != "" {
 				if host, _, err := net.SplitHostPort(dev.Link.TCP); err == nil {
 					v.Host = host

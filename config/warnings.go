@@ -44,5 +44,6 @@ func warnings(c *Config, d *decoder) Problems {
 	if len(c.Devices) == 0 {
 		add("devices", "no devices are configured; the gateway protects nothing until you add one under devices")
 	}
+	monitorWarnings(c, add)
 	return ws.sorted()
 }

@@ -3,7 +3,9 @@
 # no-op when everything is already there. It says what it does.
 #
 #   Debian packages: mosquitto, openssl, curl, socat, qemu-user-static,
-#                    stunnel4, sslscan, rabbitmq-server, rsyslog (+ gnutls)
+#                    stunnel4, sslscan, rabbitmq-server, rsyslog (+ gnutls),
+#                    iproute2 and util-linux (ip and unshare: the monitor's
+#                    network-namespace test)
 #   step-ca:         built from the Go module proxy into $WARDGATE_CACHE/bin
 #
 # Environment: WARDGATE_CACHE (default: $HOME/.cache/wardgate).
@@ -26,6 +28,8 @@ want=(
 	rabbitmq-server:rabbitmq-server
 	rsyslogd:rsyslog
 	rsyslogd:rsyslog-gnutls
+	ip:iproute2
+	unshare:util-linux
 )
 
 missing=()

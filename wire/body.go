@@ -121,6 +121,17 @@ type Exception struct {
 	Compensating        []string
 	ApprovedBy          string
 	Expires             time.Time
+	// Controls is the live state of each compensating control, as the
+	// gateway last checked it (nil before the first check).
+	Controls []Control
+}
+
+// Control is the live state of one compensating control of an exception.
+type Control struct {
+	Name    string
+	InForce bool
+	Detail  string
+	Checked time.Time
 }
 
 // Summary counts inv.
@@ -166,12 +177,20 @@ type wireAccount struct {
 }
 
 type wireException struct {
-	ID           string   `cbor:"id"`
-	Control      string   `cbor:"control"`
-	Reason       string   `cbor:"reason"`
-	Compensating []string `cbor:"compensating"`
-	ApprovedBy   string   `cbor:"approved_by"`
-	Expires      string   `cbor:"expires"`
+	ID           string        `cbor:"id"`
+	Control      string        `cbor:"control"`
+	Reason       string        `cbor:"reason"`
+	Compensating []string      `cbor:"compensating"`
+	ApprovedBy   string        `cbor:"approved_by"`
+	Expires      string        `cbor:"expires"`
+	Controls     []wireControl `cbor:"controls,omitempty"`
+}
+
+type wireControl struct {
+	Name    string `cbor:"name"`
+	InForce bool   `cbor:"in_force"`
+	Detail  string `cbor:"detail"`
+	Checked string `cbor:"checked"`
 }
 
 func (inv Inventory) wire() wireInventory {
@@ -190,8 +209,13 @@ func (inv Inventory) wire() wireInventory {
 			if comp == nil {
 				comp = []string{}
 			}
-			wd.Exceptions = append(wd.Exceptions, wireException{ID: e.ID, Control: e.Control, Reason: e.Reason,
-				Compensating: comp, ApprovedBy: e.ApprovedBy, Expires: e.Expires.UTC().Format(dateFmt)})
+			we := wireException{ID: e.ID, Control: e.Control, Reason: e.Reason,
+				Compensating: comp, ApprovedBy: e.ApprovedBy, Expires: e.Expires.UTC().Format(dateFmt)}
+			for _, c := range e.Controls {
+				we.Controls = append(we.Controls, wireControl{Name: c.Name, InForce: c.InForce, Detail: c.Detail,
+					Checked: c.Checked.UTC().Format(time.RFC3339)})
+			}
+			wd.Exceptions = append(wd.Exceptions, we)
 		}
 		w.Devices = append(w.Devices, wd)
 	}

@@ -111,7 +111,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"gateway    gw-e2e", "spiffe://hospital.example/gateway/gw-e2e", "pump-07", "NOT CONNECTED", "hardware   sim"} {
+	for _, want := range []string{"gateway    gw-e2e", "spiffe://hospital.example/gateway/gw-e2e", "pump-07", "NOT CONNECTED", "hardware   sim", "findings   "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s%s", want, out, errs)
 		}
@@ -121,7 +121,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 {
 		t.Fatalf("status --json: %v %q", err, out)
 	}
-	for _, k := range []string{"time", "gateway", "identity", "devices", "vendor", "telemetry", "hardware", "alarms"} {
+	for _, k := range []string{"time", "gateway", "identity", "devices", "vendor", "telemetry", "hardware", "alarms", "monitor"} {
 		if _, ok := st[k]; !ok {
 			t.Errorf("status --json lacks %q", k)
 		}

@@ -132,6 +132,7 @@ func printStatus(e *env, s agent.Status) {
 		tamper = "OPEN"
 	}
 	fmt.Fprintf(w, "hardware   %s: LEDs %s; enclosure %s\n", h.Driver, strings.Join(leds, ", "), tamper)
+	printMonitor(e, now, s.Monitor)
 }
 
 func grantViews(gs []access.Grant) []grantView {

@@ -844,6 +844,10 @@ func (b *Broker) decide(v VendorIdentity, dev Device, port int, reason string) (
 			latest = g
 		}
 	}
+	off := offHours(dev, now)
+	if off == OffHoursRefuse {
+		return Grant{}, &refusal{403, CodeOffHours, "outside the device's service hours; ask again within them or call the device's owner", ""}, nil
+	}
 	if pending != nil {
 		var evs []Event
 		if !slices.Contains(pending.Ports, port) && len(pending.Approvals) > 0 {
@@ -882,7 +886,7 @@ func (b *Broker) decide(v VendorIdentity, dev Device, port int, reason string) (
 	}
 	g := &Grant{
 		ID: b.newIDLocked(), Vendor: v.URI, Org: v.Org, Person: v.Person, Device: dev.ID,
-		Ports: []int{port}, Reason: reason, Policy: slices.Clone(dev.Approval), State: StatePending,
+		Ports: []int{port}, Reason: reason, Policy: offHoursPolicy(dev, off), State: StatePending,
 		Requested: now, Deadline: now.Add(b.o.RequestTTL),
 	}
 	b.grants[g.ID] = g

@@ -31,6 +31,11 @@ type Device struct {
 	MaxSession   time.Duration // grant lifetime from approval
 	Host         string        // host (name or address) the gateway dials on the device segment
 	ClinicalPort int           // the device's own clinical service port (the port of its link): never reachable by vendors, even if listed in Ports
+	// OffHours, when set, is asked with the broker's clock at every request
+	// without an active grant: InHours, OffHoursRefuse (refused with
+	// CodeOffHours) or OffHoursCentral (a new request needs a central
+	// approval besides Approval). Active grants are not affected.
+	OffHours func(now time.Time) string
 }
 
 // VendorIdentity is an authorized vendor peer.

@@ -28,6 +28,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/clinical"
 	"github.com/wardgate/wardgate/gateway/front"
+	"github.com/wardgate/wardgate/gateway/monitor"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
@@ -76,6 +77,7 @@ type Agent struct {
 	tel      *telemetry.Publisher
 	hw       *hardware
 	clin     *clinicalPath
+	mon      *monitor.Monitor
 
 	alarmsMu sync.Mutex
 	alarms   map[string]string // kind -> message, raised until cleared
@@ -137,6 +139,9 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	if err := a.setupTelemetry(); err != nil {
+		return nil, err
+	}
+	if err := a.setupMonitor(); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -362,6 +367,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("clinical", func(context.Context) error { return a.clin.run(clinCtx) })
 	run("hardware", a.hw.run)
 	run("indicators", a.indicatorLoop)
+	run("monitor", a.mon.Run)
 
 	a.events.emit(a.clock.Now(), "gateway.started", wire.SeverityInfo, map[string]string{
 		"version": a.o.Version, "config_hash": cfg.Hash, "devices": fmt.Sprint(len(cfg.Devices))})
@@ -401,6 +407,9 @@ func (a *Agent) Close() error {
 		errs = append(errs, a.hw.close())
 	}
 	a.clin.close()
+	if a.mon != nil {
+		errs = append(errs, a.mon.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -430,8 +439,9 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	a.pol.Store(pol)
 	a.auth.SetScopes(scopes)
 	a.access.SetDevices(accessDevices(cfg))
+	a.mon.SetConfig(cfg)
 	a.events.emit(a.clock.Now(), "config.reloaded", wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
-	if _, err := a.tel.PublishInventory(inventory(cfg)); err != nil {
+	if _, err := a.tel.PublishInventory(a.inventory()); err != nil {
 		a.log.Warn("inventory after reload not queued", "err", err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardgate/wardgate/wire"
@@ -19,6 +20,9 @@ import (
 type eventSink struct {
 	log     *slog.Logger
 	publish func(wire.Event) (uint64, error) // nil until telemetry runs
+	// observe, when set, sees every event after it was kept and handed to
+	// telemetry (the monitor); it is called outside the sink's lock.
+	observe atomic.Pointer[func(t time.Time, kind string, attrs map[string]string)]
 
 	mu        sync.Mutex
 	recent    []recentEvent
@@ -104,6 +108,9 @@ func (s *eventSink) emitThen(now time.Time, kind, severity string, attrs map[str
 		level = slog.LevelError
 	}
 	s.log.Log(context.Background(), level, "event", args...)
+	if obs := s.observe.Load(); obs != nil {
+		defer (*obs)(now, kind, attrs)
+	}
 	s.mu.Lock()
 	s.recent = append(s.recent, recentEvent{Time: now, Kind: kind, Severity: severity, Attrs: attrs})
 	if len(s.recent) > recentEvents {

@@ -90,6 +90,7 @@ func accessDevices(cfg *config.Config) []access.Device {
 		out = append(out, access.Device{
 			ID: d.ID, Org: d.Vendor.Org, Ports: d.Vendor.Ports, Approval: d.Vendor.Approval,
 			MaxSession: d.Vendor.MaxSession.D(), Host: d.Vendor.Host, ClinicalPort: cp,
+			OffHours: offHoursFunc(d.Vendor),
 		})
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/monitor"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 	"github.com/wardgate/wardgate/hal"
 )
@@ -24,6 +25,9 @@ type Status struct {
 	Hardware  hal.State       `json:"hardware"`
 	Alarms    []string        `json:"alarms"`
 	Events    []recentEvent   `json:"recent_events"`
+	// Monitor is the monitor's findings, baselines, controls and neighbour
+	// scan (absent when the agent has none).
+	Monitor *monitor.Status `json:"monitor,omitempty"`
 }
 
 // GatewayStatus names the gateway and its configuration.
@@ -73,6 +77,7 @@ func (a *Agent) Status() Status {
 		Hardware:  a.hw.board.State(),
 		Alarms:    a.alarmList(),
 		Events:    a.events.snapshot(),
+		Monitor:   a.monitorStatus(),
 	}
 	s.Gateway.State = "ok"
 	if !s.Telemetry.Connected {

@@ -37,7 +37,7 @@ func (a *Agent) setupTelemetry() error {
 		Logger:          a.o.Logger,
 		MetricsInterval: cfg.MQTT.MetricsInterval.D(),
 		Metrics:         a.metrics,
-		Inventory:       func() wire.Inventory { return inventory(a.cfg()) },
+		Inventory:       a.inventory,
 		OutboxPath:      filepath.Join(cfg.Gateway.StateDir, "telemetry.db"),
 		OutboxMax:       int64(cfg.MQTT.OutboxMax),
 		OutboxReserve:   int64(cfg.MQTT.OutboxReserve),
