@@ -12,9 +12,12 @@ import (
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/admin"
 	"github.com/wardgate/wardgate/gateway/authority"
+	"github.com/wardgate/wardgate/wire/command"
 )
 
 // adminRoutes is the admin API (docs/security-team.md documents the JSON).
+// Routes that change access run the same operations as central commands
+// (ops.go); the actor is the local caller.
 //
 //	GET    /v1/status                     Status
 //	GET    /v1/grants                     access.Snapshot
@@ -37,24 +40,12 @@ func (a *Agent) adminRoutes() http.Handler {
 		admin.WriteJSON(w, http.StatusOK, a.access.Snapshot())
 	})
 	mux.HandleFunc("POST /v1/grants/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		id, actor := r.PathValue("id"), localActor(r)
-		var err error
-		switch r.PathValue("action") {
-		case "approve":
-			_, err = a.access.Approve(id, actor)
-		case "deny":
-			err = a.access.Deny(id, actor)
-		case "revoke":
-			err = a.access.Revoke(id, actor)
+		switch action := r.PathValue("action"); action {
+		case command.Approve, command.Deny, command.Revoke:
+			a.serveOp(w, action, localActor(r), opRequest{Grant: r.PathValue("id")})
 		default:
 			admin.WriteError(w, http.StatusNotFound, "unknown action; use approve, deny or revoke")
-			return
 		}
-		if err != nil {
-			admin.WriteError(w, accessStatus(err), err.Error())
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, a.grant(id))
 	})
 	mux.HandleFunc("GET /v1/locks", func(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusOK, a.auth.Locks())
@@ -69,35 +60,21 @@ func (a *Agent) adminRoutes() http.Handler {
 			admin.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		var until time.Time
+		var d time.Duration
 		if in.For != "" {
-			d, err := config.ParseDuration(in.For)
-			if err != nil || d <= 0 {
+			var err error
+			if d, err = config.ParseDuration(in.For); err != nil || d <= 0 {
 				admin.WriteError(w, http.StatusBadRequest, "for: give a positive duration such as 12h or 30d")
 				return
 			}
-			until = a.clock.Now().Add(d)
 		}
-		l, err := a.lock(in.Identity, until, in.Reason, localActor(r))
-		if err != nil && !errors.Is(err, authority.ErrNotSaved) {
-			admin.WriteError(w, accessStatus(err), err.Error())
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, l)
+		a.serveOp(w, command.Lock, localActor(r), opRequest{Target: in.Identity, For: d, Reason: in.Reason})
 	})
 	mux.HandleFunc("DELETE /v1/locks", func(w http.ResponseWriter, r *http.Request) {
-		if err := a.auth.RemoveLock(r.URL.Query().Get("identity"), localActor(r)); err != nil {
-			admin.WriteError(w, accessStatus(err), err.Error())
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, map[string]bool{"removed": true})
+		a.serveOp(w, command.Unlock, localActor(r), opRequest{Target: r.URL.Query().Get("identity")})
 	})
 	mux.HandleFunc("POST /v1/tamper/clear", func(w http.ResponseWriter, r *http.Request) {
-		if err := a.clearTamper(localActor(r)); err != nil {
-			admin.WriteError(w, accessStatus(err), err.Error())
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, map[string]bool{"cleared": true})
+		a.serveOp(w, command.ClearTamper, localActor(r), opRequest{})
 	})
 	mux.HandleFunc("POST /v1/clock/reset", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.auth.ResetTrustedTime(localActor(r)); err != nil {
@@ -108,6 +85,17 @@ func (a *Agent) adminRoutes() http.Handler {
 	})
 	a.halRoutes(mux)
 	return mux
+}
+
+// serveOp runs an operation for the admin API and writes its result. A lock
+// in force but not saved is a success with an alarm (see opLock).
+func (a *Agent) serveOp(w http.ResponseWriter, name string, actor authority.Actor, r opRequest) {
+	res, err := a.do(name, actor, r)
+	if err != nil && !(name == command.Lock && errors.Is(err, authority.ErrNotSaved)) {
+		admin.WriteError(w, accessStatus(err), err.Error())
+		return
+	}
+	admin.WriteJSON(w, http.StatusOK, res.Value)
 }
 
 // localActor is the admin socket caller.

@@ -139,49 +139,35 @@ func (a *Agent) command(_ context.Context, c command.Command) (string, error) {
 		}
 		return ""
 	}
+	var r opRequest
 	switch c.Name {
 	case command.Approve:
 		ap, err := command.ParseApprove(c.Args)
 		if err != nil {
 			return "", err
 		}
-		var bind *access.Binding
+		r.Grant = ap.Grant
 		if ap.Bound {
-			bind = &access.Binding{Vendor: ap.Vendor, Device: ap.Device, Ports: ap.Ports}
+			r.Binding = &access.Binding{Vendor: ap.Vendor, Device: ap.Device, Ports: ap.Ports}
 		}
-		g, err := a.access.ApproveBound(ap.Grant, actor, bind)
-		if err != nil {
-			return "", err
-		}
-		if g.State == access.StateActive {
-			return fmt.Sprintf("grant %s active until %s", g.ID, g.Deadline.UTC().Format(time.RFC3339)), nil
-		}
-		return fmt.Sprintf("approval recorded; %s still needs %v", g.ID, g.Policy), nil
-	case command.Deny:
-		return "denied", a.access.Deny(arg(0), actor)
-	case command.Revoke:
-		return "revoked", a.access.Revoke(arg(0), actor)
+	case command.Deny, command.Revoke:
+		r.Grant = arg(0)
 	case command.EndSession:
-		return "session ended", a.access.EndSession(arg(0), actor)
+		r.Session = arg(0)
 	case command.Lock:
-		var until time.Time
+		r.Target, r.Reason = arg(0), arg(2)
 		if d := arg(1); d != "" {
 			dur, err := config.ParseDuration(d)
 			if err != nil {
 				return "", fmt.Errorf("lock duration: %w", err)
 			}
-			until = a.clock.Now().Add(dur)
+			r.For = dur
 		}
-		if _, err := a.lock(arg(0), until, arg(2), actor); err != nil {
-			return "", err
-		}
-		return "locked", nil
 	case command.Unlock:
-		return "unlocked", a.auth.RemoveLock(arg(0), actor)
-	case command.ClearTamper:
-		return "tamper cleared", a.clearTamper(actor)
+		r.Target = arg(0)
 	}
-	return "", fmt.Errorf("command %s is not handled by this gateway", c.Name)
+	res, err := a.do(c.Name, actor, r)
+	return res.Summary, err
 }
 
 // metrics fills the periodic metrics snapshot.
