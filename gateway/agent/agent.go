@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -80,7 +79,9 @@ type Agent struct {
 	mon      *monitor.Monitor
 
 	alarmsMu sync.Mutex
-	alarms   map[string]string // kind -> message, raised until cleared
+	alarms   map[string]string // kind -> message, raised until cleared (alarms.go)
+	// statusWake asks statusLoop to publish now (an alarm changed).
+	statusWake chan struct{}
 
 	reloadMu sync.Mutex
 }
@@ -104,7 +105,7 @@ func New(o Options) (*Agent, error) {
 		var d net.Dialer
 		o.Dial = d.DialContext
 	}
-	a := &Agent{o: o, log: o.Logger.With("component", "agent"), clock: o.Clock, sys: sysStats{proc: "/proc"}, alarms: map[string]string{}}
+	a := &Agent{o: o, log: o.Logger.With("component", "agent"), clock: o.Clock, sys: sysStats{proc: "/proc"}, alarms: map[string]string{}, statusWake: make(chan struct{}, 1)}
 	a.events = &eventSink{log: o.Logger.With("component", "events")}
 	a.start = a.clock.Now()
 	cfg := o.Config
@@ -367,6 +368,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("clinical", func(context.Context) error { return a.clin.run(clinCtx) })
 	run("hardware", a.hw.run)
 	run("indicators", a.indicatorLoop)
+	run("status", a.statusLoop)
 	run("monitor", a.mon.Run)
 
 	a.events.emit(a.clock.Now(), "gateway.started", wire.SeverityInfo, map[string]string{
@@ -468,36 +470,4 @@ func restartNeeded(old, cfg *config.Config) error {
 		}
 	}
 	return nil
-}
-
-// raise and clear track alarms (red LED, status, telemetry).
-func (a *Agent) raise(kind, msg string) {
-	a.alarmsMu.Lock()
-	_, had := a.alarms[kind]
-	a.alarms[kind] = msg
-	a.alarmsMu.Unlock()
-	if !had {
-		a.events.emit(a.clock.Now(), "alarm.raised", wire.SeverityAlarm, map[string]string{"alarm": kind, "message": msg})
-	}
-}
-
-func (a *Agent) clear(kind string) {
-	a.alarmsMu.Lock()
-	_, had := a.alarms[kind]
-	delete(a.alarms, kind)
-	a.alarmsMu.Unlock()
-	if had {
-		a.events.emit(a.clock.Now(), "alarm.cleared", wire.SeverityInfo, map[string]string{"alarm": kind})
-	}
-}
-
-func (a *Agent) alarmList() []string {
-	a.alarmsMu.Lock()
-	defer a.alarmsMu.Unlock()
-	out := make([]string, 0, len(a.alarms))
-	for k, m := range a.alarms {
-		out = append(out, k+": "+m)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -151,20 +151,15 @@ func (h *hardware) press(p hal.Press) {
 	}
 }
 
-// indicatorLoop keeps the LEDs in line with the agent's state.
+// indicatorLoop keeps the LEDs in line with the agent's state: it is the
+// only writer of the LEDs.
 func (a *Agent) indicatorLoop(ctx context.Context) error {
 	tick := a.clock.NewTicker(time.Second)
 	defer tick.Stop()
 	hb := a.hw.board.Kicker.Monitor("agent-indicators", 30*time.Second)
 	defer hb.Stop()
-	var lastStatus time.Time
-	lastKey := ""
 	for {
 		hb.Beat()
-		a.publishStatus(&lastStatus, &lastKey)
-		if left := a.certLeft(); left <= 0 {
-			a.raise("certificate_expired", "the gateway certificate expired; the gateway keeps trying to renew it")
-		}
 		a.indicate()
 		select {
 		case <-ctx.Done():

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"strings"
 	"time"
 
@@ -96,6 +97,32 @@ func (a *Agent) Status() Status {
 
 // statusEvery is how often a status message goes out when nothing changed.
 const statusEvery = 10 * time.Minute
+
+// statusLoop is the one place status messages are published from: when the
+// state or the alarms change (checked every second and at once when an
+// alarm is raised or cleared) and every statusEvery otherwise. It also
+// raises certificate_expired the moment the certificate runs out.
+func (a *Agent) statusLoop(ctx context.Context) error {
+	tick := a.clock.NewTicker(time.Second)
+	defer tick.Stop()
+	hb := a.hw.board.Kicker.Monitor("agent-status", 30*time.Second)
+	defer hb.Stop()
+	var last time.Time
+	lastKey := ""
+	for {
+		hb.Beat()
+		if left := a.certLeft(); left <= 0 {
+			a.raise("certificate_expired", "the gateway certificate expired; the gateway keeps trying to renew it")
+		}
+		a.publishStatus(&last, &lastKey)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.Chan():
+		case <-a.statusWake:
+		}
+	}
+}
 
 // publishStatus sends a status message when the state or the alarms
 // changed, and every statusEvery otherwise.
