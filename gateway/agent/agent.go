@@ -51,6 +51,15 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Ready, if set, is called once every listener is up.
 	Ready func()
+	// StartProblems, when set, says Config is the last known good
+	// configuration because the file at ConfigFile has these problems: the
+	// agent raises the config_invalid alarm and emits
+	// config.started_last_good. Nil: Config is the file as it is, and is
+	// saved as the last known good one once the agent runs.
+	StartProblems error
+	// ConfigFile is the configuration file the operator edits (default
+	// Config.File); reported when StartProblems is set.
+	ConfigFile string
 }
 
 // Agent is the running gateway.
@@ -96,6 +105,9 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.Listen == nil {
 		o.Listen = net.Listen
+	}
+	if o.ConfigFile == "" {
+		o.ConfigFile = o.Config.File
 	}
 	if o.Dial == nil {
 		var d net.Dialer
@@ -350,6 +362,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	a.events.emit(a.clock.Now(), "gateway.started", wire.SeverityInfo, map[string]string{
 		"version": a.o.Version, "config_hash": cfg.Hash, "devices": fmt.Sprint(len(cfg.Devices))})
+	if a.o.StartProblems != nil {
+		a.startedOnLastGood()
+	} else {
+		a.configAccepted(cfg)
+	}
 	a.hw.notifyReady()
 	if a.o.Ready != nil {
 		a.o.Ready()
@@ -410,7 +427,8 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	}
 	a.pol.Store(pol)
 	a.access.SetDevices(accessDevices(cfg))
-	a.events.emit(a.clock.Now(), "config.reloaded", wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
+	a.events.emit(a.clock.Now(), EvConfigReloaded, wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
+	a.configAccepted(cfg)
 	if _, err := a.tel.PublishInventory(inventory(cfg)); err != nil {
 		a.log.Warn("inventory after reload not queued", "err", err)
 	}

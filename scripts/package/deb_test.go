@@ -120,7 +120,8 @@ func TestDebContents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Type=notify", "WatchdogSec=", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
-		"ExecStart=/usr/bin/wardgate run --config /etc/wardgate/wardgate.yaml", "ExecReload=/bin/kill -HUP $MAINPID",
+		"ExecStart=/usr/bin/wardgate run --config /etc/wardgate/wardgate.yaml",
+		"ExecStartPre=-/usr/bin/wardgate config check /etc/wardgate/wardgate.yaml", "ExecReload=/bin/kill -HUP $MAINPID",
 		"User=wardgate", "DeviceAllow=char-ttyUSB rw", "DeviceAllow=char-ttyACM rw", "DeviceAllow=char-ttyAMA rw",
 		"LimitNOFILE=4096", "TasksMax=256", "MemoryMax=256M"} {
 		if !strings.Contains(string(unit), want) {

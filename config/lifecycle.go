@@ -1,0 +1,173 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The last known good configuration: a file that passed validation and ran
+// is kept in STATE_DIR so that, when the file in /etc is later broken, the
+// agent starts on it (with an alarm) instead of leaving the devices
+// unprotected and unreachable.
+const (
+	// LastGoodFile is the last known good configuration, under STATE_DIR.
+	LastGoodFile = "last-good.yaml"
+	// LastGoodHashFile holds LastGoodFile's SHA-256 (hex, one line).
+	LastGoodHashFile = "last-good.sha256"
+)
+
+// ErrNoLastGood is returned by LoadLastGood when no last known good
+// configuration was ever saved (first boot).
+var ErrNoLastGood = errors.New("no last known good configuration is stored")
+
+// SaveLastGood keeps c, a configuration that passed validation and runs,
+// as the last known good one in c's state directory: the bytes of c.File
+// are written (atomically, mode 0600) with their hash. The file is re-read
+// and must still hash to c.Hash; when it changed since it was loaded,
+// nothing is saved and an error says so. A configuration parsed from
+// memory (c.File == "") is not saved. Saving the one already stored is a
+// no-op.
+func SaveLastGood(c *Config) error {
+	if c == nil || c.File == "" {
+		return nil
+	}
+	dir := c.Gateway.StateDir
+	if cur, err := os.ReadFile(filepath.Join(dir, LastGoodHashFile)); err == nil && strings.TrimSpace(string(cur)) == c.Hash {
+		if _, err := os.Stat(filepath.Join(dir, LastGoodFile)); err == nil {
+			return nil
+		}
+	}
+	data, err := readFile(c.File)
+	if err != nil {
+		return fmt.Errorf("save last known good configuration: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if hex.EncodeToString(sum[:]) != c.Hash {
+		return fmt.Errorf("save last known good configuration: %s changed since it was loaded; not saved", c.File)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save last known good configuration: %w", err)
+	}
+	// The configuration first, its hash second: a crash in between leaves
+	// a mismatch that LoadLastGood reports rather than a wrong pairing.
+	if err := writeAtomic(filepath.Join(dir, LastGoodFile), data); err != nil {
+		return fmt.Errorf("save last known good configuration: %w", err)
+	}
+	if err := writeAtomic(filepath.Join(dir, LastGoodHashFile), []byte(c.Hash+"\n")); err != nil {
+		return fmt.Errorf("save last known good configuration: %w", err)
+	}
+	return nil
+}
+
+// LoadLastGood loads the last known good configuration from stateDir,
+// checking it against its stored hash and validating it again at now. It
+// returns ErrNoLastGood when none was saved.
+func LoadLastGood(stateDir string, now time.Time) (*Config, error) {
+	path := filepath.Join(stateDir, LastGoodFile)
+	want, err := os.ReadFile(filepath.Join(stateDir, LastGoodHashFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoLastGood
+	}
+	if err != nil {
+		return nil, fmt.Errorf("last known good configuration: %w", err)
+	}
+	data, err := readFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("last known good configuration: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); got != strings.TrimSpace(string(want)) {
+		return nil, fmt.Errorf("last known good configuration %s does not match its stored hash (sha256 %s, stored %s); it is not used", path, got, strings.TrimSpace(string(want)))
+	}
+	return Parse(path, data, now)
+}
+
+// StateDirOf returns the state directory the configuration at path names
+// (gateway.state_dir, default DefaultStateDir), reading only that key, so
+// that the last known good configuration is found even when the rest of
+// the file is broken. A file that is unreadable, not YAML, or whose key is
+// unusable gives DefaultStateDir and the reason.
+func StateDirOf(path string) (string, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return DefaultStateDir, err
+	}
+	root, err := parseDocument(path, data)
+	if err != nil {
+		return DefaultStateDir, err
+	}
+	gw := mapValue(root, "gateway")
+	n := mapValue(gw, "state_dir")
+	if n == nil || n.Tag == "!!null" {
+		return DefaultStateDir, nil
+	}
+	if n.Kind != yaml.ScalarNode || !filepath.IsAbs(n.Value) {
+		return DefaultStateDir, Problems{{File: path, Line: n.Line, Path: "gateway.state_dir", Msg: "not an absolute path"}}
+	}
+	return filepath.Clean(n.Value), nil
+}
+
+// writeAtomic writes data to path through a temporary file, fsync and
+// rename, with mode 0600.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Chmod(0o600)
+	}
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return werr
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ProblemList returns err's problems one per entry (each as
+// FILE:LINE: path: message), for events and status; an error that is not
+// Problems gives its message.
+func ProblemList(err error) []string {
+	if err == nil {
+		return nil
+	}
+	var ps Problems
+	if errors.As(err, &ps) {
+		out := make([]string, len(ps))
+		for i, p := range ps {
+			out[i] = p.String()
+		}
+		return out
+	}
+	var out []string
+	for l := range strings.Lines(err.Error()) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/config"
+)
+
+// hasAlarm reports whether status lists the alarm kind.
+func hasAlarm(st Status, kind string) bool {
+	for _, a := range st.Alarms {
+		if strings.HasPrefix(a, kind+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// lastEvent is the most recent event of kind in status, or nil.
+func lastEvent(st Status, kind string) *recentEvent {
+	for i := len(st.Events) - 1; i >= 0; i-- {
+		if st.Events[i].Kind == kind {
+			return &st.Events[i]
+		}
+	}
+	return nil
+}
+
+func TestReloadRefusedRaisesAlarmAndEvent(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "wardgate.yaml")
+	good := e.configText(pumpServer)
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(cfg)
+	// The configuration that ran is kept as the last known good one.
+	if lkg, err := config.LoadLastGood(cfg.Gateway.StateDir, time.Now()); err != nil || lkg.Hash != cfg.Hash {
+		t.Fatalf("last known good after start: %v", err)
+	}
+
+	// Two problems in one file: both are in the event.
+	broken := strings.Replace(good, "owner: ce/icu", "owner: ''", 2)
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.a.ReloadFile(path); err == nil {
+		t.Fatal("broken reload accepted")
+	}
+	st := e.a.Status()
+	if !hasAlarm(st, alarmConfigRefused) || st.Gateway.State != "alarm" {
+		t.Errorf("after a refused reload: state %s alarms %q", st.Gateway.State, st.Alarms)
+	}
+	ev := lastEvent(st, EvConfigReloadRefused)
+	if ev == nil {
+		t.Fatal("no config.reload_refused event")
+	}
+	if ev.Severity != "alarm" || ev.Attrs["problems"] != "2" ||
+		!strings.Contains(ev.Attrs["problem_1"], "devices[0].owner") || !strings.Contains(ev.Attrs["problem_2"], "devices[1].owner") {
+		t.Errorf("event %+v", ev)
+	}
+	if st.Gateway.ConfigHash != cfg.Hash {
+		t.Errorf("running config changed to %s", st.Gateway.ConfigHash)
+	}
+	// The kept configuration did not change.
+	if lkg, _ := config.LoadLastGood(cfg.Gateway.StateDir, time.Now()); lkg == nil || lkg.Hash != cfg.Hash {
+		t.Error("last known good overwritten by a refused file")
+	}
+
+	// A change that needs a restart is refused the same way.
+	if err := os.WriteFile(path, []byte(strings.Replace(good, "id: gw-t", "id: gw-other", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.a.ReloadFile(path); err == nil || !strings.Contains(err.Error(), "needs a restart") {
+		t.Fatalf("restart-needed reload: %v", err)
+	}
+	if ev := lastEvent(e.a.Status(), EvConfigReloadRefused); ev == nil || !strings.Contains(ev.Attrs["problem_1"], "gateway.id changed") {
+		t.Errorf("restart-needed event %+v", ev)
+	}
+
+	// A good file clears the alarm and becomes the last known good one.
+	next := strings.Replace(good, "site: lab", "site: lab2", 1)
+	if err := os.WriteFile(path, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.a.ReloadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	st = e.a.Status()
+	if hasAlarm(st, alarmConfigRefused) {
+		t.Errorf("alarm not cleared: %q", st.Alarms)
+	}
+	if lkg, err := config.LoadLastGood(cfg.Gateway.StateDir, time.Now()); err != nil || lkg.Gateway.Site != "lab2" {
+		t.Errorf("last known good after a good reload: %v", err)
+	}
+}
+
+func TestStartOnLastGoodRaisesAlarm(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(pumpServer)
+	problems := config.Problems{{File: "/etc/wardgate/wardgate.yaml", Line: 3, Path: "devices[0].owner", Msg: "missing"}}
+	e.startWith(Options{Config: cfg, StartProblems: problems, ConfigFile: "/etc/wardgate/wardgate.yaml"})
+	st := e.a.Status()
+	if !hasAlarm(st, alarmConfigInvalid) {
+		t.Errorf("alarms %q, want %s", st.Alarms, alarmConfigInvalid)
+	}
+	ev := lastEvent(st, EvConfigLastGood)
+	if ev == nil || ev.Attrs["problems"] != "1" || !strings.Contains(ev.Attrs["problem_1"], "devices[0].owner") || ev.Attrs["config_hash"] != cfg.Hash {
+		t.Errorf("event %+v", ev)
+	}
+}
