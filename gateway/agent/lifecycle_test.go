@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
 )
 
@@ -115,5 +117,41 @@ func TestStartOnLastGoodRaisesAlarm(t *testing.T) {
 	ev := lastEvent(st, EvConfigLastGood)
 	if ev == nil || ev.Attrs["problems"] != "1" || !strings.Contains(ev.Attrs["problem_1"], "devices[0].owner") || ev.Attrs["config_hash"] != cfg.Hash {
 		t.Errorf("event %+v", ev)
+	}
+}
+
+// TestRenewalOverdueAlarm: the certificate manager's renewal_overdue
+// raises the certificate_renewal alarm (status, alarm LED), critical at
+// 90%, cleared by the next renewal.
+func TestRenewalOverdueAlarm(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config(pumpServer))
+	leaf := e.a.ident.Chain()[0]
+	e.a.identityEvent(certs.Event{Kind: certs.EventRenewalOverdue, Time: time.Now(), UsedPercent: 50, NotAfter: leaf.NotAfter, Serial: "1"})
+	st := e.a.Status()
+	if !hasAlarm(st, alarmRenewal) {
+		t.Fatalf("alarms %q", st.Alarms)
+	}
+	e.a.indicate()
+	if !e.a.hw.board.State().Indication.Alarm {
+		t.Error("alarm LED off while renewal is overdue")
+	}
+	if ev := lastEvent(st, "identity.renewal_overdue"); ev == nil || ev.Severity != "warning" || ev.Attrs["used_percent"] != "50" {
+		t.Errorf("event %+v", ev)
+	}
+	e.a.identityEvent(certs.Event{Kind: certs.EventRenewalOverdue, Time: time.Now(), UsedPercent: 90, NotAfter: leaf.NotAfter, Serial: "1"})
+	st = e.a.Status()
+	if ev := lastEvent(st, "identity.renewal_overdue"); ev == nil || ev.Severity != "alarm" {
+		t.Errorf("critical event %+v", ev)
+	}
+	if !strings.Contains(strings.Join(st.Alarms, "\n"), "CRITICAL") {
+		t.Errorf("alarms %q lack CRITICAL", st.Alarms)
+	}
+	// An operator's renewal goes through the manager and clears it.
+	if _, err := e.a.renewNow(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.a.Status(); hasAlarm(st, alarmRenewal) {
+		t.Errorf("alarm not cleared by a renewal: %q", st.Alarms)
 	}
 }
