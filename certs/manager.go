@@ -631,9 +631,9 @@ func backoff(n int, lo, hi time.Duration, jitter func(time.Duration) time.Durati
 type attemptMode int
 
 const (
-	scheduled   attemptMode = iota // renew or re-key as the schedule says
-	forceRenew                     // an operator's renewal
-	forceRekey                     // an operator's re-key
+	scheduled  attemptMode = iota // renew or re-key as the schedule says
+	forceRenew                    // an operator's renewal
+	forceRekey                    // an operator's re-key
 )
 
 // RenewOnce renews the current certificate at once (rekey: with a new key
