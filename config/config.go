@@ -170,6 +170,11 @@ type Device struct {
 	Vendor     *DeviceVend `yaml:"vendor"`
 	Accounts   []Account   `yaml:"accounts"`
 	Exceptions []Exception `yaml:"exceptions"`
+	// Retired is the date the device was taken out of service; see
+	// lifecycle.go (Device.IsRetired). ReplacedBy names the device that
+	// took its place.
+	Retired    Date   `yaml:"retired"`
+	ReplacedBy string `yaml:"replaced_by"`
 }
 
 // Link is how the gateway reaches the device: exactly one of TCP or Serial.

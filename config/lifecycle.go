@@ -171,3 +171,44 @@ func ProblemList(err error) []string {
 	}
 	return out
 }
+
+// IsRetired reports whether the device was taken out of service (retired:
+// DATE). A retired device stays in the inventory, marked retired; its
+// clinical listener is closed, its vendor grants are revoked, vendors are
+// refused with code "retired", and its accounts are flagged for rotation or
+// removal.
+func (d *Device) IsRetired() bool { return !d.Retired.IsZero() }
+
+// retirement checks retired: and replaced_by: on every device; ids maps
+// device ids to their paths.
+func (v *validator) retirement(c *Config, ids map[string]string) {
+	for i := range c.Devices {
+		dev := &c.Devices[i]
+		p := fmt.Sprintf("devices[%d]", i)
+		if !dev.Retired.IsZero() && dev.Retired.After(v.now) {
+			v.add(p+".retired", "%s is in the future; give the date the device was taken out of service (add retired: on that day)", dev.Retired)
+		}
+		if dev.ReplacedBy == "" {
+			continue
+		}
+		switch other, ok := ids[dev.ReplacedBy]; {
+		case dev.Retired.IsZero():
+			v.add(p+".replaced_by", "only a retired device is replaced; add retired: YYYY-MM-DD (the day it left service) or remove replaced_by")
+		case dev.ReplacedBy == dev.ID:
+			v.add(p+".replaced_by", "a device cannot replace itself; name the device that took its place")
+		case !ok:
+			v.add(p+".replaced_by", "%q is not a configured device; add the replacement under devices or fix the name", dev.ReplacedBy)
+		default:
+			if r := &c.Devices[indexOf(other)]; r.IsRetired() && r.ReplacedBy == dev.ID {
+				v.add(p+".replaced_by", "%s and %s replace each other; one of them must be in service", dev.ID, r.ID)
+			}
+		}
+	}
+}
+
+// indexOf returns N of a path "devices[N]".
+func indexOf(path string) int {
+	var n int
+	fmt.Sscanf(path, "devices[%d]", &n)
+	return n
+}

@@ -126,3 +126,53 @@ func TestProblemList(t *testing.T) {
 		t.Error("ProblemList(nil) not nil")
 	}
 }
+
+// replacement is a second device that takes pump-07's place and port.
+const replacement = `  - id: pump-09
+    owner: clinical-engineering/icu
+    link: {tcp: 10.20.0.9:4001}
+    clinical: {listen: ":7001", allow: ["spiffe://hospital.example/svc/pump-server"]}
+`
+
+func TestRetirementRules(t *testing.T) {
+	retire := func(fields string) string {
+		return strings.Replace(base, "    owner: clinical-engineering/icu\n", "    owner: clinical-engineering/icu\n"+fields, 1) + replacement
+	}
+	cases := []struct {
+		name, text string
+		want       problemWant
+	}{
+		{"replaced_by unknown", retire("    retired: 2026-11-01\n    replaced_by: pump-99\n"), problemWant{"devices[0].replaced_by", "replaced_by: pump-99", "not a configured device"}},
+		{"replaced_by without retired", strings.Replace(retire("    replaced_by: pump-09\n"), `listen: ":7001", allow`, `listen: ":7003", allow`, 1), problemWant{"devices[0].replaced_by", "replaced_by: pump-09", "only a retired device"}},
+		{"replaced_by itself", retire("    retired: 2026-11-01\n    replaced_by: pump-07\n"), problemWant{"devices[0].replaced_by", "replaced_by: pump-07", "cannot replace itself"}},
+		{"retired in the future", retire("    retired: 2027-01-01\n"), problemWant{"devices[0].retired", "retired: 2027-01-01", "in the future"}},
+		{"retired bad date", retire("    retired: soon\n"), problemWant{"devices[0].retired", "retired: soon", "YYYY-MM-DD"}},
+		{"replace each other", strings.Replace(retire("    retired: 2026-11-01\n    replaced_by: pump-09\n"), "  - id: pump-09\n    owner: clinical-engineering/icu\n", "  - id: pump-09\n    owner: clinical-engineering/icu\n    retired: 2026-11-02\n    replaced_by: pump-07\n", 1), problemWant{"devices[0].replaced_by", "replaced_by: pump-09", "replace each other"}},
+		{"in-service listener still collides", base + replacement, problemWant{"devices[1].clinical.listen", `clinical: {listen: ":7001"`, "collides with devices[0].clinical.listen"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("w.yaml", []byte(tc.text), now)
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("want Problems, got %v", err)
+			}
+			wantLine := lineOf(t, tc.text, tc.want.lineAt)
+			for _, p := range ps {
+				if p.Path == tc.want.path && p.Line == wantLine && strings.Contains(p.Msg, tc.want.msg) {
+					return
+				}
+			}
+			t.Errorf("want w.yaml:%d: %s: ...%s..., got:\n%v", wantLine, tc.want.path, tc.want.msg, err)
+		})
+	}
+	// A retired device replaced by another on the same port is valid: its
+	// listener is closed and does not collide.
+	cfg, err := Parse("w.yaml", []byte(retire("    retired: 2026-11-01\n    replaced_by: pump-09\n")), now)
+	if err != nil {
+		t.Fatalf("retired and replaced: %v", err)
+	}
+	if !cfg.Devices[0].IsRetired() || cfg.Devices[0].ReplacedBy != "pump-09" || cfg.Devices[1].IsRetired() {
+		t.Errorf("devices %+v", cfg.Devices)
+	}
+}

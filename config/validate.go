@@ -327,7 +327,9 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 		}
 		v.link(p+".link", dev)
 		v.clinical(p+".clinical", c, dev)
-		if dev.Clinical.Listen != "" {
+		// A retired device's listener is closed: its port is free for
+		// the device that replaces it.
+		if dev.Clinical.Listen != "" && !dev.IsRetired() {
 			addListener(p+".clinical.listen", dev.Clinical.Listen)
 		}
 		if dev.Vendor != nil {
@@ -375,6 +377,7 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 			}
 		}
 	}
+	v.retirement(c, deviceIDs)
 }
 
 func (v *validator) recordID(path, id, what string, seen map[string]string) {

@@ -46,6 +46,7 @@ const (
 	CodeLocked          = "locked"            // 403: identity locked
 	CodeOtherDevice     = "other-device"      // 403: device serviced by another vendor org
 	CodeTamper          = "tamper"            // 403: gateway tamper switch tripped
+	CodeRetired         = "retired"           // 403: the device is retired (out of service)
 	CodeIPLiteral       = "ip-literal"        // 403: target named by address
 	CodeIdentity        = "identity"          // 403: certificate not accepted (Authorize)
 	CodeBadCert         = "bad-certificate"   // 403 or handshake failure: chain does not verify

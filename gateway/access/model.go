@@ -30,6 +30,10 @@ type Device struct {
 	MaxSession   time.Duration // grant lifetime from approval
 	Host         string        // host (name or address) the gateway dials on the device segment
 	ClinicalPort int           // the device's own clinical service port (the port of its link): never reachable by vendors, even if listed in Ports
+	// Retired devices refuse every vendor with CodeRetired; ReplacedBy
+	// names the device that took its place (in the refusal).
+	Retired    bool
+	ReplacedBy string
 }
 
 // VendorIdentity is an authorized vendor peer.

@@ -362,6 +362,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	a.events.emit(a.clock.Now(), "gateway.started", wire.SeverityInfo, map[string]string{
 		"version": a.o.Version, "config_hash": cfg.Hash, "devices": fmt.Sprint(len(cfg.Devices))})
+	a.retireDevices(a.previousGood(), cfg)
 	if a.o.StartProblems != nil {
 		a.startedOnLastGood()
 	} else {
@@ -427,6 +428,7 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	}
 	a.pol.Store(pol)
 	a.access.SetDevices(accessDevices(cfg))
+	a.retireDevices(old, cfg)
 	a.events.emit(a.clock.Now(), EvConfigReloaded, wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
 	a.configAccepted(cfg)
 	if _, err := a.tel.PublishInventory(inventory(cfg)); err != nil {

@@ -3,8 +3,11 @@ package agent
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/wardgate/wardgate/config"
+	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/wire"
 )
 
@@ -89,4 +92,60 @@ func (a *Agent) startedOnLastGood() {
 	attrs := problemAttrs(map[string]string{"file": a.o.ConfigFile, "config_hash": cfg.Hash}, a.o.StartProblems)
 	a.events.emit(a.clock.Now(), EvConfigLastGood, wire.SeverityAlarm, attrs)
 	a.raise(alarmConfigInvalid, fmt.Sprintf("%s is invalid (%s problem(s)); running on the last known good configuration %s: run `wardgate config check %s`, fix it and reload", a.o.ConfigFile, attrs["problems"], cfg.Hash, a.o.ConfigFile))
+}
+
+// EvDeviceRetired: a device was retired (retired: DATE in the
+// configuration): its clinical listener is closed, its grants revoked,
+// vendors are refused with code "retired", and its accounts are flagged
+// for rotation or removal. Attrs: device, retired, replaced_by,
+// grants_revoked, accounts.
+const EvDeviceRetired = "device.retired"
+
+// retireDevices applies the retirement of every device retired in cfg and
+// not in old, and reports it. With no old configuration (a start without a
+// last known good one) only a device with grants left to revoke is
+// reported. Listeners are closed by the clinical setup or update, which
+// skip retired devices.
+func (a *Agent) retireDevices(old, cfg *config.Config) {
+	was := map[string]bool{}
+	if old != nil {
+		for i := range old.Devices {
+			if old.Devices[i].IsRetired() {
+				was[old.Devices[i].ID] = true
+			}
+		}
+	}
+	actor := access.Actor{Kind: authority.KindSystem, Via: "config"}
+	for i := range cfg.Devices {
+		d := &cfg.Devices[i]
+		if !d.IsRetired() || was[d.ID] {
+			continue
+		}
+		revoked, err := a.access.RetireDevice(d.ID, actor)
+		if err != nil {
+			a.log.Error("grants of a retired device not revoked", "device", d.ID, "err", err)
+		}
+		if old == nil && len(revoked) == 0 {
+			continue
+		}
+		accounts := make([]string, 0, len(d.Accounts))
+		for _, acc := range d.Accounts {
+			accounts = append(accounts, acc.ID)
+		}
+		a.events.emit(a.clock.Now(), EvDeviceRetired, wire.SeverityWarning, map[string]string{
+			"device": d.ID, "retired": d.Retired.String(), "replaced_by": d.ReplacedBy,
+			"grants_revoked": strings.Join(revoked, ","), "accounts": strings.Join(accounts, ","),
+		})
+	}
+}
+
+// previousGood is the last known good configuration saved by an earlier
+// run (nil if none, or if it is the one running now).
+func (a *Agent) previousGood() *config.Config {
+	cfg := a.cfg()
+	prev, err := config.LoadLastGood(cfg.Gateway.StateDir, a.clock.Now())
+	if err != nil || prev.Hash == cfg.Hash {
+		return nil
+	}
+	return prev
 }

@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
+	"github.com/wardgate/wardgate/gateway/access"
 )
 
 // hasAlarm reports whether status lists the alarm kind.
@@ -153,5 +157,85 @@ func TestRenewalOverdueAlarm(t *testing.T) {
 	}
 	if st := e.a.Status(); hasAlarm(st, alarmRenewal) {
 		t.Errorf("alarm not cleared by a renewal: %q", st.Alarms)
+	}
+}
+
+// TestRetireDevice: retiring a device by reload closes its clinical
+// listener, revokes its grants, refuses vendors with code retired, keeps it
+// in the inventory and status as retired, and emits device.retired.
+func TestRetireDevice(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config(pumpServer))
+	cert := e.cert(pumpServer, time.Hour)
+	c, r, err := e.dial(e.addrs["pump"], cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := roundTrip(c, r, "before"); err != nil {
+		t.Fatal(err)
+	}
+	// A vendor's request is pending on the device.
+	vendor := e.cert("spiffe://hospital.example/vendor/acme-medical/jane", time.Hour)
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Root())
+	port := strings.Split(e.svc.Addr().String(), ":")[1]
+	cl := &access.Client{Gateway: e.addrs["vendor"], Target: "pump-07:" + port,
+		TLS: &tls.Config{Certificates: []tls.Certificate{vendor}, RootCAs: roots, ServerName: "gw-t"}}
+	_, err = cl.DialTunnel(context.Background())
+	var re *access.RefusedError
+	if !errors.As(err, &re) || re.Request == "" {
+		t.Fatalf("want a recorded request, got %v", err)
+	}
+
+	text := strings.Replace(e.configText(pumpServer), "    owner: ce/icu\n", "    owner: ce/icu\n    retired: 2026-11-01\n    replaced_by: pump-08\n", 1)
+	cfg, err := config.Parse("retire.yaml", []byte(text), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	// The listener is closed and its live session cut.
+	if err := roundTrip(c, r, "after"); err == nil {
+		t.Error("a clinical session to the retired device survived")
+	}
+	if c2, _, err := e.dial(e.addrs["pump"], cert); err == nil {
+		c2.Close()
+		t.Error("the retired device's clinical listener still accepts")
+	}
+	// Vendors are refused with code retired; the request was revoked.
+	_, err = cl.DialTunnel(context.Background())
+	if !errors.As(err, &re) || re.Code != access.CodeRetired || !strings.Contains(re.Reason, "replaced by pump-08") {
+		t.Fatalf("vendor after retirement: %v", err)
+	}
+	st := e.a.Status()
+	ev := lastEvent(st, EvDeviceRetired)
+	if ev == nil || ev.Attrs["device"] != "pump-07" || ev.Attrs["replaced_by"] != "pump-08" || ev.Attrs["grants_revoked"] == "" {
+		t.Fatalf("device.retired event %+v", ev)
+	}
+	if rv := lastEvent(st, access.EvRevoke); rv == nil {
+		t.Error("no revoke event for the retired device's request")
+	}
+	if len(st.Retired) != 1 || st.Retired[0].ID != "pump-07" || st.Retired[0].Retired != "2026-11-01" {
+		t.Errorf("status retired devices %+v", st.Retired)
+	}
+	for _, d := range st.Devices {
+		if d.ID == "pump-07" {
+			t.Error("the retired device is still served on the clinical path")
+		}
+	}
+	inv := inventory(cfg)
+	if len(inv.Devices) != 2 || inv.Devices[0].Retired.IsZero() || inv.Devices[0].ReplacedBy != "pump-08" {
+		t.Errorf("inventory %+v", inv.Devices)
+	}
+	// The other device is untouched.
+	c3, r3, err := e.dial(e.addrs["pump2"], cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if err := roundTrip(c3, r3, "pump-08"); err != nil {
+		t.Errorf("pump-08 after pump-07's retirement: %v", err)
 	}
 }
