@@ -79,4 +79,3 @@ func cmdDecommission(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "gateway %s decommissioned\n", cfg.Gateway.ID)
 	return exitOK
 }
-
