@@ -27,6 +27,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/clinical"
 	"github.com/wardgate/wardgate/gateway/front"
+	"github.com/wardgate/wardgate/gateway/release"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
@@ -85,6 +86,9 @@ type Agent struct {
 	hw       *hardware
 	clin     *clinicalPath
 
+	// sbom is the SHA-256 of the running binary's SBOM (birth, inventory).
+	sbom string
+
 	alarmsMu sync.Mutex
 	alarms   map[string]string // kind -> message, raised until cleared
 
@@ -115,6 +119,7 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{o: o, log: o.Logger.With("component", "agent"), clock: o.Clock, sys: sysStats{proc: "/proc"}, alarms: map[string]string{}}
 	a.events = &eventSink{log: o.Logger.With("component", "events")}
+	a.sbom = release.SelfSBOMHash()
 	a.start = a.clock.Now()
 	cfg := o.Config
 	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {

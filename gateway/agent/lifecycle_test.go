@@ -239,3 +239,16 @@ func TestRetireDevice(t *testing.T) {
 		t.Errorf("pump-08 after pump-07's retirement: %v", err)
 	}
 }
+
+// TestSBOMHashInInventory: the binary's SBOM hash goes into inventory
+// (and birth, through the publisher's options).
+func TestSBOMHashInInventory(t *testing.T) {
+	e := newEnv(t)
+	e.start(e.config(pumpServer))
+	if len(e.a.sbom) != 64 {
+		t.Fatalf("agent SBOM hash %q", e.a.sbom)
+	}
+	if inv := e.a.tel.Stats(); inv.Outbox.Depth == 0 {
+		t.Log("nothing queued yet")
+	}
+}

@@ -32,6 +32,7 @@ func (a *Agent) setupTelemetry() error {
 		Site:       cfg.Gateway.Site,
 		Version:    a.o.Version,
 		ConfigHash: cfg.Hash,
+		SBOM:       a.sbom,
 		BrokerURL:  cfg.MQTT.Broker,
 		TLSConfig: func() *tls.Config {
 			return a.verifier.ClientTLSConfig(a.ident, brokerHost)
@@ -41,10 +42,14 @@ func (a *Agent) setupTelemetry() error {
 		Logger:          a.o.Logger,
 		MetricsInterval: cfg.MQTT.MetricsInterval.D(),
 		Metrics:         a.metrics,
-		Inventory:       func() wire.Inventory { return inventory(a.cfg()) },
-		OutboxPath:      filepath.Join(cfg.Gateway.StateDir, "telemetry.db"),
-		OutboxMax:       int64(cfg.MQTT.OutboxMax),
-		OutboxReserve:   int64(cfg.MQTT.OutboxReserve),
+		Inventory: func() wire.Inventory {
+			inv := inventory(a.cfg())
+			inv.SBOM = a.sbom
+			return inv
+		},
+		OutboxPath:    filepath.Join(cfg.Gateway.StateDir, "telemetry.db"),
+		OutboxMax:     int64(cfg.MQTT.OutboxMax),
+		OutboxReserve: int64(cfg.MQTT.OutboxReserve),
 		OnAlarm: func(al telemetry.Alarm) {
 			a.raise("telemetry."+al.Kind, al.Message)
 		},

@@ -54,6 +54,8 @@ type Options struct {
 	Version   string // agent version, reported in birth
 	// ConfigHash is the hex SHA-256 of the configuration file.
 	ConfigHash string
+	// SBOM is the hex SHA-256 of the binary's SBOM, sent in birth.
+	SBOM string
 	// BrokerURL is mqtts://HOST:PORT (ssl:// and tls:// work too). Required.
 	BrokerURL string
 	// TLSConfig returns the client TLS configuration for a new connection:
@@ -484,7 +486,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 
 func (p *Publisher) enqueueBirth(chain []*x509.Certificate, deathSeq uint64) error {
 	b := wire.Birth{Gateway: p.opts.GatewayID, Site: p.opts.Site, Version: p.opts.Version, Chain: wire.ChainDER(chain),
-		ConfigHash: p.opts.ConfigHash, DeathSeq: deathSeq}
+		ConfigHash: p.opts.ConfigHash, SBOM: p.opts.SBOM, DeathSeq: deathSeq}
 	if p.opts.Inventory != nil {
 		b.Inventory = p.opts.Inventory().Summary()
 	}
