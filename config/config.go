@@ -12,6 +12,8 @@ type Config struct {
 	HAL      HAL      `yaml:"hal"`
 	Vendors  []Vendor `yaml:"vendors"`
 	Devices  []Device `yaml:"devices"`
+	// Update configures signed self-update (lifecycle.go).
+	Update Update `yaml:"update"`
 
 	// File is the path the configuration was loaded from ("" when parsed
 	// from memory). Hash is the SHA-256 of the file's bytes, hex encoded,

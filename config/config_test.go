@@ -116,7 +116,7 @@ func TestExampleIsValidAndComplete(t *testing.T) {
 	// Every key of every section appears in the example.
 	for _, key := range []string{"drain_timeout", "rekey_every", "outbox_max", "long_press", "max_cert_lifetime",
 		"max_per_source", "handshake_timeout", "idle_timeout", "max_lifetime", "request_timeout", "data_bits", "stop_bits", "flow",
-		"vendor_limits", "max_connections", "max_pending", "recordings", "max_bytes", "max_free_share", "fsync_every", "outbox_reserve", "retired", "replaced_by"} {
+		"vendor_limits", "max_connections", "max_pending", "recordings", "max_bytes", "max_free_share", "fsync_every", "outbox_reserve", "retired", "replaced_by", "release_keys", "install_dir", "health_timeout"} {
 		if !strings.Contains(Example, key+":") {
 			t.Errorf("example does not show %s", key)
 		}

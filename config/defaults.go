@@ -32,6 +32,10 @@ const (
 	// outbox_max / DefaultOutboxReserveDivisor.
 	DefaultOutboxReserveDivisor = 4
 
+	// update (signed self-update)
+	DefaultUpdateInstallDir    = "/usr/lib/wardgate"
+	DefaultUpdateHealthTimeout = 2 * time.Minute
+
 	// AdminSocketName is the admin socket's file name in the state
 	// directory when gateway.admin_socket is not set.
 	AdminSocketName = "admin.sock"
@@ -58,6 +62,8 @@ func applyDefaults(c *Config) {
 		rec.MaxFreeShare = DefaultRecordingsMaxFreeShare
 	}
 	setD(&rec.FsyncEvery, DefaultRecordingsFsyncEvery)
+	setS(&c.Update.InstallDir, DefaultUpdateInstallDir)
+	setD(&c.Update.HealthTimeout, DefaultUpdateHealthTimeout)
 
 	id := &c.Identity
 	setS(&id.CA, "step")

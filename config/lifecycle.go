@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -211,4 +212,43 @@ func indexOf(path string) int {
 	var n int
 	fmt.Sscanf(path, "devices[%d]", &n)
 	return n
+}
+
+// Update configures signed self-update (`wardgate update apply BUNDLE`).
+type Update struct {
+	// ReleaseKeys are the keys a release manifest must be signed with:
+	// absolute paths of PEM public keys (or certificates), or
+	// "sha256:HEX", the SHA-256 of a key's SubjectPublicKeyInfo. Empty:
+	// every update is refused.
+	ReleaseKeys []string `yaml:"release_keys"`
+	// InstallDir holds the two slots (wardgate.a, wardgate.b) and the link
+	// wardgate naming the active one. Absolute; default
+	// DefaultUpdateInstallDir.
+	InstallDir string `yaml:"install_dir"`
+	// HealthTimeout bounds the wait for a new release to be healthy
+	// before it is rolled back, 10s to 10m (default 2m).
+	HealthTimeout Duration `yaml:"health_timeout"`
+}
+
+var spkiPin = regexp.MustCompile(`^sha256:[0-9a-fA-F]{64}$`)
+
+func (v *validator) update(c *Config) {
+	u := &c.Update
+	for i, k := range u.ReleaseKeys {
+		p := fmt.Sprintf("update.release_keys[%d]", i)
+		switch {
+		case strings.HasPrefix(k, "sha256:"):
+			if !spkiPin.MatchString(k) {
+				v.add(p, "%q is not sha256: followed by 64 hexadecimal digits (the SHA-256 of the key's SubjectPublicKeyInfo)", k)
+			}
+		case !filepath.IsAbs(k):
+			v.add(p, "%q is neither sha256:HEX nor an absolute path of a PEM public key, e.g. /etc/wardgate/release.pem", k)
+		}
+	}
+	if !filepath.IsAbs(u.InstallDir) {
+		v.add("update.install_dir", "%q is not an absolute path; use one such as %s", u.InstallDir, DefaultUpdateInstallDir)
+	}
+	if d := u.HealthTimeout.D(); d < 10*time.Second || d > 10*time.Minute {
+		v.add("update.health_timeout", "%s is outside the allowed range; use between 10s and 10m", u.HealthTimeout)
+	}
 }

@@ -176,3 +176,39 @@ func TestRetirementRules(t *testing.T) {
 		t.Errorf("devices %+v", cfg.Devices)
 	}
 }
+
+func TestUpdateRules(t *testing.T) {
+	cases := []struct {
+		name, add string
+		want      problemWant
+	}{
+		{"pin not hex", "update:\n  release_keys: [\"sha256:zz\"]\n", problemWant{"update.release_keys[0]", "release_keys:", "64 hexadecimal"}},
+		{"pin relative path", "update:\n  release_keys: [release.pem]\n", problemWant{"update.release_keys[0]", "release_keys:", "absolute path"}},
+		{"install dir relative", "update:\n  install_dir: lib/wardgate\n", problemWant{"update.install_dir", "install_dir:", "absolute"}},
+		{"health timeout too short", "update:\n  health_timeout: 1s\n", problemWant{"update.health_timeout", "health_timeout:", "between 10s and 10m"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := base + tc.add
+			_, err := Parse("w.yaml", []byte(text), now)
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("want Problems, got %v", err)
+			}
+			wantLine := lineOf(t, text, tc.want.lineAt)
+			for _, p := range ps {
+				if p.Path == tc.want.path && p.Line == wantLine && strings.Contains(p.Msg, tc.want.msg) {
+					return
+				}
+			}
+			t.Errorf("want w.yaml:%d: %s: ...%s..., got:\n%v", wantLine, tc.want.path, tc.want.msg, err)
+		})
+	}
+	cfg, err := Parse("w.yaml", []byte(base+"update:\n  release_keys: [/etc/wardgate/release.pem, \"sha256:"+strings.Repeat("ab", 32)+"\"]\n"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Update.InstallDir != DefaultUpdateInstallDir || cfg.Update.HealthTimeout.D() != DefaultUpdateHealthTimeout || len(cfg.Update.ReleaseKeys) != 2 {
+		t.Errorf("update %+v", cfg.Update)
+	}
+}

@@ -85,6 +85,7 @@ func (v *validator) validate(c *Config) {
 	v.hal(c)
 	orgs := v.vendors(c)
 	v.devices(c, orgs)
+	v.update(c)
 }
 
 func (v *validator) label(path, s, what string) {

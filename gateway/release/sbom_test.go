@@ -23,7 +23,7 @@ func TestSBOM(t *testing.T) {
 		BOMFormat   string `json:"bomFormat"`
 		SpecVersion string `json:"specVersion"`
 		Metadata    struct {
-			Component struct{ Name, Version, PURL string }
+			Component  struct{ Name, Version, PURL string }
 			Properties []struct{ Name, Value string }
 		}
 		Components []struct {
