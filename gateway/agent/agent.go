@@ -368,6 +368,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.events.emit(a.clock.Now(), "gateway.started", wire.SeverityInfo, map[string]string{
 		"version": a.o.Version, "config_hash": cfg.Hash, "devices": fmt.Sprint(len(cfg.Devices))})
 	a.retireDevices(a.previousGood(), cfg)
+	a.emitUpdateJournal()
 	if a.o.StartProblems != nil {
 		a.startedOnLastGood()
 	} else {

@@ -2,12 +2,14 @@ package agent
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/authority"
+	"github.com/wardgate/wardgate/gateway/release"
 	"github.com/wardgate/wardgate/wire"
 )
 
@@ -148,4 +150,28 @@ func (a *Agent) previousGood() *config.Config {
 		return nil
 	}
 	return prev
+}
+
+// emitUpdateJournal emits the steps `wardgate update apply` journaled in
+// STATE_DIR as update.STEP events (update.verified, update.installed,
+// update.restarted, update.healthy, update.unhealthy, update.rolled_back,
+// update.failed).
+func (a *Agent) emitUpdateJournal() {
+	entries, err := release.DrainJournal(filepath.Join(a.cfg().Gateway.StateDir, release.JournalFile))
+	if err != nil {
+		a.log.Warn("update journal not read", "err", err)
+	}
+	for _, e := range entries {
+		sev := wire.SeverityInfo
+		switch e.Step {
+		case "failed", "unhealthy":
+			sev = wire.SeverityWarning
+		case "rolled_back":
+			sev = wire.SeverityAlarm
+		}
+		if e.Attrs == nil {
+			e.Attrs = map[string]string{}
+		}
+		a.events.emit(e.Time, "update."+e.Step, sev, e.Attrs)
+	}
 }

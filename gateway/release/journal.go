@@ -1,0 +1,82 @@
+package release
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"time"
+)
+
+// JournalFile is the update journal under STATE_DIR: `wardgate update
+// apply` appends every step; the agent emits them as update.STEP events
+// (signed, sequenced) when it starts, then empties it.
+const JournalFile = "update-journal.jsonl"
+
+// JournalEntry is one line of the journal.
+type JournalEntry struct {
+	Time  time.Time         `json:"time"`
+	Step  string            `json:"step"`
+	Attrs map[string]string `json:"attrs"`
+}
+
+// AppendJournal appends one step to the journal at path (mode 0600).
+func AppendJournal(path string, e JournalEntry) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(e)
+	if err == nil {
+		_, err = f.Write(append(b, '\n'))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// DrainJournal returns the journal's entries (at most 1000; malformed lines
+// are skipped) and removes it. No journal: nil, nil.
+func DrainJournal(path string) ([]JournalEntry, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []JournalEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() && len(out) < 1000 {
+		var e JournalEntry
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Step != "" {
+			out = append(out, e)
+		}
+	}
+	f.Close()
+	return out, os.Remove(path)
+}
+
+// Platform is this binary's os and arch as manifests name them: GOARCH,
+// with the GOARM level for arm ("arm/v7").
+func Platform() (goos, arch string) {
+	arch = runtime.GOARCH
+	if arch == "arm" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "GOARM" && s.Value != "" {
+					arch += "/v" + s.Value[:1]
+				}
+			}
+		}
+	}
+	return runtime.GOOS, arch
+}
