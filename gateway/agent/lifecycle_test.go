@@ -14,6 +14,7 @@ import (
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/gateway/access"
+	"github.com/wardgate/wardgate/gateway/release"
 )
 
 // hasAlarm reports whether status lists the alarm kind.
@@ -250,5 +251,30 @@ func TestSBOMHashInInventory(t *testing.T) {
 	}
 	if inv := e.a.tel.Stats(); inv.Outbox.Depth == 0 {
 		t.Log("nothing queued yet")
+	}
+}
+
+// TestUpdateJournalEvents: the steps `wardgate update apply` journaled are
+// emitted as update.STEP events when the agent starts.
+func TestUpdateJournalEvents(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(pumpServer)
+	os.MkdirAll(cfg.Gateway.StateDir, 0o700)
+	j := filepath.Join(cfg.Gateway.StateDir, release.JournalFile)
+	for _, s := range []string{"verified", "installed", "restarted", "unhealthy", "rolled_back"} {
+		if err := release.AppendJournal(j, release.JournalEntry{Time: time.Now(), Step: s, Attrs: map[string]string{"version": "v9.9.9"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.start(cfg)
+	st := e.a.Status()
+	if ev := lastEvent(st, "update.rolled_back"); ev == nil || ev.Severity != "alarm" || ev.Attrs["version"] != "v9.9.9" {
+		t.Errorf("rolled_back event %+v", ev)
+	}
+	if lastEvent(st, "update.verified") == nil {
+		t.Error("no update.verified event")
+	}
+	if _, err := os.Stat(j); !os.IsNotExist(err) {
+		t.Error("journal not emptied")
 	}
 }
