@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,13 +77,19 @@ func TestDebContents(t *testing.T) {
 	entries := map[string]string{} // path -> "MODE OWNER/GROUP"
 	for line := range strings.Lines(string(list)) {
 		f := strings.Fields(line)
+		if i := slices.Index(f, "->"); i > 0 { // a symlink: PATH -> TARGET
+			entries[strings.TrimPrefix(f[i-1], ".")] = f[0] + " " + f[1] + " -> " + f[i+1]
+			continue
+		}
 		if len(f) >= 6 {
 			entries[strings.TrimSuffix(strings.TrimPrefix(f[len(f)-1], "."), "/")] = f[0] + " " + f[1]
 		}
 	}
 	for path, want := range map[string]string{
 		"/etc/wardgate/wardgate.yaml":                   "-rw-r----- root/wardgate",
-		"/usr/bin/wardgate":                             "-rwxr-xr-x root/root",
+		"/usr/lib/wardgate/wardgate.a":                  "-rwxr-xr-x root/root",
+		"/usr/lib/wardgate/wardgate":                    "lrwxrwxrwx root/root -> wardgate.a",
+		"/usr/bin/wardgate":                             "lrwxrwxrwx root/root -> ../lib/wardgate/wardgate",
 		"/lib/systemd/system/wardgate.service":          "-rw-r--r-- root/root",
 		"/usr/share/doc/wardgate/quickstart.md":         "-rw-r--r-- root/root",
 		"/usr/share/doc/wardgate/wardgate.example.yaml": "-rw-r--r-- root/root",
@@ -101,7 +108,7 @@ func TestDebContents(t *testing.T) {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
 	}
 	// The binary: static, for arm64.
-	f, err := elf.Open(filepath.Join(inst, "usr/bin/wardgate"))
+	f, err := elf.Open(filepath.Join(inst, "usr/lib/wardgate/wardgate.a"))
 	if err != nil {
 		t.Fatal(err)
 	}
