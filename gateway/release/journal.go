@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"syscall"
 	"time"
 )
 
@@ -23,11 +25,19 @@ type JournalEntry struct {
 	Attrs map[string]string `json:"attrs"`
 }
 
-// AppendJournal appends one step to the journal at path (mode 0600).
+// AppendJournal appends one step to the journal at path (mode 0600). The
+// file takes the owner of its directory (the state directory's, the
+// agent's user), since `update apply` runs as root and the agent must read
+// and remove it.
 func AppendJournal(path string, e JournalEntry) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+			_ = f.Chown(int(sys.Uid), int(sys.Gid))
+		}
 	}
 	b, err := json.Marshal(e)
 	if err == nil {

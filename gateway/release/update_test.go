@@ -234,3 +234,26 @@ func FuzzVerifyBundle(f *testing.F) {
 		b.Verify(pins, "linux", "arm64", "v1.0.0")
 	})
 }
+
+func TestJournal(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, JournalFile)
+	if got, err := DrainJournal(p); got != nil || err != nil {
+		t.Fatalf("no journal: %v %v", got, err)
+	}
+	for _, s := range []string{"verified", "installed"} {
+		if err := AppendJournal(p, JournalEntry{Time: time.Now(), Step: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("not json\n")
+	f.Close()
+	got, err := DrainJournal(p)
+	if err != nil || len(got) != 2 || got[1].Step != "installed" {
+		t.Fatalf("journal %+v %v", got, err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Error("journal not removed")
+	}
+}
