@@ -110,6 +110,12 @@ func cmdUpdate(e *env, args []string) int {
 		}
 	}
 	m, err := u.Apply(context.Background(), data)
+	// The steps since the agent last started go out as events now.
+	jctx, jcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if jerr := admin.NewClient(cfg.Gateway.AdminSocket).Do(jctx, "POST", "/v1/update/journal", nil, nil); jerr != nil {
+		fmt.Fprintf(e.stderr, "wardgate update: the agent did not take the update journal (%v); it sends it when it next starts\n", jerr)
+	}
+	jcancel()
 	if err != nil {
 		fmt.Fprintln(e.stderr, "wardgate update:", err)
 		switch {

@@ -153,10 +153,11 @@ func (a *Agent) previousGood() *config.Config {
 }
 
 // emitUpdateJournal emits the steps `wardgate update apply` journaled in
-// STATE_DIR as update.STEP events (update.verified, update.installed,
+// STATE_DIR as update.STEP events (at start, and on POST
+// /v1/update/journal, which update apply calls when it is done) (update.verified, update.installed,
 // update.restarted, update.healthy, update.unhealthy, update.rolled_back,
 // update.failed).
-func (a *Agent) emitUpdateJournal() {
+func (a *Agent) emitUpdateJournal() int {
 	entries, err := release.DrainJournal(filepath.Join(a.cfg().Gateway.StateDir, release.JournalFile))
 	if err != nil {
 		a.log.Warn("update journal not read", "err", err)
@@ -174,4 +175,5 @@ func (a *Agent) emitUpdateJournal() {
 		}
 		a.events.emit(e.Time, "update."+e.Step, sev, e.Attrs)
 	}
+	return len(entries)
 }

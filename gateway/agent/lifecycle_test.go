@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -276,5 +277,16 @@ func TestUpdateJournalEvents(t *testing.T) {
 	}
 	if _, err := os.Stat(j); !os.IsNotExist(err) {
 		t.Error("journal not emptied")
+	}
+	// Steps journaled after the agent started go out when update apply
+	// asks (POST /v1/update/journal).
+	release.AppendJournal(j, release.JournalEntry{Time: time.Now(), Step: "healthy", Attrs: map[string]string{"version": "v9.9.9"}})
+	rec := httptest.NewRecorder()
+	e.a.adminRoutes().ServeHTTP(rec, httptest.NewRequest("POST", "/v1/update/journal", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"emitted": 1`) {
+		t.Errorf("POST /v1/update/journal: %d %s", rec.Code, rec.Body)
+	}
+	if lastEvent(e.a.Status(), "update.healthy") == nil {
+		t.Error("no update.healthy event after the journal route")
 	}
 }

@@ -53,12 +53,23 @@ func AppendJournal(path string, e JournalEntry) error {
 }
 
 // DrainJournal returns the journal's entries (at most 1000; malformed lines
-// are skipped) and removes it. No journal: nil, nil.
+// are skipped) and removes it. It first renames the journal away, so that
+// a step appended meanwhile starts a new journal rather than being lost.
+// No journal: nil, nil.
 func DrainJournal(path string) ([]JournalEntry, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	draining := path + ".draining"
+	if err := os.Rename(path, draining); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, serr := os.Stat(draining); serr != nil {
+				return nil, nil
+			}
+			// A drain interrupted earlier: finish it.
+		} else {
+			return nil, err
+		}
 	}
+	path = draining
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
