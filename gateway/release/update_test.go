@@ -18,6 +18,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/veraison/go-cose"
 )
 
 const (
@@ -255,5 +257,32 @@ func TestJournal(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Error("journal not removed")
+	}
+}
+
+// TestForgedKeyID: a manifest that names the pinned key's id but is signed
+// by another key is refused.
+func TestForgedKeyID(t *testing.T) {
+	k, other := newKey(t), newKey(t)
+	good := sign(t, k, "v1.3.0", "arm64", goodBin)
+	b, err := ParseBundle(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg cose.Sign1Message
+	if err := msg.UnmarshalCBOR(b.Manifest); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := cose.NewSigner(cose.AlgorithmES256, other)
+	forged := cose.NewSign1Message()
+	forged.Headers.Protected = msg.Headers.Protected // the pinned key's kid
+	forged.Payload = msg.Payload
+	if err := forged.Sign(rand.Reader, nil, s); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := forged.MarshalCBOR()
+	u, _ := updater(t, pemPin(t, k))
+	if _, err := u.Apply(context.Background(), retar(t, good, BundleManifest, raw)); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("forged key id: %v", err)
 	}
 }
