@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,5 +115,112 @@ devices: []
 		t.Fatal("the CA still renews the decommissioned gateway's certificate")
 	} else {
 		t.Logf("renewal after decommission: %v", err)
+	}
+}
+
+// TestDecommissionDelivered runs decommission against a real mosquitto:
+// the final event and the backlog reach the broker, then every piece of
+// state is wiped, the outbox and recordings included.
+func TestDecommissionDelivered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs mosquitto")
+	}
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		bin = "/usr/sbin/mosquitto"
+		if _, serr := os.Stat(bin); serr != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("mosquitto is not installed (scripts/deps.sh installs it)")
+			}
+			t.Skip("mosquitto is not installed")
+		}
+	}
+	ca, err := certs.NewDevCA(certs.DevCAOptions{Name: "decommission test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// The broker: a server certificate from the same CA, clients verified
+	// against its root (no ACL: everything allowed).
+	srv, err := ca.Issue(certs.IssueOptions{CommonName: "localhost", DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Lifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chainPEM []byte
+	for _, der := range srv.Certificate {
+		chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(srv.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rootPEM := certs.EncodeCertsPEM([]*x509.Certificate{ca.Root(), ca.Intermediate()})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	conf := write("mosquitto.conf", []byte(fmt.Sprintf("user root\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\nlog_dest file %s/mosquitto.log\n",
+		port, write("ca.pem", rootPEM), write("server.pem", chainPEM), write("server.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})), dir)))
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "mosquitto.log"))
+			t.Fatalf("mosquitto did not start: %v\n%s", err, log)
+		}
+		time.Sleep(50 * time.Millisecond) // polling an external process
+	}
+
+	state := filepath.Join(dir, "state")
+	text := fmt.Sprintf(`version: 1
+gateway: {id: gw-d, site: lab, trust_domain: hospital.example, state_dir: %s, vendor_listen: "127.0.0.1:1", admin_socket: %s/admin.sock}
+identity: {ca: dev, lifetime: 1h}
+mqtt: {broker: "mqtts://127.0.0.1:%d"}
+hal: {driver: sim}
+devices: []
+`, state, dir, port)
+	cfg, err := config.Parse("d.yaml", []byte(text), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Decommission(context.Background(), DecommissionOptions{Agent: Options{Config: cfg, DevCA: ca}, DeliveryTimeout: 20 * time.Second})
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "mosquitto.log"))
+		t.Fatalf("decommission: %v\n%+v\nmosquitto.log:\n%s", err, rep, log)
+	}
+	if !rep.Delivered || rep.FinalEventSeq == 0 || len(rep.Kept) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	out := rep.String()
+	for _, want := range []string{"every queued message delivered", "wiped " + filepath.Join(state, "telemetry.db"), "wiped " + filepath.Join(state, "recordings"), "no CA to revoke at"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	left, _ := os.ReadDir(state)
+	for _, f := range left {
+		t.Logf("left in the state directory: %s", f.Name())
+	}
+	// The broker saw the gateway connect with its certificate.
+	if log, _ := os.ReadFile(filepath.Join(dir, "mosquitto.log")); !strings.Contains(string(log), "gw-d") {
+		t.Errorf("mosquitto never saw gw-d:\n%s", log)
 	}
 }
