@@ -16,7 +16,7 @@ BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDF
 export WARDGATE_CACHE ?= $(HOME)/.cache/wardgate
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help build test check cross test-arm demo bench deps deb
+.PHONY: help build test check cross test-arm demo bench deps deb release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -65,3 +65,14 @@ bench: deps ## benchmarks side by side with their baselines; tables into docs/BE
 
 deb: cross ## .deb packages for arm64 and armhf into dist/
 	scripts/package/deb.sh arm64 armhf
+
+# The release signing key stays off the build host's repository: pass its
+# path (make release RELEASE_KEY=/secure/release.key VERSION=v1.3.0). Make a
+# key with: go run ./scripts/releasesign -genkey release.key
+RELEASE_KEY ?= release.key
+release: cross ## signed update bundles (COSE_Sign1 manifest) for arm64, armv7, amd64 into dist/
+	@test -f "$(RELEASE_KEY)" || { echo "release: RELEASE_KEY=$(RELEASE_KEY) not found (go run ./scripts/releasesign -genkey FILE)"; exit 1; }
+	mkdir -p dist
+	$(GO) run ./scripts/releasesign -key $(RELEASE_KEY) -version $(VERSION) -arch arm64 -bin bin/wardgate-linux-arm64 -out dist/wardgate-$(VERSION)-linux-arm64.bundle
+	$(GO) run ./scripts/releasesign -key $(RELEASE_KEY) -version $(VERSION) -arch arm/v7 -bin bin/wardgate-linux-arm -out dist/wardgate-$(VERSION)-linux-arm-v7.bundle
+	$(GO) run ./scripts/releasesign -key $(RELEASE_KEY) -version $(VERSION) -arch amd64 -bin bin/wardgate-linux-amd64 -out dist/wardgate-$(VERSION)-linux-amd64.bundle

@@ -36,6 +36,10 @@ const (
 	EventRootsTrusted   EventKind = "roots_trusted"
 	EventReenrollNeeded EventKind = "reenroll_needed"
 	EventClockInsane    EventKind = "clock_insane"
+	// EventRenewalOverdue: renewal keeps failing past half the lifetime
+	// (UsedPercent 50) or past 90% (UsedPercent 90, critical). Sent once
+	// per threshold and certificate.
+	EventRenewalOverdue EventKind = "renewal_overdue"
 )
 
 // Event is something the Manager reports. Fields not relevant to the kind
@@ -47,7 +51,8 @@ type Event struct {
 	// for renewed/rekeyed).
 	Serial   string
 	NotAfter time.Time
-	// UsedPercent of the lifetime, for expiring (50 or 90).
+	// UsedPercent of the lifetime, for expiring and renewal_overdue (50 or
+	// 90).
 	UsedPercent int
 	// Attempt (consecutive failures so far) and Retry (delay to the next
 	// attempt), for renewal_failed.
@@ -76,6 +81,9 @@ type Status struct {
 	ReenrollNeeded bool      `json:"reenroll_needed"`
 	ClockInsane    bool      `json:"clock_insane"`
 	Roots          int       `json:"roots"`
+	// Overdue is 0 while renewal is on time, 50 when it keeps failing past
+	// half the lifetime, 90 past 90% (critical) and after expiry.
+	Overdue int `json:"renewal_overdue_percent"`
 }
 
 // ManagerOptions configures a Manager. CA is required.
@@ -109,6 +117,15 @@ type ManagerOptions struct {
 	MaxSleep time.Duration
 	// AttemptTimeout bounds one CA call (default 30s).
 	AttemptTimeout time.Duration
+	// OutageRetry caps the delay between attempts once renewal fails past
+	// half the lifetime or after expiry (default 30s), so that recovery
+	// follows the CA's return quickly instead of waiting out RetryMax.
+	OutageRetry time.Duration
+	// ProbeEvery is how often, between attempts during an outage, a CA
+	// that has a health endpoint (a Health(ctx) error method, as
+	// StepClient's GET /health) is probed; an answer triggers an attempt at
+	// once (default 5s; negative: never).
+	ProbeEvery time.Duration
 	// Jitter returns a random duration in [-max, max]; default uniform.
 	Jitter func(max time.Duration) time.Duration
 }
@@ -160,6 +177,7 @@ type Manager struct {
 	log        *slog.Logger
 	cur        atomic.Pointer[current]
 	kick       chan struct{}
+	attemptMu  sync.Mutex // one CA attempt at a time (scheduled or operator)
 	mu         sync.Mutex // guards st and the flags below
 	st         Status
 	sent50     bool
@@ -168,6 +186,9 @@ type Manager struct {
 	sentRE     bool
 	sentCI     bool
 	rejected   bool // the last roots refresh was rejected
+	sentOver50 bool
+	sentOver90 bool
+	nextProbe  time.Time
 	sinceRekey int
 	nextTry    time.Time // after failures: the next attempt
 	nextRoots  time.Time
@@ -208,6 +229,12 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 	}
 	if o.AttemptTimeout <= 0 {
 		o.AttemptTimeout = 30 * time.Second
+	}
+	if o.OutageRetry <= 0 {
+		o.OutageRetry = 30 * time.Second
+	}
+	if o.ProbeEvery == 0 {
+		o.ProbeEvery = 5 * time.Second
 	}
 	if o.Jitter == nil {
 		o.Jitter = func(max time.Duration) time.Duration {
@@ -261,7 +288,9 @@ func (m *Manager) install(key crypto.Signer, chain []*x509.Certificate, received
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sent50, m.sent90, m.sentEx, m.sentRE = false, false, false, false
-	m.nextTry = time.Time{}
+	m.sentOver50, m.sentOver90 = false, false
+	m.st.Overdue = 0
+	m.nextTry, m.nextProbe = time.Time{}, time.Time{}
 	leaf := chain[0]
 	m.st.Subject = leaf.Subject.CommonName
 	m.st.URI = ""
@@ -359,7 +388,7 @@ func (m *Manager) emit(e Event) {
 	e.Time = m.o.Clock.Now()
 	lvl := slog.LevelInfo
 	switch e.Kind {
-	case EventRenewalFailed, EventExpiring:
+	case EventRenewalFailed, EventExpiring, EventRenewalOverdue:
 		lvl = slog.LevelWarn
 	case EventExpired, EventReenrollNeeded, EventClockInsane, EventRootsRejected:
 		lvl = slog.LevelError
@@ -464,12 +493,24 @@ func (m *Manager) step(ctx context.Context) time.Duration {
 	if !m.nextTry.IsZero() {
 		due = m.nextTry
 	}
+	probe := m.nextProbe
 	m.mu.Unlock()
+	if now.Before(due) && !probe.IsZero() && !now.Before(probe) {
+		if m.probe(ctx) {
+			due = now
+		}
+		now = m.o.Clock.Now()
+	}
 	if !now.Before(due) {
-		m.attempt(ctx, c)
+		m.attempt(ctx, c, scheduled)
 		return 0
 	}
 	next = earliest(next, due)
+	m.mu.Lock()
+	if !m.nextProbe.IsZero() {
+		next = earliest(next, m.nextProbe)
+	}
+	m.mu.Unlock()
 	m.mu.Lock()
 	if !m.sent50 {
 		next = earliest(next, c.plan.half)
@@ -482,6 +523,33 @@ func (m *Manager) step(ctx context.Context) time.Duration {
 	}
 	m.mu.Unlock()
 	return next.Sub(now)
+}
+
+// healthChecker is a CA with a cheap health endpoint.
+type healthChecker interface {
+	Health(ctx context.Context) error
+}
+
+// probe asks a CA with a health endpoint whether it answers again; it
+// reports true when it does. Without one it never reports true.
+func (m *Manager) probe(ctx context.Context) bool {
+	hc, ok := m.o.CA.(healthChecker)
+	m.mu.Lock()
+	m.nextProbe = time.Time{}
+	m.mu.Unlock()
+	if !ok || m.o.ProbeEvery <= 0 {
+		return false
+	}
+	actx, cancel := context.WithTimeout(ctx, min(m.o.AttemptTimeout, 5*time.Second))
+	defer cancel()
+	if err := hc.Health(actx); err != nil {
+		m.mu.Lock()
+		m.nextProbe = m.o.Clock.Now().Add(m.o.ProbeEvery)
+		m.mu.Unlock()
+		return false
+	}
+	m.log.Info("the CA answers its health check again; renewing now")
+	return true
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -512,6 +580,9 @@ func (m *Manager) thresholdEvents(c *current, now time.Time) {
 		e := base
 		e.Kind, e.UsedPercent = EventExpiring, 50
 		evs = append(evs, e)
+	}
+	if m.st.Failures > 0 {
+		evs = append(evs, m.overdueLocked(c, now)...)
 	}
 	m.mu.Unlock()
 	for _, e := range evs {
@@ -586,8 +657,48 @@ func backoff(n int, lo, hi time.Duration, jitter func(time.Duration) time.Durati
 	return d
 }
 
-// attempt renews (or re-keys, or recovers) c once.
-func (m *Manager) attempt(ctx context.Context, c *current) {
+// attemptMode says what one attempt does.
+type attemptMode int
+
+const (
+	scheduled  attemptMode = iota // renew or re-key as the schedule says
+	forceRenew                    // an operator's renewal
+	forceRekey                    // an operator's re-key
+)
+
+// RenewOnce renews the current certificate at once (rekey: with a new key
+// pair), on an operator's request, through the same path as scheduled
+// renewals: the new chain is checked, stored, swapped in and reported as
+// an event; a failure is a renewal_failed event and the old certificate
+// stays. It waits for an attempt already in progress. It returns the new
+// leaf, or ErrNoIdentity before enrollment.
+func (m *Manager) RenewOnce(ctx context.Context, rekey bool) (*x509.Certificate, error) {
+	mode := forceRenew
+	if rekey {
+		mode = forceRekey
+	}
+	m.attemptMu.Lock()
+	c := m.cur.Load()
+	m.attemptMu.Unlock()
+	if c == nil {
+		return nil, ErrNoIdentity
+	}
+	leaf, err := m.attempt(ctx, c, mode)
+	m.Kick()
+	return leaf, err
+}
+
+// attempt renews (or re-keys, or recovers) c once. A scheduled attempt for
+// a certificate that was replaced meanwhile does nothing.
+func (m *Manager) attempt(ctx context.Context, c *current, mode attemptMode) (*x509.Certificate, error) {
+	m.attemptMu.Lock()
+	defer m.attemptMu.Unlock()
+	if now := m.cur.Load(); now != c {
+		if mode == scheduled {
+			return nil, nil
+		}
+		c = now
+	}
 	now := m.o.Clock.Now()
 	actx, cancel := context.WithTimeout(ctx, m.o.AttemptTimeout)
 	defer cancel()
@@ -595,10 +706,13 @@ func (m *Manager) attempt(ctx context.Context, c *current) {
 	rekey := false
 	var chain []*x509.Certificate
 	var err error
+	m.mu.Lock()
+	rekeyDue := m.o.RekeyEvery > 0 && m.sinceRekey+1 >= m.o.RekeyEvery
+	m.mu.Unlock()
 	switch {
 	case !now.Before(c.plan.notAfter):
 		chain, err = m.o.CA.RenewExpired(actx, c.tls)
-	case m.o.RekeyEvery > 0 && m.sinceRekey+1 >= m.o.RekeyEvery:
+	case mode == forceRekey || (mode == scheduled && rekeyDue):
 		rekey = true
 		var nk crypto.Signer
 		nk, err = GenerateKey()
@@ -613,7 +727,7 @@ func (m *Manager) attempt(ctx context.Context, c *current) {
 		chain, err = m.o.CA.Renew(actx, c.tls)
 	}
 	if ctx.Err() != nil {
-		return
+		return nil, ctx.Err()
 	}
 	if err == nil {
 		err = m.checkNew(c, key, chain)
@@ -626,7 +740,7 @@ func (m *Manager) attempt(ctx context.Context, c *current) {
 	}
 	if err != nil {
 		m.failed(c, err)
-		return
+		return nil, err
 	}
 	m.mu.Lock()
 	m.st.Renewals++
@@ -643,6 +757,7 @@ func (m *Manager) attempt(ctx context.Context, c *current) {
 		kind = EventRekeyed
 	}
 	m.emit(Event{Kind: kind, Serial: chain[0].SerialNumber.Text(16), NotAfter: chain[0].NotAfter})
+	return chain[0], nil
 }
 
 // checkNew refuses a chain that does not fit: wrong key, other names,
@@ -687,6 +802,36 @@ func sameURIs(a, b *x509.Certificate) bool {
 	return true
 }
 
+// overdueLocked returns the renewal_overdue events due for c at now while
+// renewals fail, and records them; m.mu is held.
+func (m *Manager) overdueLocked(c *current, now time.Time) []Event {
+	leaf := c.chain[0]
+	base := Event{Kind: EventRenewalOverdue, Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter}
+	var evs []Event
+	if !m.sentOver50 && !now.Before(c.plan.half) {
+		m.sentOver50 = true
+		m.st.Overdue = 50
+		if now.Before(c.plan.ninety) {
+			e := base
+			e.UsedPercent = 50
+			evs = append(evs, e)
+		}
+	}
+	if !m.sentOver90 && !now.Before(c.plan.ninety) {
+		m.sentOver90 = true
+		m.st.Overdue = 90
+		e := base
+		e.UsedPercent = 90
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// inOutage reports whether c's renewal is past half its lifetime: from
+// there on a failure is an outage and retries are at most OutageRetry
+// apart.
+func inOutage(c *current, now time.Time) bool { return !now.Before(c.plan.half) }
+
 func (m *Manager) failed(c *current, err error) {
 	now := m.o.Clock.Now()
 	m.mu.Lock()
@@ -695,6 +840,15 @@ func (m *Manager) failed(c *current, err error) {
 	m.st.LastError = err.Error()
 	m.st.LastErrorTime = now
 	d := backoff(n, m.o.RetryMin, m.o.RetryMax, m.o.Jitter)
+	var over []Event
+	m.nextProbe = time.Time{}
+	if inOutage(c, now) {
+		d = min(d, m.o.OutageRetry)
+		over = m.overdueLocked(c, now)
+		if _, ok := m.o.CA.(healthChecker); ok && m.o.ProbeEvery > 0 && m.o.ProbeEvery < d {
+			m.nextProbe = now.Add(m.o.ProbeEvery)
+		}
+	}
 	m.nextTry = now.Add(d)
 	m.st.NextRenewal = m.nextTry
 	reenroll := errors.Is(err, ErrRenewAfterExpiryNotAllowed)
@@ -706,6 +860,9 @@ func (m *Manager) failed(c *current, err error) {
 	m.mu.Unlock()
 	leaf := c.chain[0]
 	m.emit(Event{Kind: EventRenewalFailed, Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter, Attempt: n, Retry: d, Err: err})
+	for _, e := range over {
+		m.emit(e)
+	}
 	if firstRE {
 		m.emit(Event{Kind: EventReenrollNeeded, Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter, Err: err})
 	}

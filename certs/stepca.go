@@ -394,3 +394,33 @@ func doJSON(ctx context.Context, base *url.URL, tcfg *tls.Config, timeout time.D
 }
 
 var _ CA = (*StepClient)(nil)
+
+// Revocation reason codes (RFC 5280, 5.3.1) used by Revoke.
+const (
+	ReasonUnspecified          = 0
+	ReasonCessationOfOperation = 5
+)
+
+// Revoke revokes cur at the CA: POST /1.0/revoke {serial, reasonCode,
+// reason, passive: true}, authenticated over mTLS by cur itself (step-ca
+// accepts a certificate's own revocation without a token). step-ca only
+// implements passive revocation: the certificate can no longer be renewed
+// and stays valid until it expires.
+func (c *StepClient) Revoke(ctx context.Context, cur *tls.Certificate, reasonCode int, reason string) error {
+	leaf := cur.Leaf
+	if leaf == nil {
+		chain, err := chainOf(cur)
+		if err != nil {
+			return err
+		}
+		leaf = chain[0]
+	}
+	body := map[string]any{"serial": leaf.SerialNumber.String(), "reasonCode": reasonCode, "reason": reason, "passive": true}
+	var r struct {
+		Status string `json:"status"`
+	}
+	if err := doJSON(ctx, c.base, c.tlsConfig(cur), c.to, http.MethodPost, "/1.0/revoke", body, "", &r); err != nil {
+		return fmt.Errorf("revoke certificate %s: %w", leaf.SerialNumber.Text(16), err)
+	}
+	return nil
+}

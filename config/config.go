@@ -19,6 +19,8 @@ type Config struct {
 	// (warned); an empty list refuses every command.
 	Approvers *[]Approver `yaml:"approvers"`
 	Monitor   Monitor     `yaml:"monitor"`
+	// Update configures signed self-update (lifecycle.go).
+	Update Update `yaml:"update"`
 
 	// File is the path the configuration was loaded from ("" when parsed
 	// from memory). Hash is the SHA-256 of the file's bytes, hex encoded,
@@ -200,6 +202,11 @@ type Device struct {
 	// ExpectTrafficEvery raises monitor.device_silent when the device saw
 	// no clinical session for this long (optional).
 	ExpectTrafficEvery Duration `yaml:"expect_traffic_every"`
+	// Retired is the date the device was taken out of service; see
+	// lifecycle.go (Device.IsRetired). ReplacedBy names the device that
+	// took its place.
+	Retired    Date   `yaml:"retired"`
+	ReplacedBy string `yaml:"replaced_by"`
 }
 
 // Link is how the gateway reaches the device: exactly one of TCP or Serial.

@@ -119,7 +119,7 @@ func TestExampleIsValidAndComplete(t *testing.T) {
 	for _, key := range []string{"drain_timeout", "rekey_every", "outbox_max", "long_press", "max_cert_lifetime",
 		"max_per_source", "handshake_timeout", "idle_timeout", "max_lifetime", "request_timeout", "data_bits", "stop_bits", "flow",
 		"vendor_limits", "max_connections", "max_pending", "handshake_rate", "recordings", "max_bytes", "max_free_share", "fsync_every", "outbox_reserve",
-		"approvers", "actions", "extra_roots", "pin_intermediates"} {
+		"approvers", "actions", "extra_roots", "pin_intermediates", "retired", "replaced_by", "release_keys", "install_dir", "health_timeout"} {
 		if !strings.Contains(Example, key+":") {
 			t.Errorf("example does not show %s", key)
 		}

@@ -46,6 +46,9 @@ const (
 	DefaultControlsInterval  = 5 * time.Minute
 	DefaultTelemetryWithin   = 15 * time.Minute
 	DefaultApproverLearn     = 20
+	// update (signed self-update)
+	DefaultUpdateInstallDir    = "/usr/lib/wardgate"
+	DefaultUpdateHealthTimeout = 2 * time.Minute
 
 	// AdminSocketName is the admin socket's file name in the state
 	// directory when gateway.admin_socket is not set.
@@ -74,6 +77,8 @@ func applyDefaults(c *Config) {
 		rec.MaxFreeShare = DefaultRecordingsMaxFreeShare
 	}
 	setD(&rec.FsyncEvery, DefaultRecordingsFsyncEvery)
+	setS(&c.Update.InstallDir, DefaultUpdateInstallDir)
+	setD(&c.Update.HealthTimeout, DefaultUpdateHealthTimeout)
 
 	id := &c.Identity
 	setS(&id.CA, "step")

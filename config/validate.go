@@ -88,6 +88,7 @@ func (v *validator) validate(c *Config) {
 	v.approvers(c)
 	v.identityTrust(c)
 	v.monitor(c)
+	v.update(c)
 }
 
 func (v *validator) label(path, s, what string) {
@@ -347,7 +348,9 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 		}
 		v.link(p+".link", dev)
 		v.clinical(p+".clinical", c, dev)
-		if dev.Clinical.Listen != "" {
+		// A retired device's listener is closed: its port is free for
+		// the device that replaces it.
+		if dev.Clinical.Listen != "" && !dev.IsRetired() {
 			addListener(p+".clinical.listen", dev.Clinical.Listen)
 		}
 		if dev.Vendor != nil {
@@ -395,6 +398,7 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 			}
 		}
 	}
+	v.retirement(c, deviceIDs)
 }
 
 func (v *validator) recordID(path, id, what string, seen map[string]string) {

@@ -17,6 +17,9 @@ type Birth struct {
 	Chain      [][]byte `cbor:"chain" json:"chain"` // DER, leaf first
 	ConfigHash string   `cbor:"config_hash" json:"config_hash"`
 	Inventory  Summary  `cbor:"inventory" json:"inventory"`
+	// SBOM is the SHA-256 (hex) of the agent binary's CycloneDX SBOM
+	// (`wardgate sbom`); empty when unknown.
+	SBOM string `cbor:"sbom_sha256,omitempty" json:"sbom_sha256,omitempty"`
 	// DeathSeq is the sequence number of this session's death Will. It is
 	// only delivered if the connection breaks; consumers do not count it as
 	// a gap.
@@ -94,6 +97,9 @@ type Reply struct {
 // maps it from the configuration.
 type Inventory struct {
 	Devices []Device
+	// SBOM is the SHA-256 (hex) of the agent binary's CycloneDX SBOM
+	// (`wardgate sbom`), so central knows what each gateway runs.
+	SBOM string
 }
 
 // Device is one protected device.
@@ -106,6 +112,10 @@ type Device struct {
 	Approval                                        []string
 	Accounts                                        []Account
 	Exceptions                                      []Exception
+	// Retired is the day the device left service (zero: in service);
+	// ReplacedBy names the device that took its place.
+	Retired    time.Time
+	ReplacedBy string
 }
 
 // Account is a supporting account or credential (never the secret).
@@ -148,6 +158,7 @@ const dateFmt = "2006-01-02"
 
 type wireInventory struct {
 	Devices []wireDevice `cbor:"devices"`
+	SBOM    string       `cbor:"sbom_sha256,omitempty"`
 }
 
 type wireDevice struct {
@@ -165,6 +176,8 @@ type wireDevice struct {
 	Approval     []string        `cbor:"approval,omitempty"`
 	Accounts     []wireAccount   `cbor:"accounts"`
 	Exceptions   []wireException `cbor:"exceptions"`
+	Retired      string          `cbor:"retired,omitempty"` // YYYY-MM-DD
+	ReplacedBy   string          `cbor:"replaced_by,omitempty"`
 }
 
 type wireAccount struct {
@@ -194,12 +207,15 @@ type wireControl struct {
 }
 
 func (inv Inventory) wire() wireInventory {
-	w := wireInventory{Devices: []wireDevice{}}
+	w := wireInventory{Devices: []wireDevice{}, SBOM: inv.SBOM}
 	for _, d := range inv.Devices {
 		wd := wireDevice{ID: d.ID, Kind: d.Kind, Manufacturer: d.Manufacturer, Model: d.Model,
 			Serial: d.Serial, Firmware: d.Firmware, Owner: d.Owner, Location: d.Location, Link: d.Link,
 			VendorOrg: d.VendorOrg, VendorPorts: d.VendorPorts, Approval: d.Approval,
-			Accounts: []wireAccount{}, Exceptions: []wireException{}}
+			Accounts: []wireAccount{}, Exceptions: []wireException{}, ReplacedBy: d.ReplacedBy}
+		if !d.Retired.IsZero() {
+			wd.Retired = d.Retired.UTC().Format(dateFmt)
+		}
 		for _, a := range d.Accounts {
 			wd.Accounts = append(wd.Accounts, wireAccount{ID: a.ID, Type: a.Type, Owner: a.Owner, Vendor: a.Vendor,
 				RotateEvery: int64(a.RotateEvery / time.Second), LastRotated: a.LastRotated.UTC().Format(dateFmt)})
@@ -343,6 +359,9 @@ const (
 	EventRotationOverdue   = "account.rotation_overdue"
 	EventExceptionExpiring = "exception.expiring"
 	EventExceptionExpired  = "exception.expired"
+	// EventAccountRetire: an account of a retired device is still on
+	// record; its owner rotates the credential or removes the account.
+	EventAccountRetire = "account.retire_pending"
 )
 
 // ExpiryWarning is how long before an exception's expiry it is reported.
@@ -355,6 +374,19 @@ const ExpiryWarning = 30 * 24 * time.Hour
 func Accountability(inv Inventory, now time.Time) []Event {
 	var out []Event
 	for _, d := range inv.Devices {
+		if !d.Retired.IsZero() {
+			// A retired device's credentials outlive it: each account is
+			// flagged for rotation or removal; its exceptions no longer
+			// apply.
+			for _, a := range d.Accounts {
+				out = append(out, Event{Kind: EventAccountRetire, Severity: SeverityWarning, Attrs: map[string]string{
+					"device": d.ID, "account": a.ID, "owner": a.Owner, "type": a.Type,
+					"retired": d.Retired.UTC().Format(dateFmt), "replaced_by": d.ReplacedBy,
+					"action": "rotate the credential or remove the account: the device is retired",
+				}})
+			}
+			continue
+		}
 		for _, a := range d.Accounts {
 			if a.RotateEvery <= 0 {
 				continue

@@ -21,7 +21,10 @@ func init() {
 const runAbout = `Runs the agent in the foreground until SIGTERM or SIGINT, which drain
 connections within gateway.drain_timeout. SIGHUP re-reads the configuration:
 devices whose settings did not change keep their connections; an invalid
-file is refused and the running configuration stays. Under systemd
+file is refused, the running configuration stays and an alarm is raised.
+A configuration that ran is kept in STATE_DIR as the last known good one;
+when the file is invalid at start, the agent starts on that one with an
+alarm (with none stored, it exits with status 2). Under systemd
 (Type=notify) it reports READY=1 and WATCHDOG=1 while healthy.`
 
 func cmdRun(e *env, args []string) int {
@@ -48,15 +51,19 @@ func cmdRun(e *env, args []string) int {
 	}
 	log := slog.New(h)
 
-	cfg, err := config.Load(*cfgPath, time.Now())
+	cfg, startProblems, err := loadOrLastGood(*cfgPath, time.Now())
 	if err != nil {
 		fmt.Fprintln(e.stderr, err)
 		return exitUsage
 	}
+	if startProblems != nil {
+		fmt.Fprintf(e.stderr, "%v\nwardgate run: %s is invalid; starting on the last known good configuration (%s) with an alarm\n", startProblems, *cfgPath, cfg.Hash)
+	}
 	if t := builtAt(); !t.IsZero() && time.Now().Before(t) {
 		log.Warn("the clock is earlier than this binary's build time; identity renewal waits for a sane clock", "now", time.Now(), "built", t)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Logger: log, Version: version, BuildTime: builtAt()})
+	a, err := agent.New(agent.Options{Config: cfg, Logger: log, Version: version, BuildTime: builtAt(),
+		StartProblems: startProblems, ConfigFile: *cfgPath})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "wardgate run:", err)
 		if errors.Is(err, agent.ErrNotEnrolled) {
@@ -87,16 +94,31 @@ func cmdRun(e *env, args []string) int {
 				cancel()
 				continue
 			}
-			next, err := config.Load(*cfgPath, time.Now())
-			if err != nil {
-				log.Error("reload refused: the configuration has problems; the running one stays", "problems", err.Error())
-				continue
-			}
-			if err := a.Reload(next); err != nil {
+			if err := a.ReloadFile(*cfgPath); err != nil {
 				log.Error("reload refused; the running configuration stays", "err", err)
 				continue
 			}
-			log.Info("configuration reloaded", "hash", next.Hash)
+			log.Info("configuration reloaded")
 		}
 	}
+}
+
+// loadOrLastGood loads the configuration at path; when it is invalid, it
+// falls back to the last known good configuration in the state directory
+// the file names, returning the file's problems as startProblems. With no
+// usable last known good configuration it returns the file's problems.
+func loadOrLastGood(path string, now time.Time) (cfg *config.Config, startProblems error, err error) {
+	cfg, err = config.Load(path, now)
+	if err == nil {
+		return cfg, nil, nil
+	}
+	dir, _ := config.StateDirOf(path)
+	lkg, lerr := config.LoadLastGood(dir, now)
+	if lerr != nil {
+		if errors.Is(lerr, config.ErrNoLastGood) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("%w\nthe last known good configuration cannot be used either: %w", err, lerr)
+	}
+	return lkg, err, nil
 }

@@ -190,6 +190,13 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	agent.Process.Signal(syscall.SIGHUP)
 	waitFor(t, func() bool { return strings.Contains(logs.String(), "reload refused") }, "reload refused in the log")
+	// ... raises an alarm and a signed event naming every problem; status
+	// still works with the broken file (it reads only the socket's keys).
+	waitFor(t, func() bool { out, _, _ := wg("status"); return strings.Contains(out, "ALARM      config_refused") }, "config_refused alarm in status")
+	out, _, _ = wg("status", "--json")
+	if !strings.Contains(out, `"kind": "config.reload_refused"`) || !strings.Contains(out, "devices[0].owner") {
+		t.Errorf("status --json lacks the config.reload_refused event with its problem:\n%s", out)
+	}
 	// SIGHUP with a good file that adds a device: applied.
 	if err := os.WriteFile(cfgPath, []byte(runConfig(t, dir, fmt.Sprintf(`  - id: pump-08
     owner: clinical-engineering/icu
@@ -245,4 +252,127 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestRunStartsOnLastKnownGood: the first boot with an invalid file fails
+// with status 2; a file that ran is kept; a later invalid file makes the
+// agent start on the kept one, with an alarm.
+func TestRunStartsOnLastKnownGood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "wardgate.yaml")
+	good := runConfig(t, dir, "")
+	broken := strings.Replace(good, "owner: clinical-engineering/icu", "owner: ''", 1)
+	wg := func(args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append(args, "--config", cfgPath)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if err != nil {
+			code = cmd.ProcessState.ExitCode()
+		}
+		return out.String(), errb.String(), code
+	}
+	start := func() (*exec.Cmd, *syncBuffer, chan error) {
+		var logs syncBuffer
+		agent := exec.Command(bin, "run", "--config", cfgPath, "--log-json")
+		agent.Stderr = &logs
+		if err := agent.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- agent.Wait() }()
+		t.Cleanup(func() {
+			if agent.ProcessState == nil {
+				agent.Process.Kill()
+				<-exited
+			}
+		})
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, _, code := wg("status"); code == 0 {
+				return agent, &logs, exited
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("agent did not come up:\n%s", logs.String())
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("agent exited: %v\n%s", err, logs.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	stop := func(agent *exec.Cmd, exited chan error) {
+		agent.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			t.Fatal("agent did not stop within 20s of SIGTERM")
+		}
+	}
+
+	// First boot, broken file, nothing kept: exit 2 with the problem.
+	if err := os.WriteFile(cfgPath, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := wg("run")
+	if code != exitUsage || !strings.Contains(errs, "devices[0].owner") {
+		t.Fatalf("first boot with a broken file: exit %d, want %d with the problem: %s", code, exitUsage, errs)
+	}
+
+	// A good file runs and is kept (0600, with its hash).
+	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent, _, exited := start()
+	lkg := filepath.Join(dir, "state", "last-good.yaml")
+	waitFor(t, func() bool { _, err := os.Stat(lkg); return err == nil }, "last known good configuration saved")
+	if fi, _ := os.Stat(lkg); fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s mode %v, want 0600", lkg, fi.Mode().Perm())
+	}
+	out, _, _ := wg("status", "--json")
+	var st struct {
+		Gateway struct {
+			ConfigHash string `json:"config_hash"`
+		} `json:"gateway"`
+		Alarms []string `json:"alarms"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	goodHash := st.Gateway.ConfigHash
+	stop(agent, exited)
+
+	// The file breaks; the next start runs the kept one with an alarm.
+	if err := os.WriteFile(cfgPath, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent, logs, exited := start()
+	out, _, _ = wg("status", "--json")
+	st.Alarms = nil
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Gateway.ConfigHash != goodHash {
+		t.Errorf("running config %s, want the last known good %s", st.Gateway.ConfigHash, goodHash)
+	}
+	if len(st.Alarms) == 0 || !strings.Contains(strings.Join(st.Alarms, "\n"), "config_invalid") {
+		t.Errorf("alarms %q, want config_invalid", st.Alarms)
+	}
+	if !strings.Contains(out, `"kind": "config.started_last_good"`) || !strings.Contains(out, "devices[0].owner") {
+		t.Errorf("status lacks the config.started_last_good event with its problem:\n%s", out)
+	}
+	// Fixing the file and reloading clears the alarm.
+	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { out, _, _ := wg("status"); return !strings.Contains(out, "config_invalid") }, "config_invalid cleared after a good reload")
+	_ = logs
+	stop(agent, exited)
 }

@@ -616,6 +616,37 @@ func (b *Broker) Revoke(id string, actor Actor) error {
 	return b.close(normID(id), actor, StateRevoked, EvRevoke, "")
 }
 
+// RetireDevice revokes every pending request and active grant of device
+// (cutting their sessions) with reason "device retired", as actor, and
+// returns the ids revoked. Retired devices refuse new CONNECTs on their
+// own (Device.Retired).
+func (b *Broker) RetireDevice(device string, actor Actor) ([]string, error) {
+	if !actor.Valid() {
+		return nil, ErrBadActor
+	}
+	b.mu.Lock()
+	var ids []string
+	var evs []Event
+	var cut []*session
+	for _, g := range b.grants {
+		if g.Device != device || (g.State != StatePending && g.State != StateActive) {
+			continue
+		}
+		e, c, err := b.closeLocked(g, actor, StateRevoked, EvRevoke, "device retired")
+		if err != nil {
+			continue
+		}
+		ids = append(ids, g.ID)
+		evs, cut = append(evs, e...), append(cut, c...)
+	}
+	b.mu.Unlock()
+	slices.Sort(ids)
+	cutAll(cut, "device retired")
+	b.emit(evs)
+	b.updateLED()
+	return ids, nil
+}
+
 func (b *Broker) close(id string, actor Actor, to State, kind, reason string) error {
 	if !actor.Valid() {
 		return ErrBadActor

@@ -64,6 +64,7 @@ const (
 	CodeTamper          = "tamper"            // 403: gateway tamper switch tripped
 	CodeClockBehind     = "clock_behind"      // 403: the gateway clock is behind trusted time
 	CodeIPLiteral       = "ip_literal"        // 403: target named by address
+	CodeRetired         = "retired"           // 403: the device is retired (out of service)
 	CodeIdentity        = "identity"          // 403: certificate not accepted (Authorize)
 	CodeBadCert         = "bad_certificate"   // 403 or handshake failure: chain does not verify
 	CodeUnknownDevice   = "unknown_device"    // 404

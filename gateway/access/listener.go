@@ -378,6 +378,14 @@ func (b *Broker) handle(ctx context.Context, raw *front.Conn, cfg *tls.Config) {
 		refuse(tc, &refusal{404, CodeUnknownDevice, "unknown device " + host + ": check the device name with the device owner", ""})
 		return
 	}
+	if dev.Retired {
+		why := "device " + dev.ID + " is retired (out of service)"
+		if dev.ReplacedBy != "" {
+			why += "; it was replaced by " + dev.ReplacedBy
+		}
+		refuse(tc, &refusal{403, CodeRetired, why, ""})
+		return
+	}
 	if dev.Org != vid.Org {
 		refuse(tc, &refusal{403, CodeOtherDevice, fmt.Sprintf("device %s is not serviced by %s", dev.ID, vid.Org), ""})
 		return

@@ -36,6 +36,10 @@ type Device struct {
 	// CodeOffHours) or OffHoursCentral (a new request needs a central
 	// approval besides Approval). Active grants are not affected.
 	OffHours func(now time.Time) string
+	// Retired devices refuse every vendor with CodeRetired; ReplacedBy
+	// names the device that took its place (in the refusal).
+	Retired    bool
+	ReplacedBy string
 }
 
 // VendorIdentity is an authorized vendor peer.

@@ -31,8 +31,12 @@ import (
 //	GET    /v1/hal                        simulated hardware state
 //	POST   /v1/hal/press {name, hold}     simulated hardware only
 //	POST   /v1/hal/tamper {open}          simulated hardware only
+//	POST   /v1/update/journal             emit the update steps journaled since
 func (a *Agent) adminRoutes() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/update/journal", func(w http.ResponseWriter, r *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, map[string]int{"emitted": a.emitUpdateJournal()})
+	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusOK, a.Status())
 	})

@@ -28,6 +28,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/clinical"
 	"github.com/wardgate/wardgate/gateway/front"
 	"github.com/wardgate/wardgate/gateway/monitor"
+	"github.com/wardgate/wardgate/gateway/release"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
@@ -52,6 +53,15 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Ready, if set, is called once every listener is up.
 	Ready func()
+	// StartProblems, when set, says Config is the last known good
+	// configuration because the file at ConfigFile has these problems: the
+	// agent raises the config_invalid alarm and emits
+	// config.started_last_good. Nil: Config is the file as it is, and is
+	// saved as the last known good one once the agent runs.
+	StartProblems error
+	// ConfigFile is the configuration file the operator edits (default
+	// Config.File); reported when StartProblems is set.
+	ConfigFile string
 }
 
 // Agent is the running gateway.
@@ -78,6 +88,9 @@ type Agent struct {
 	clin     *clinicalPath
 	mon      *monitor.Monitor
 
+	// sbom is the SHA-256 of the running binary's SBOM (birth, inventory).
+	sbom string
+
 	alarmsMu sync.Mutex
 	alarms   map[string]string // kind -> message, raised until cleared (alarms.go)
 	// statusWake asks statusLoop to publish now (an alarm changed).
@@ -101,12 +114,16 @@ func New(o Options) (*Agent, error) {
 	if o.Listen == nil {
 		o.Listen = net.Listen
 	}
+	if o.ConfigFile == "" {
+		o.ConfigFile = o.Config.File
+	}
 	if o.Dial == nil {
 		var d net.Dialer
 		o.Dial = d.DialContext
 	}
 	a := &Agent{o: o, log: o.Logger.With("component", "agent"), clock: o.Clock, sys: sysStats{proc: "/proc"}, alarms: map[string]string{}, statusWake: make(chan struct{}, 1)}
 	a.events = &eventSink{log: o.Logger.With("component", "events")}
+	a.sbom = release.SelfSBOMHash()
 	a.start = a.clock.Now()
 	cfg := o.Config
 	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
@@ -373,6 +390,13 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	a.events.emit(a.clock.Now(), "gateway.started", wire.SeverityInfo, map[string]string{
 		"version": a.o.Version, "config_hash": cfg.Hash, "devices": fmt.Sprint(len(cfg.Devices))})
+	a.retireDevices(a.previousGood(), cfg)
+	a.emitUpdateJournal()
+	if a.o.StartProblems != nil {
+		a.startedOnLastGood()
+	} else {
+		a.configAccepted(cfg)
+	}
 	a.hw.notifyReady()
 	if a.o.Ready != nil {
 		a.o.Ready()
@@ -442,7 +466,9 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	a.auth.SetScopes(scopes)
 	a.access.SetDevices(accessDevices(cfg))
 	a.mon.SetConfig(cfg)
-	a.events.emit(a.clock.Now(), "config.reloaded", wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
+	a.retireDevices(old, cfg)
+	a.events.emit(a.clock.Now(), EvConfigReloaded, wire.SeverityInfo, map[string]string{"config_hash": cfg.Hash, "previous": old.Hash})
+	a.configAccepted(cfg)
 	if _, err := a.tel.PublishInventory(a.inventory()); err != nil {
 		a.log.Warn("inventory after reload not queued", "err", err)
 	}

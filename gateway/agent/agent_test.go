@@ -80,7 +80,16 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) config(pumpAllow string) *config.Config {
 	e.t.Helper()
-	text := fmt.Sprintf(`version: 1
+	cfg, err := config.Parse("test.yaml", []byte(e.configText(pumpAllow)), time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cfg
+}
+
+// configText is the test configuration's text.
+func (e *env) configText(pumpAllow string) string {
+	return fmt.Sprintf(`version: 1
 gateway: {id: gw-t, site: lab, trust_domain: hospital.example, state_dir: %[1]s/state,
           vendor_listen: %[2]q, admin_socket: %[1]s/admin.sock, drain_timeout: 1s}
 identity: {ca: dev}
@@ -100,14 +109,16 @@ devices:
     clinical: {listen: %[8]q, allow: ["spiffe://hospital.example/svc/pump-server"]}
 `, e.dir, e.addrs["vendor"], e.addrs["broker"], e.echo.Addr().String(), e.addrs["pump"], pumpAllow,
 		strings.Split(e.svc.Addr().String(), ":")[1], e.addrs["pump2"]) + e.extra
-	cfg, err := config.Parse("test.yaml", []byte(text), time.Now())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return cfg
 }
 
 func (e *env) start(cfg *config.Config) {
+	e.t.Helper()
+	e.startWith(Options{Config: cfg})
+}
+
+// startWith starts the agent with o; DevCA, Logger, Listen and Ready are
+// the env's.
+func (e *env) startWith(o Options) {
 	e.t.Helper()
 	ready := make(chan struct{})
 	var once sync.Once
@@ -115,16 +126,16 @@ func (e *env) start(cfg *config.Config) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a, err := New(Options{Config: cfg, DevCA: e.ca, Logger: logger,
-		Listen: func(network, addr string) (net.Listener, error) {
-			if l, ok := e.pre[addr]; ok {
-				delete(e.pre, addr)
-				return l, nil
-			}
-			return net.Listen(network, addr)
-		},
-		Ready: func() { once.Do(func() { close(ready) }) },
-	})
+	o.DevCA, o.Logger = e.ca, logger
+	o.Listen = func(network, addr string) (net.Listener, error) {
+		if l, ok := e.pre[addr]; ok {
+			delete(e.pre, addr)
+			return l, nil
+		}
+		return net.Listen(network, addr)
+	}
+	o.Ready = func() { once.Do(func() { close(ready) }) }
+	a, err := New(o)
 	if err != nil {
 		e.t.Fatal(err)
 	}

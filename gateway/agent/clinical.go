@@ -68,6 +68,9 @@ func (a *Agent) clinicalEvent(e clinical.Event) {
 func clinicalDevices(cfg *config.Config) []clinical.DeviceOptions {
 	out := make([]clinical.DeviceOptions, 0, len(cfg.Devices))
 	for _, d := range cfg.Devices {
+		if d.IsRetired() {
+			continue // its listener is closed (retired: DATE)
+		}
 		cd := clinical.DeviceOptions{
 			ID: d.ID, Listen: d.Clinical.Listen, TCP: d.Link.TCP,
 			Allow: d.Clinical.Allow, MaxCertLifetime: d.Clinical.MaxCertLifetime.D(),

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -15,6 +14,10 @@ import (
 // ErrNotEnrolled is returned by New when the gateway has no identity yet
 // and its CA is the hospital's (identity.ca: step).
 var ErrNotEnrolled = errors.New("this gateway has no identity yet: run `wardgate enroll --config FILE --token TOKEN` with a token from the CA operator")
+
+// alarmRenewal is raised while renewal keeps failing past half the
+// certificate's lifetime (critical past 90%).
+const alarmRenewal = "certificate_renewal"
 
 func (a *Agent) setupIdentity() error {
 	cfg := a.cfg()
@@ -65,7 +68,17 @@ func (a *Agent) identityEvent(e certs.Event) {
 	case certs.EventClockInsane:
 		sev = wire.SeverityAlarm
 		a.raise("clock_insane", "the system clock is earlier than the build time; fix NTP")
+	case certs.EventRenewalOverdue:
+		attrs["used_percent"] = fmt.Sprint(e.UsedPercent)
+		sev = wire.SeverityWarning
+		msg := fmt.Sprintf("the gateway certificate could not be renewed and %d%% of its lifetime is used (expires %s); check that the CA at %s answers", e.UsedPercent, e.NotAfter.UTC().Format(time.RFC3339), a.cfg().Identity.CAURL)
+		if e.UsedPercent >= 90 {
+			sev = wire.SeverityAlarm
+			msg = "CRITICAL: " + msg + "; at expiry the clinical listeners refuse new clients"
+		}
+		a.raise(alarmRenewal, msg)
 	case certs.EventRenewed, certs.EventRekeyed:
+		a.clear(alarmRenewal)
 		a.clear("certificate_expired")
 		a.clear("reenroll_needed")
 		a.clear("clock_insane")
@@ -82,44 +95,20 @@ func (a *Agent) identityEvent(e certs.Event) {
 }
 
 // renewNow renews (or re-keys) the gateway certificate at once, on an
-// operator's request; established connections keep their certificate.
+// operator's request, through the certificate manager (the same checks,
+// store, swap and events as a scheduled renewal); established connections
+// keep their certificate.
 func (a *Agent) renewNow(ctx context.Context, rekey bool) (string, error) {
-	cur := a.ident.Current()
-	if cur == nil {
-		return "", ErrNotEnrolled
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	key := a.ident.Signer()
-	var chain []*x509.Certificate
-	var err error
-	if rekey {
-		if key, err = certs.GenerateKey(); err != nil {
-			return "", err
-		}
-		csr, cerr := certs.CSRFromCert(a.ident.Chain()[0], key)
-		if cerr != nil {
-			return "", cerr
-		}
-		chain, err = a.ca.Rekey(ctx, cur, csr)
-	} else {
-		chain, err = a.ca.Renew(ctx, cur)
+	leaf, err := a.ident.RenewOnce(ctx, rekey)
+	if errors.Is(err, certs.ErrNoIdentity) {
+		return "", ErrNotEnrolled
 	}
 	if err != nil {
-		a.identityEvent(certs.Event{Kind: certs.EventRenewalFailed, Time: a.clock.Now(), Err: err})
 		return "", err
 	}
-	if err := a.ident.Install(key, chain); err != nil {
-		return "", err
-	}
-	kind := certs.EventRenewed
-	if rekey {
-		kind = certs.EventRekeyed
-	}
-	serial := fmt.Sprintf("%x", chain[0].SerialNumber)
-	a.identityEvent(certs.Event{Kind: kind, Time: a.clock.Now(), Serial: serial, NotAfter: chain[0].NotAfter})
-	a.ident.Kick()
-	return serial, nil
+	return leaf.SerialNumber.Text(16), nil
 }
 
 // certNotAfter is the current certificate's expiry (zero if none).

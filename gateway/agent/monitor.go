@@ -104,6 +104,7 @@ func (a *Agent) controlsChanged() {
 // controls in their live state.
 func (a *Agent) inventory() wire.Inventory {
 	inv := inventory(a.cfg())
+	inv.SBOM = a.sbom
 	if a.mon == nil {
 		return inv
 	}

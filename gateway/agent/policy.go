@@ -91,6 +91,7 @@ func accessDevices(cfg *config.Config) []access.Device {
 			ID: d.ID, Org: d.Vendor.Org, Ports: d.Vendor.Ports, Approval: d.Vendor.Approval,
 			MaxSession: d.Vendor.MaxSession.D(), Host: d.Vendor.Host, ClinicalPort: cp,
 			OffHours: offHoursFunc(d.Vendor),
+			Retired:  d.IsRetired(), ReplacedBy: d.ReplacedBy,
 		})
 	}
 	return out
@@ -102,7 +103,8 @@ func inventory(cfg *config.Config) wire.Inventory {
 	var inv wire.Inventory
 	for _, d := range cfg.Devices {
 		td := wire.Device{ID: d.ID, Kind: d.Kind, Manufacturer: d.Manufacturer, Model: d.Model, Serial: d.Serial,
-			Firmware: d.Firmware, Owner: d.Owner, Location: d.Location, Link: "tcp"}
+			Firmware: d.Firmware, Owner: d.Owner, Location: d.Location, Link: "tcp",
+			Retired: d.Retired.Time, ReplacedBy: d.ReplacedBy}
 		if d.Link.Serial != nil {
 			td.Link = "serial"
 		}

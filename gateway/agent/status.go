@@ -17,10 +17,13 @@ import (
 // Status is the answer of GET /v1/status and `wardgate status --json`.
 // Its keys are stable (docs/security-team.md, "Admin API").
 type Status struct {
-	Time      time.Time       `json:"time"`
-	Gateway   GatewayStatus   `json:"gateway"`
-	Identity  certs.Status    `json:"identity"`
-	Devices   []DeviceStatus  `json:"devices"`
+	Time     time.Time      `json:"time"`
+	Gateway  GatewayStatus  `json:"gateway"`
+	Identity certs.Status   `json:"identity"`
+	Devices  []DeviceStatus `json:"devices"`
+	// Retired lists the devices out of service (no listener; kept in the
+	// inventory).
+	Retired   []RetiredDevice `json:"retired_devices,omitempty"`
 	Vendor    access.Snapshot `json:"vendor"`
 	Telemetry TelemetryStatus `json:"telemetry"`
 	Hardware  hal.State       `json:"hardware"`
@@ -29,6 +32,13 @@ type Status struct {
 	// Monitor is the monitor's findings, baselines, controls and neighbour
 	// scan (absent when the agent has none).
 	Monitor *monitor.Status `json:"monitor,omitempty"`
+}
+
+// RetiredDevice is a device out of service in Status.
+type RetiredDevice struct {
+	ID         string `json:"id"`
+	Retired    string `json:"retired"` // YYYY-MM-DD
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // GatewayStatus names the gateway and its configuration.
@@ -79,6 +89,11 @@ func (a *Agent) Status() Status {
 		Alarms:    a.alarmList(),
 		Events:    a.events.snapshot(),
 		Monitor:   a.monitorStatus(),
+	}
+	for i := range cfg.Devices {
+		if d := &cfg.Devices[i]; d.IsRetired() {
+			s.Retired = append(s.Retired, RetiredDevice{ID: d.ID, Retired: d.Retired.String(), ReplacedBy: d.ReplacedBy})
+		}
 	}
 	s.Gateway.State = "ok"
 	if !s.Telemetry.Connected {

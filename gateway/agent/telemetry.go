@@ -28,6 +28,7 @@ func (a *Agent) setupTelemetry() error {
 		Site:       cfg.Gateway.Site,
 		Version:    a.o.Version,
 		ConfigHash: cfg.Hash,
+		SBOM:       a.sbom,
 		Brokers:    cfg.MQTT.Brokers,
 		TLSConfig: func(host string) *tls.Config {
 			return a.verifier.ClientTLSConfig(a.ident, host)

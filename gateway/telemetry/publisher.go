@@ -68,6 +68,8 @@ type Options struct {
 	// certificate and verification of host's certificate against the trust
 	// bundle. Required.
 	TLSConfig func(host string) *tls.Config
+	// SBOM is the hex SHA-256 of the binary's SBOM, sent in birth.
+	SBOM string
 	// Signer returns the current gateway key and chain (leaf first). Every
 	// message is signed at send time with the current key. Required.
 	Signer func() (crypto.Signer, []*x509.Certificate)
@@ -523,7 +525,7 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 
 func (p *Publisher) enqueueBirth(chain []*x509.Certificate, deathSeq uint64) error {
 	b := wire.Birth{Gateway: p.opts.GatewayID, Site: p.opts.Site, Version: p.opts.Version, Chain: wire.ChainDER(chain),
-		ConfigHash: p.opts.ConfigHash, DeathSeq: deathSeq}
+		ConfigHash: p.opts.ConfigHash, SBOM: p.opts.SBOM, DeathSeq: deathSeq}
 	if p.opts.Inventory != nil {
 		b.Inventory = p.opts.Inventory().Summary()
 	}

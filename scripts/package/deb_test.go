@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,13 +77,20 @@ func TestDebContents(t *testing.T) {
 	entries := map[string]string{} // path -> "MODE OWNER/GROUP"
 	for line := range strings.Lines(string(list)) {
 		f := strings.Fields(line)
+		if i := slices.Index(f, "->"); i > 0 { // a symlink: PATH -> TARGET
+			// (the mode of a symlink means nothing on Linux)
+			entries[strings.TrimPrefix(f[i-1], ".")] = "symlink " + f[1] + " -> " + f[i+1]
+			continue
+		}
 		if len(f) >= 6 {
 			entries[strings.TrimSuffix(strings.TrimPrefix(f[len(f)-1], "."), "/")] = f[0] + " " + f[1]
 		}
 	}
 	for path, want := range map[string]string{
 		"/etc/wardgate/wardgate.yaml":                   "-rw-r----- root/wardgate",
-		"/usr/bin/wardgate":                             "-rwxr-xr-x root/root",
+		"/usr/lib/wardgate/wardgate.a":                  "-rwxr-xr-x root/root",
+		"/usr/lib/wardgate/wardgate":                    "symlink root/root -> wardgate.a",
+		"/usr/bin/wardgate":                             "symlink root/root -> ../lib/wardgate/wardgate",
 		"/lib/systemd/system/wardgate.service":          "-rw-r--r-- root/root",
 		"/usr/share/doc/wardgate/quickstart.md":         "-rw-r--r-- root/root",
 		"/usr/share/doc/wardgate/wardgate.example.yaml": "-rw-r--r-- root/root",
@@ -101,7 +109,7 @@ func TestDebContents(t *testing.T) {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
 	}
 	// The binary: static, for arm64.
-	f, err := elf.Open(filepath.Join(inst, "usr/bin/wardgate"))
+	f, err := elf.Open(filepath.Join(inst, "usr/lib/wardgate/wardgate.a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +128,8 @@ func TestDebContents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Type=notify", "WatchdogSec=", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
-		"ExecStart=/usr/bin/wardgate run --config /etc/wardgate/wardgate.yaml", "ExecReload=/bin/kill -HUP $MAINPID",
+		"ExecStart=/usr/bin/wardgate run --config /etc/wardgate/wardgate.yaml",
+		"ExecStartPre=-/usr/bin/wardgate config check /etc/wardgate/wardgate.yaml", "ExecReload=/bin/kill -HUP $MAINPID",
 		"User=wardgate", "DeviceAllow=char-ttyUSB rw", "DeviceAllow=char-ttyACM rw", "DeviceAllow=char-ttyAMA rw",
 		"LimitNOFILE=4096", "TasksMax=256", "MemoryMax=256M"} {
 		if !strings.Contains(string(unit), want) {
