@@ -3,7 +3,8 @@
 # no-op when everything is already there. It says what it does.
 #
 #   Debian packages: mosquitto, openssl, curl, socat, qemu-user-static,
-#                    stunnel4, sslscan, rabbitmq-server
+#                    stunnel4, sslscan, rabbitmq-server, postgresql-15 (server
+#                    binaries in /usr/lib/postgresql/15/bin), chromium
 #   step-ca:         built from the Go module proxy into $WARDGATE_CACHE/bin
 #
 # Environment: WARDGATE_CACHE (default: $HOME/.cache/wardgate).
@@ -24,13 +25,15 @@ want=(
 	stunnel4:stunnel4
 	sslscan:sslscan
 	rabbitmq-server:rabbitmq-server
+	chromium:chromium
+	/usr/lib/postgresql/15/bin/initdb:postgresql-15
 )
 
 missing=()
 for pair in "${want[@]}"; do
 	cmd="${pair%%:*}"
 	pkg="${pair##*:}"
-	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "$cmd" ]; then
 		missing+=("$pkg")
 	fi
 done
