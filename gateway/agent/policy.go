@@ -23,6 +23,9 @@ type policy struct {
 	clinical map[string]certs.PeerPolicy // by device id
 	vendors  []vendorPolicy
 	approver certs.PeerPolicy
+	// central is central's own identity, spiffe://TD/svc/central: it may
+	// only ask for a resync (rebirth, inventory).
+	central certs.PeerPolicy
 }
 
 type vendorPolicy struct {
@@ -53,6 +56,8 @@ func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*p
 	}
 	p.approver = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
 		MaxLifetime: 24 * time.Hour, Locked: locked}
+	p.central = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern(certs.ServiceURI(td, "central"))},
+		Locked: locked}
 	return p, errors.Join(errs...)
 }
 

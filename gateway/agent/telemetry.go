@@ -56,6 +56,13 @@ func (a *Agent) setupTelemetry() error {
 			}
 			return id.URI, nil
 		},
+		VerifyCentral: func(chain []*x509.Certificate, now time.Time) (string, error) {
+			id, err := a.verifier.Verify(chain, a.pol.Load().central)
+			if err != nil {
+				return "", err
+			}
+			return id.URI, nil
+		},
 	})
 	if err != nil {
 		return err

@@ -88,6 +88,11 @@ type Options struct {
 	// VerifyApprover decides whether a command signer is an approver; nil
 	// rejects every command.
 	VerifyApprover command.VerifyApprover
+	// VerifyCentral decides whether a command signer is central itself
+	// (spiffe://TD/svc/central). Central may only ask for a resync: its
+	// signature is accepted for rebirth and inventory, never for anything
+	// else. nil: only approvers may send those too.
+	VerifyCentral command.VerifyApprover
 	// Window bounds unacknowledged publishes; default 256.
 	Window int
 	// BackoffMin and BackoffMax bound reconnect delays; defaults 1s, 60s.
