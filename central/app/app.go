@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return fmt.Errorf("central.listen %s: %w", cfg.Central.Listen, err)
 		}
 	}
-	tlsLn := tls.NewListener(ln, id.Verifier.ServerTLSConfig(certs.Static(&id.Cert), web.ApproverPolicy(cfg.Central.TrustDomain), nil))
+	tlsLn := tls.NewListener(ln, id.Verifier.ServerTLSConfig(certs.Static(&id.Cert), web.ApproverPolicy(cfg.Central.TrustDomain, cfg.Central.OperatorCertLifetime.D()), nil))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -38,6 +38,9 @@ type Central struct {
 	Listen string `yaml:"listen"`
 	// DB is sqlite:PATH or postgres://USER@HOST/DB?....
 	DB string `yaml:"db"`
+	// OperatorCertLifetime is the longest lifetime of an approver
+	// certificate admitted to the web UI and API (short-lived is enforced).
+	OperatorCertLifetime Duration `yaml:"operator_cert_lifetime"`
 }
 
 // TLS is central's own identity (spiffe://TD/svc/central) and the trust

@@ -62,6 +62,7 @@ func TestProblems(t *testing.T) {
 		{"resync range", base + "ingest: {resync_interval: 1ms}\n", []string{"ingest.resync_interval"}},
 		{"offline range", base + "ingest: {offline_after: 1s}\n", []string{"ingest.offline_after"}},
 		{"keepalive range", base + "mqtt2: 1\n", []string{"unknown key"}},
+		{"operator lifetime", strings.Replace(base, "trust_domain: hospital.example", "trust_domain: hospital.example, operator_cert_lifetime: 90d", 1), []string{"central.operator_cert_lifetime"}},
 		{"retention", base + "retention: {events: 1h}\n", []string{"retention.events", "less than a day"}},
 		{"all at once", "version: 3\ncentral: {id: X}\nfoo: 1\n", []string{"version", "central.id", "unknown key", "tls.cert", "mqtt.brokers"}},
 	}

@@ -11,6 +11,7 @@ const (
 	DefaultResyncInterval = time.Minute
 	DefaultOfflineAfter   = 10 * time.Minute
 	DefaultRetention      = 400 * 24 * time.Hour
+	DefaultOperatorCert   = 24 * time.Hour
 )
 
 func applyDefaults(c *Config) {
@@ -26,6 +27,7 @@ func applyDefaults(c *Config) {
 	}
 	str(&c.Central.Listen, DefaultListen)
 	str(&c.Central.DB, DefaultDB)
+	dur(&c.Central.OperatorCertLifetime, DefaultOperatorCert)
 	dur(&c.MQTT.KeepAlive, DefaultKeepAlive)
 	dur(&c.Ingest.ReorderWindow, DefaultReorderWindow)
 	dur(&c.Ingest.ResyncInterval, DefaultResyncInterval)

@@ -91,6 +91,7 @@ func validate(c *Config, file string, lines map[string]int) gwconfig.Problems {
 			add(path, "%s is outside %s..%s", d.D(), min, max)
 		}
 	}
+	pos("central.operator_cert_lifetime", c.Central.OperatorCertLifetime, time.Hour, 30*24*time.Hour)
 	pos("mqtt.keepalive", c.MQTT.KeepAlive, time.Second, 10*time.Minute)
 	pos("ingest.reorder_window", c.Ingest.ReorderWindow, 100*time.Millisecond, 10*time.Minute)
 	pos("ingest.resync_interval", c.Ingest.ResyncInterval, time.Second, 24*time.Hour)

@@ -115,6 +115,11 @@ func (b *batchWork) receive(it item) {
 	case st.next == 0 || m.Seq == st.next:
 		if st.next == 0 {
 			st.next = m.Seq
+			if m.Kind != envelope.KindBirth && st.g.LastBirth.IsZero() {
+				// Central joined mid-session: ask for the birth and inventory
+				// it missed instead of waiting a day for the next ones.
+				b.markStale(st, "no birth seen yet")
+			}
 		}
 		b.apply(st, it, false)
 		st.next = m.Seq + 1

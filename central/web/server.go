@@ -206,8 +206,10 @@ func (s *Server) count(class string) {
 	s.mu.Unlock()
 }
 
-// ApproverPolicy admits spiffe://TD/approver/** (operators), for the TLS
-// listener of the web UI and API.
-func ApproverPolicy(td string) certs.PeerPolicy {
-	return certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")}}
+// ApproverPolicy admits spiffe://TD/approver/** (operators) whose
+// certificates live at most maxLifetime (0: certs.DefaultMaxPeerLifetime),
+// for the TLS listener of the web UI and API.
+func ApproverPolicy(td string, maxLifetime time.Duration) certs.PeerPolicy {
+	return certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
+		MaxLifetime: maxLifetime}
 }

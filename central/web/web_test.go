@@ -289,7 +289,7 @@ func TestMTLSApproversOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	srvCert := pki.Server(t, "localhost")
-	tlsConf := pki.Verifier().ServerTLSConfig(certs.Static(&srvCert), ApproverPolicy("hospital.example"), nil)
+	tlsConf := pki.Verifier().ServerTLSConfig(certs.Static(&srvCert), ApproverPolicy("hospital.example", 0), nil)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsConf)
 	if err != nil {
 		t.Fatal(err)

@@ -28,8 +28,8 @@ func TestCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		args       []string
-		code       int
+		args        []string
+		code        int
 		out, errOut string
 	}{
 		{nil, exitUsage, "", "usage:"},

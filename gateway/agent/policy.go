@@ -16,6 +16,10 @@ import (
 	"github.com/wardgate/wardgate/gateway/access"
 )
 
+// CentralMaxLifetime is the longest certificate lifetime accepted from
+// central's own identity (spiffe://TD/svc/central).
+const CentralMaxLifetime = 90 * 24 * time.Hour
+
 // policy is the part of the configuration the listeners consult on every
 // connection, compiled once per (re)load and swapped atomically.
 type policy struct {
@@ -56,8 +60,11 @@ func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*p
 	}
 	p.approver = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
 		MaxLifetime: 24 * time.Hour, Locked: locked}
+	// Central's service certificate may live longer than a person's (it
+	// can only ask for a resync, which reveals nothing new and changes no
+	// access).
 	p.central = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern(certs.ServiceURI(td, "central"))},
-		Locked: locked}
+		MaxLifetime: CentralMaxLifetime, Locked: locked}
 	return p, errors.Join(errs...)
 }
 
