@@ -248,7 +248,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.await("the event", func() bool { return e.gateway("gw-e2e").LastSeq >= seq })
-	var evs struct{ Events []struct{ Kind, Identity string } }
+	var evs struct {
+		Events []struct{ Kind, Identity string }
+	}
 	e.get("/api/v1/events?kind=vendor.request&device=pump-07", &evs)
 	if len(evs.Events) != 1 || evs.Events[0].Identity != "spiffe://hospital.example/vendor/acme/bob" {
 		t.Fatalf("events %+v", evs)
@@ -297,7 +299,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	e.await("verify_failed finding", func() bool {
-		var fs struct{ Findings []struct{ Kind, Gateway string } }
+		var fs struct {
+			Findings []struct{ Kind, Gateway string }
+		}
 		e.get("/api/v1/findings?state=open", &fs)
 		for _, f := range fs.Findings {
 			if f.Kind == "verify_failed" && f.Gateway == "gw-e2e" {
