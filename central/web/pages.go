@@ -73,19 +73,27 @@ func (s *Server) pageRoutes() {
 	m.HandleFunc("GET /alarms", s.pageAlarms)
 	m.HandleFunc("GET /findings", s.pageFindings)
 	m.HandleFunc("POST /findings/{id}/triage", s.formTriage)
+	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, page, title string, data any) {
 	s.count("page")
 	n := nonce()
 	var buf bytes.Buffer
-	if err := pages[page].ExecuteTemplate(&buf, "layout", pageData{Title: title, Page: page, User: userOf(r), Nonce: n, Data: data}); err != nil {
+	// Live updates fetch only the content (X-Fragment: main): a whole
+	// page parsed in the browser would carry another response's nonce.
+	tmpl := "layout"
+	if r.Header.Get("X-Fragment") == "main" {
+		tmpl = "content"
+	}
+	if err := pages[page].ExecuteTemplate(&buf, tmpl, pageData{Title: title, Page: page, User: userOf(r), Nonce: n, Data: data}); err != nil {
 		s.log.Error("render failed", "page", page, "err", err)
 		http.Error(w, "internal error; see central's log", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Vary", "X-Fragment")
 	w.Header().Set("Content-Security-Policy", fmt.Sprintf("default-src 'none'; script-src 'nonce-%s'; style-src 'nonce-%s'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'", n, n))
 	_, _ = w.Write(buf.Bytes())
 }

@@ -213,3 +213,9 @@ func ApproverPolicy(td string, maxLifetime time.Duration) certs.PeerPolicy {
 	return certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
 		MaxLifetime: maxLifetime}
 }
+
+func (s *Server) liveClients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}

@@ -260,6 +260,14 @@ func TestPages(t *testing.T) {
 		if code, body, _ := get(t, h, "/events?since=bad"); code != 200 || !strings.Contains(body, "is not a time") {
 			t.Errorf("bad filter page: %d", code)
 		}
+		// Live refreshes get the content only.
+		frag := httptest.NewRecorder()
+		freq := httptest.NewRequest("GET", "/", nil)
+		freq.Header.Set("X-Fragment", "main")
+		h.ServeHTTP(frag, freq)
+		if b := frag.Body.String(); frag.Code != 200 || strings.Contains(b, "<html") || !strings.Contains(b, "gw-icu3-12") {
+			t.Fatalf("fragment: %d %s", frag.Code, b)
+		}
 		// The triage form, and a cross-origin post refused.
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", "/findings/1/triage", strings.NewReader("action=acknowledge&note=seen"))
