@@ -2,9 +2,9 @@ package web
 
 import (
 	"context"
-	"fmt"
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wardgate/wardgate/central/app"
 	"github.com/wardgate/wardgate/central/config"
+	"github.com/wardgate/wardgate/central/store/storetest"
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/gateway/agent"
@@ -31,6 +32,8 @@ import (
 )
 
 const td = certstest.MiniTrustDomain
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
 // e2e is central on SQLite, a real mosquitto with TLS and ACLs, and the
 // gateway's real telemetry publisher.
@@ -218,9 +221,13 @@ func testInventory() wire.Inventory {
 // for a signed resync, which the gateway answers; a forged message becomes
 // a finding; a clean shutdown takes the gateway offline.
 func TestEndToEnd(t *testing.T) {
+	storetest.Each(t, endToEnd)
+}
+
+func endToEnd(t *testing.T, db string) {
 	pki := certstest.NewMini(t)
 	broker := brokertest.StartMosquitto(t, pki)
-	e := startCentral(t, pki, broker, "")
+	e := startCentral(t, pki, broker, db)
 	e.awaitSubscribed()
 	p, stop := gatewayPublisher(t, pki, broker.URL, "gw-e2e", testInventory())
 	e.await("gateway online with inventory", func() bool {
