@@ -162,9 +162,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		if _, ok := s.clients[ch]; ok {
-			delete(s.clients, ch)
-		}
+		delete(s.clients, ch)
 		s.mu.Unlock()
 	}()
 	w.Header().Set("Content-Type", "text/event-stream")
