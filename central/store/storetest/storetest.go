@@ -42,12 +42,7 @@ var (
 // from TestMain: os.Exit(storetest.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
-	if dataDir != "" {
-		cmd := exec.Command(filepath.Join(PGBin, "pg_ctl"), "-D", filepath.Join(dataDir, "data"), "-m", "immediate", "-w", "stop")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		_ = cmd.Run()
-		os.RemoveAll(dataDir)
-	}
+	Stop()
 	return code
 }
 
@@ -70,23 +65,57 @@ func Postgres(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("PostgreSQL tests skipped with -short")
 	}
-	once.Do(start)
+	if _, err := Server(); err != nil {
+		pgErr = err
+	}
 	if pgErr != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("PostgreSQL 15 is required under CI (scripts/deps.sh installs it): %v", pgErr)
 		}
 		t.Skipf("PostgreSQL 15 not available (install postgresql-15, or run scripts/deps.sh): %v", pgErr)
 	}
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
-	db, err := sql.Open("pgx", baseDSN+"/postgres?sslmode=disable")
+	dsn, err := NewDatabase()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dsn
+}
+
+// Server starts the shared PostgreSQL on first use and returns its base
+// DSN (postgres://wardgate@127.0.0.1:PORT). Tools (scripts/fleetsim) use it
+// too; they call Stop when done.
+func Server() (string, error) {
+	once.Do(start)
+	return baseDSN, pgErr
+}
+
+// NewDatabase creates a new, empty database on the shared server and
+// returns its DSN.
+func NewDatabase() (string, error) {
+	if _, err := Server(); err != nil {
+		return "", err
+	}
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
+	db, err := sql.Open("pgx", baseDSN+"/postgres?sslmode=disable")
+	if err != nil {
+		return "", err
+	}
 	defer db.Close()
 	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("create database: %v", err)
+		return "", fmt.Errorf("create database: %w", err)
 	}
-	return baseDSN + "/" + name + "?sslmode=disable"
+	return baseDSN + "/" + name + "?sslmode=disable", nil
+}
+
+// Stop stops the shared server if it was started.
+func Stop() {
+	if dataDir != "" {
+		cmd := exec.Command(filepath.Join(PGBin, "pg_ctl"), "-D", filepath.Join(dataDir, "data"), "-m", "immediate", "-w", "stop")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		_ = cmd.Run()
+		os.RemoveAll(dataDir)
+		dataDir = ""
+	}
 }
 
 func start() {
