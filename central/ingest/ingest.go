@@ -134,6 +134,7 @@ func New(ctx context.Context, o Options) (*Ingester, error) {
 	def(&o.ResyncInterval, time.Minute)
 	def(&o.OfflineAfter, 10*time.Minute)
 	def(&o.KeepAlive, 30*time.Second)
+	o.Verify = cachedVerifier(o.Verify)
 	in := &Ingester{o: o, clock: o.Clock, log: o.Logger.With("component", "central-ingest"),
 		in: make(chan item, 4096), gws: map[string]*gwState{}, fold: map[string]*foldState{}}
 	gws, err := o.Store.Gateways(ctx)

@@ -256,3 +256,38 @@ func TestIngestFindings(t *testing.T) {
 		h.until("flood folded", func() bool { return h.in.Stats().FindingsFolded == 10 })
 	})
 }
+
+func TestCachedVerifier(t *testing.T) {
+	pki := certstest.NewMini(t)
+	good := pki.Gateway(t, "gw-1")
+	calls := 0
+	base := envelope.RootsVerifier(pki.Roots())
+	v := cachedVerifier(func(chain []*x509.Certificate, now time.Time) (string, error) {
+		calls++
+		return base(chain, now)
+	})
+	now := time.Now()
+	for range 3 {
+		if id, err := v(good.Chain, now); err != nil || id != "spiffe://hospital.example/gateway/gw-1" {
+			t.Fatalf("%q %v", id, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("verified %d times, want 1 (cached)", calls)
+	}
+	if _, err := v(good.Chain, now.Add(verifyCacheTTL+time.Second)); err != nil || calls != 2 {
+		t.Fatalf("not verified again after the TTL: %d %v", calls, err)
+	}
+	if _, err := v(good.Chain, good.Chain[0].NotAfter.Add(time.Second)); err == nil {
+		t.Fatal("expired chain accepted from the cache")
+	}
+	rogue := certstest.NewMini(t).Gateway(t, "gw-1")
+	for range 2 {
+		if _, err := v(rogue.Chain, now); err == nil {
+			t.Fatal("untrusted chain accepted")
+		}
+	}
+	if calls != 5 {
+		t.Fatalf("failures cached? %d calls", calls)
+	}
+}

@@ -32,7 +32,20 @@ type gwState struct {
 	needBirth bool                // stale: waiting for the resync's birth
 	needInv   bool                // stale: waiting for the resync's inventory
 	resyncDue bool                // a resync is wanted but was rate-limited
+	// major says the row changed in a way pages must see at once (online,
+	// session, stale, inventory, status); otherwise, under load, the row
+	// is written at most once per flushEvery.
+	major     bool
+	flushedAt time.Time
+	pending   bool // changed but not written yet
 }
+
+// flushEvery bounds how long minor gateway changes (last seen, last seq,
+// counters) wait before they are written while central is busy.
+const flushEvery = time.Second
+
+// busyBatch is the batch size from which minor changes are throttled.
+const busyBatch = 64
 
 func newState(g store.Gateway) *gwState {
 	st := &gwState{g: g, held: map[uint64]item{}, optional: map[uint64]bool{}, seen: map[uint64]struct{}{}}
@@ -190,6 +203,7 @@ func (b *batchWork) gap(st *gwState) {
 	b.finding(store.Finding{Time: b.now, Gateway: st.g.ID, Topic: wire.TopicPrefix + st.g.ID + "/#", Kind: store.FindingGap,
 		Detail: fmt.Sprintf("sequence numbers %d..%d did not arrive within the reorder window of %s", from, to, b.in.o.ReorderWindow)})
 	b.in.log.Warn("telemetry gap", "gateway", st.g.ID, "from", from, "to", to)
+	st.major = true
 	st.next = lowest
 	st.heldSince = time.Time{}
 	b.markStale(st, fmt.Sprintf("gap %d..%d", from, to))
@@ -202,6 +216,7 @@ func (b *batchWork) markStale(st *gwState, reason string) {
 	}
 	st.g.Stale, st.g.StaleReason = true, reason
 	st.needBirth, st.needInv, st.resyncDue = true, true, true
+	st.major = true
 	b.dirty[st.g.ID] = true
 }
 
@@ -220,6 +235,10 @@ func (b *batchWork) housekeeping() {
 		}
 		if st.g.Online && !st.g.LastSeen.IsZero() && b.now.Sub(st.g.LastSeen) >= b.in.o.OfflineAfter {
 			st.g.Online = false
+			st.major = true
+			b.dirty[id] = true
+		}
+		if st.pending && b.now.Sub(st.flushedAt) >= flushEvery {
 			b.dirty[id] = true
 		}
 		if st.resyncDue && (st.g.ResyncAt.IsZero() || b.now.Sub(st.g.ResyncAt) >= b.in.o.ResyncInterval) {
@@ -233,6 +252,7 @@ func (b *batchWork) housekeeping() {
 func (b *batchWork) resync(st *gwState) {
 	st.resyncDue = false
 	st.g.ResyncAt = b.now
+	st.major = true
 	b.dirty[st.g.ID] = true
 	if b.in.o.Signer == nil || len(b.in.o.Chain) == 0 {
 		b.in.log.Warn("gateway is stale but central has no signing key to ask for a resync", "gateway", st.g.ID)
@@ -293,6 +313,12 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		g.ClockOffsetMS = it.received.UnixMilli() - m.Time
 	}
 	g.Signer = m.Signer
+	wasOnline, wasStale, wasSession := g.Online, g.Stale, g.Session
+	defer func() {
+		if g.Online != wasOnline || g.Stale != wasStale || g.Session != wasSession {
+			st.major = true
+		}
+	}()
 	ev := store.Event{Gateway: g.ID, Session: m.Session, Seq: m.Seq, Time: at, Received: it.received,
 		Historical: m.Historical, Attrs: map[string]string{}}
 	switch m.Kind {
@@ -309,7 +335,7 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		}
 		g.Session, g.Online, g.LastBirth, g.DeathSeq = m.Session, true, at, birth.DeathSeq
 		g.Site, g.Version, g.ConfigHash, g.Devices = birth.Site, birth.Version, birth.ConfigHash, birth.Inventory.Devices
-		st.needBirth = false
+		st.needBirth, st.major = false, true
 	case envelope.KindDeath:
 		var d wire.Death
 		_ = envelope.Unmarshal(m.Body, &d)
@@ -327,7 +353,7 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		if err := envelope.Unmarshal(m.Body, &s); err != nil || late {
 			return
 		}
-		g.State = s.State
+		g.State, st.major = s.State, true
 		kinds := map[string]string{}
 		for _, a := range s.Alarms {
 			kinds[a] = s.Message
@@ -356,7 +382,7 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		}
 		if !late {
 			b.inv = append(b.inv, invWrite{gw: g.ID, inv: inv, at: at})
-			g.Devices = len(inv.Devices)
+			g.Devices, st.major = len(inv.Devices), true
 		}
 		st.needInv = false
 	case envelope.KindReply:
@@ -420,7 +446,7 @@ func sessionFrom(s store.Session, e store.Event) store.Session {
 }
 
 func (b *batchWork) commit(ctx context.Context) error {
-	if len(b.dirty) == 0 && len(b.findings) == 0 {
+	if len(b.dirty) == 0 && len(b.findings) == 0 && len(b.events) == 0 {
 		return nil
 	}
 	n, err := b.in.o.Store.Apply(ctx, func(tx *store.Tx) error {
@@ -453,10 +479,18 @@ func (b *batchWork) commit(ctx context.Context) error {
 				return err
 			}
 		}
+		busy := len(b.applied) >= busyBatch
 		for id := range b.dirty {
-			if err := tx.PutGateway(b.in.gws[id].g); err != nil {
+			st := b.in.gws[id]
+			if busy && !st.major && b.now.Sub(st.flushedAt) < flushEvery {
+				st.pending = true // written by a later batch or tick
+				delete(b.dirty, id)
+				continue
+			}
+			if err := tx.PutGateway(st.g); err != nil {
 				return err
 			}
+			st.major, st.pending, st.flushedAt = false, false, b.now
 		}
 		return nil
 	})
