@@ -28,7 +28,7 @@ type gw struct {
 	chain []*x509.Certificate
 }
 
-func (g gw) msg(t *testing.T, session, seq uint64, at time.Time, kind envelope.Kind, body any) (string, []byte) {
+func (g gw) msg(t testing.TB, session, seq uint64, at time.Time, kind envelope.Kind, body any) (string, []byte) {
 	t.Helper()
 	var b []byte
 	var err error
