@@ -292,9 +292,10 @@ func (in *Ingester) publish(topic string, payload []byte) error {
 // process is the single goroutine that owns the per-gateway state. It
 // takes whatever is queued as one batch and stores it in one transaction.
 func (in *Ingester) process(ctx context.Context) error {
-	tick := in.clock.NewTicker(max(in.o.ReorderWindow/4, 50*time.Millisecond))
+	period := max(in.o.ReorderWindow/4, 50*time.Millisecond)
+	tick := in.clock.NewTicker(period)
 	defer tick.Stop()
-	lastPrune := time.Time{}
+	lastPrune, lastHouse := time.Time{}, time.Time{}
 	for {
 		var batch []item
 		select {
@@ -318,7 +319,11 @@ func (in *Ingester) process(ctx context.Context) error {
 		for _, it := range batch {
 			b.receive(it)
 		}
-		b.housekeeping()
+		// Housekeeping walks every gateway: on ticks, not on every batch.
+		if len(batch) == 0 || now.Sub(lastHouse) >= period {
+			lastHouse = now
+			b.housekeeping()
+		}
 		if err := b.commit(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -93,7 +93,6 @@ const (
 	FindingTopicMismatch = "topic_mismatch" // a valid message on another gateway's topic
 	FindingBodyInvalid   = "body_invalid"   // a signed message whose body does not decode
 	FindingGap           = "gap"            // sequence numbers that never arrived
-	FindingStaleDeath    = "stale_death"    // a death of a session that is not the current one
 )
 
 // Finding states and the triage actions that lead to them.
