@@ -450,10 +450,8 @@ func (b *batchWork) commit(ctx context.Context) error {
 		return nil
 	}
 	n, err := b.in.o.Store.Apply(ctx, func(tx *store.Tx) error {
-		for _, e := range b.events {
-			if err := tx.AddEvent(e); err != nil {
-				return err
-			}
+		if err := tx.AddEvents(b.events); err != nil {
+			return err
 		}
 		for _, w := range b.inv {
 			if err := tx.PutInventory(w.gw, w.inv, w.at); err != nil {

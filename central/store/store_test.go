@@ -65,7 +65,9 @@ func TestGatewaysEventsFindings(t *testing.T) {
 					return err
 				}
 			}
-			if err := tx.AddEvent(store.Event{Gateway: "gw-1", Seq: 4, Time: t0, Received: t0, Kind: "gateway.birth"}); err != nil {
+			// Multi-row: one new, one duplicate of the same batch, one already stored.
+			if err := tx.AddEvents([]store.Event{{Gateway: "gw-1", Seq: 4, Time: t0, Received: t0, Kind: "gateway.birth"},
+				{Gateway: "gw-1", Seq: 4, Time: t0, Received: t0, Kind: "gateway.birth"}, {Gateway: "gw-1", Seq: 1, Time: t0, Received: t0, Kind: "x"}}); err != nil {
 				return err
 			}
 			if err := tx.PutInventory("gw-1", inv, t0); err != nil {
@@ -162,4 +164,18 @@ func got3(t *testing.T, s *store.Store) int64 {
 		t.Fatal(err)
 	}
 	return last
+}
+
+func TestAddEventsChunks(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, dsn string) {
+		s := open(t, dsn)
+		var es []store.Event
+		for i := range 450 {
+			es = append(es, store.Event{Gateway: "gw-1", Seq: uint64(i + 1), Time: t0, Received: t0, Kind: "k"})
+		}
+		n, err := s.Apply(context.Background(), func(tx *store.Tx) error { return tx.AddEvents(append(es, es[:10]...)) })
+		if err != nil || n != 450 {
+			t.Fatalf("inserted %d, %v", n, err)
+		}
+	})
 }

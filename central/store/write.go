@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/wire"
@@ -178,6 +179,42 @@ func (t *Tx) AddEvent(e Event) error {
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
 		t.EventsInserted++
+	}
+	return nil
+}
+
+// eventsPerInsert bounds the rows of one multi-row INSERT (11 parameters
+// each, well below both databases' parameter limits).
+const eventsPerInsert = 200
+
+// AddEvents stores es in multi-row statements, skipping events whose
+// gateway and seq are already stored.
+func (t *Tx) AddEvents(es []Event) error {
+	for len(es) > 0 {
+		n := min(len(es), eventsPerInsert)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO events (gateway, session, seq, time_ms, received_ms, kind, severity, device, identity, historical, attrs) VALUES `)
+		args := make([]any, 0, n*11)
+		for i, e := range es[:n] {
+			if i > 0 {
+				q.WriteString(",")
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
+			if e.Attrs == nil {
+				e.Attrs = map[string]string{}
+			}
+			args = append(args, e.Gateway, int64(e.Session), int64(e.Seq), ms(e.Time), ms(e.Received), e.Kind, e.Severity, e.Device,
+				e.Identity, b2i(e.Historical), js(e.Attrs))
+		}
+		q.WriteString(" ON CONFLICT (gateway, seq) DO NOTHING")
+		res, err := t.tx.Exec(t.s.rebind(q.String()), args...)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			t.EventsInserted += int(k)
+		}
+		es = es[n:]
 	}
 	return nil
 }
