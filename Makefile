@@ -13,6 +13,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.b
 # out saves about 0.6 MB of the gateway binary.
 TAGS      := nethttpomithttp2
 BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
+# Central serves browsers and API clients, which may speak HTTP/2: it keeps
+# net/http's HTTP/2 (no nethttpomithttp2). SQLite is pure Go (no cgo).
+CENTRAL_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 export WARDGATE_CACHE ?= $(HOME)/.cache/wardgate
 TEST_TIMEOUT ?= 30m
 
@@ -24,9 +27,10 @@ help: ## list the targets
 # The gateway binary carries production code only; the demo (embedded MQTT
 # broker, simulated devices, pseudo-terminals) is bin/wardgate-demo, which
 # `wardgate demo` runs from next to itself or from PATH.
-build: ## build bin/wardgate and bin/wardgate-demo for this machine (static)
+build: ## build bin/wardgate, bin/wardgate-demo and bin/wardgate-central for this machine (static)
 	$(BUILD) -o bin/wardgate ./cmd/wardgate
 	$(BUILD) -o bin/wardgate-demo ./cmd/wardgate-demo
+	$(CENTRAL_BUILD) -o bin/wardgate-central ./cmd/wardgate-central
 
 deps: ## install what the tests need (Debian packages, step-ca)
 	scripts/deps.sh
@@ -45,13 +49,15 @@ check: ## gofmt, go vet, staticcheck, go mod tidy leaves no diff
 	    echo "go mod tidy changed go.mod/go.sum; commit the tidied files"; \
 	    cp /tmp/wardgate-go.mod.bak go.mod; cp /tmp/wardgate-go.sum.bak go.sum; exit 1; fi
 
-cross: ## static gateway and demo binaries for linux/amd64, arm64 and armv7 into bin/
+cross: ## static gateway and demo binaries for linux/amd64, arm64 and armv7, central for amd64 and arm64, into bin/
 	for cmd in wardgate wardgate-demo; do \
 	  GOOS=linux GOARCH=amd64 $(BUILD) -o bin/$$cmd-linux-amd64 ./cmd/$$cmd && \
 	  GOOS=linux GOARCH=arm64 $(BUILD) -o bin/$$cmd-linux-arm64 ./cmd/$$cmd && \
 	  GOOS=linux GOARCH=arm GOARM=7 $(BUILD) -o bin/$$cmd-linux-arm ./cmd/$$cmd || exit 1; \
 	done
-	@file bin/wardgate-linux-* bin/wardgate-demo-linux-* 2>/dev/null || ls -l bin/
+	GOOS=linux GOARCH=amd64 $(CENTRAL_BUILD) -o bin/wardgate-central-linux-amd64 ./cmd/wardgate-central
+	GOOS=linux GOARCH=arm64 $(CENTRAL_BUILD) -o bin/wardgate-central-linux-arm64 ./cmd/wardgate-central
+	@file bin/wardgate-linux-* bin/wardgate-demo-linux-* bin/wardgate-central-linux-* 2>/dev/null || ls -l bin/
 
 test-arm: deps ## unit tests of every package for arm64 and armv7 under qemu-user
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) test -short -timeout $(TEST_TIMEOUT) -exec qemu-aarch64-static ./...

@@ -31,9 +31,9 @@ section() { echo; echo "## $*"; echo; }
 	done
 
 	section "Go benchmarks (median of 5 runs)"
-	echo "\`go test -run='^\$' -bench=. -benchmem -count=5 ./certs/... ./gateway/... ./hal/... ./wire/siem/...\`"
+	echo "\`go test -run='^\$' -bench=. -benchmem -count=5 ./certs/... ./gateway/... ./hal/... ./wire/siem/... ./central/...\`"
 	echo
-	go test -run='^$' -bench=. -benchmem -count=5 -benchtime=1s -timeout 8m ./certs/... ./gateway/... ./hal/... ./wire/siem/... 2>&1 \
+	go test -run='^$' -bench=. -benchmem -count=5 -benchtime=1s -timeout 8m ./certs/... ./gateway/... ./hal/... ./wire/siem/... ./central/... 2>&1 \
 		| grep -E '^(Benchmark|pkg:)' >"$tmp/go.txt" || true
 	go run ./scripts/benchtable <"$tmp/go.txt"
 	echo

@@ -5,7 +5,8 @@
 #   Debian packages: mosquitto, openssl, curl, socat, qemu-user-static,
 #                    stunnel4, sslscan, rabbitmq-server, rsyslog (+ gnutls),
 #                    iproute2 and util-linux (ip and unshare: the monitor's
-#                    network-namespace test)
+#                    network-namespace test), postgresql-15 (server binaries
+#                    in /usr/lib/postgresql/15/bin), chromium
 #   step-ca:         built from the Go module proxy into $WARDGATE_CACHE/bin
 #
 # Environment: WARDGATE_CACHE (default: $HOME/.cache/wardgate).
@@ -30,13 +31,15 @@ want=(
 	rsyslogd:rsyslog-gnutls
 	ip:iproute2
 	unshare:util-linux
+	chromium:chromium
+	/usr/lib/postgresql/15/bin/initdb:postgresql-15
 )
 
 missing=()
 for pair in "${want[@]}"; do
 	cmd="${pair%%:*}"
 	pkg="${pair##*:}"
-	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "$cmd" ]; then
 		missing+=("$pkg")
 	fi
 done

@@ -414,3 +414,51 @@ func Accountability(inv Inventory, now time.Time) []Event {
 	}
 	return out
 }
+
+// DecodeInventory strictly decodes an inventory body (the inverse of
+// InventoryBody).
+func DecodeInventory(body []byte) (Inventory, error) {
+	var w wireInventory
+	if err := envelope.Unmarshal(body, &w); err != nil {
+		return Inventory{}, fmt.Errorf("inventory body: %w", err)
+	}
+	inv := Inventory{Devices: make([]Device, 0, len(w.Devices)), SBOM: w.SBOM}
+	for _, wd := range w.Devices {
+		d := Device{ID: wd.ID, Kind: wd.Kind, Manufacturer: wd.Manufacturer, Model: wd.Model, Serial: wd.Serial,
+			Firmware: wd.Firmware, Owner: wd.Owner, Location: wd.Location, Link: wd.Link, VendorOrg: wd.VendorOrg,
+			VendorPorts: wd.VendorPorts, Approval: wd.Approval, ReplacedBy: wd.ReplacedBy}
+		if wd.Retired != "" {
+			r, err := time.Parse(dateFmt, wd.Retired)
+			if err != nil {
+				return Inventory{}, fmt.Errorf("inventory body: device %s retired: %w", wd.ID, err)
+			}
+			d.Retired = r
+		}
+		for _, a := range wd.Accounts {
+			lr, err := time.Parse(dateFmt, a.LastRotated)
+			if err != nil {
+				return Inventory{}, fmt.Errorf("inventory body: account %s last_rotated: %w", a.ID, err)
+			}
+			d.Accounts = append(d.Accounts, Account{ID: a.ID, Type: a.Type, Owner: a.Owner, Vendor: a.Vendor,
+				RotateEvery: time.Duration(a.RotateEvery) * time.Second, LastRotated: lr})
+		}
+		for _, e := range wd.Exceptions {
+			ex, err := time.Parse(dateFmt, e.Expires)
+			if err != nil {
+				return Inventory{}, fmt.Errorf("inventory body: exception %s expires: %w", e.ID, err)
+			}
+			x := Exception{ID: e.ID, Control: e.Control, Reason: e.Reason,
+				Compensating: e.Compensating, ApprovedBy: e.ApprovedBy, Expires: ex}
+			for _, c := range e.Controls {
+				checked, err := time.Parse(time.RFC3339, c.Checked)
+				if err != nil {
+					return Inventory{}, fmt.Errorf("inventory body: exception %s control %s checked: %w", e.ID, c.Name, err)
+				}
+				x.Controls = append(x.Controls, Control{Name: c.Name, InForce: c.InForce, Detail: c.Detail, Checked: checked})
+			}
+			d.Exceptions = append(d.Exceptions, x)
+		}
+		inv.Devices = append(inv.Devices, d)
+	}
+	return inv, nil
+}

@@ -33,34 +33,42 @@ type Line struct {
 // Inspect verifies one received message and turns it into a Line. ok is
 // false for alert lines.
 func Inspect(topic string, payload []byte, verify envelope.ChainVerifier, now time.Time) (Line, bool) {
+	l, _, ok := InspectMessage(topic, payload, verify, now)
+	return l, ok
+}
+
+// InspectMessage is Inspect that also returns the verified message (nil
+// unless ok), so that a consumer can decode the body into the typed body
+// structs (Birth, Event, DecodeInventory, ...) without verifying twice.
+func InspectMessage(topic string, payload []byte, verify envelope.ChainVerifier, now time.Time) (Line, *envelope.Message, bool) {
 	topicGW := ""
 	if rest, found := strings.CutPrefix(topic, TopicPrefix); found {
 		topicGW, _, _ = strings.Cut(rest, "/")
 	}
 	if strings.HasSuffix(topic, "/cmd") {
-		return commandLine(topic, topicGW, payload, verify, now), false
+		return commandLine(topic, topicGW, payload, verify, now), nil, false
 	}
 	m, err := envelope.Verify(payload, verify, now)
 	if errors.Is(err, envelope.ErrUntrusted) {
 		m, err = verifyWill(payload, verify, now, err)
 	}
 	if err != nil {
-		return Line{Alert: "verify_failed", Topic: topic, Gateway: topicGW, Error: err.Error()}, false
+		return Line{Alert: "verify_failed", Topic: topic, Gateway: topicGW, Error: err.Error()}, nil, false
 	}
 	l := Line{Topic: topic, Gateway: m.Gateway, Session: m.Session, Seq: m.Seq, Kind: string(m.Kind),
 		Time: time.UnixMilli(m.Time).UTC().Format(time.RFC3339Nano), Historical: m.Historical,
 		Verified: true, Signer: m.Signer}
 	if topicGW != m.Gateway || topic != Topic(m.Gateway, m.Kind) {
 		l.Alert, l.Verified, l.Error = "topic_mismatch", false, fmt.Sprintf("message of gateway %q kind %s on topic %s", m.Gateway, m.Kind, topic)
-		return l, false
+		return l, nil, false
 	}
 	body, err := DecodeBody(m.Kind, m.Body)
 	if err != nil {
 		l.Alert, l.Error = "body_invalid", err.Error()
-		return l, false
+		return l, nil, false
 	}
 	l.Body = body
-	return l, true
+	return l, m, true
 }
 
 // DecodeBody strictly decodes a body into JSON-friendly values: metrics

@@ -16,6 +16,12 @@ func TestProductionBinaryCarriesNoDemo(t *testing.T) {
 		"github.com/creack/pty",  // the demo's serial device
 		mod + "gateway/demo",
 		mod + "cmd/wardgate-demo",
+		// central security's service and its databases are their own binary.
+		mod + "central",
+		mod + "cmd/wardgate-central",
+		"modernc.org/sqlite",
+		"modernc.org/libc",
+		"github.com/jackc/pgx",
 	}
 	// gorilla/websocket is linked by paho.mqtt.golang itself (its ws://
 	// transport, no build tag to leave it out); nothing of ours may add it.
@@ -34,7 +40,7 @@ func TestProductionBinaryCarriesNoDemo(t *testing.T) {
 		pkg := f[0]
 		for _, bad := range forbidden {
 			if strings.HasPrefix(pkg, bad) {
-				t.Errorf("the gateway binary links %s; move it to cmd/wardgate-demo or a _test.go file", pkg)
+				t.Errorf("the gateway binary links %s; move it to cmd/wardgate-demo, cmd/wardgate-central or a _test.go file", pkg)
 			}
 		}
 		// Our test harnesses (certstest, stepcatest, haltest, brokertest,

@@ -362,6 +362,20 @@ func TestCentralCommands(t *testing.T) {
 	if _, err := e.a.verifier.Verify(chain(vendor), e.a.pol.Load().approver); err == nil {
 		t.Error("a vendor was accepted as an approver")
 	}
+	// The central policy: exactly spiffe://TD/svc/central (which the
+	// publisher accepts for rebirth and inventory only).
+	central := e.cert("spiffe://hospital.example/svc/central", time.Hour)
+	if _, err := e.a.verifier.Verify(chain(central), e.a.pol.Load().central); err != nil {
+		t.Errorf("central refused: %v", err)
+	}
+	if _, err := e.a.verifier.Verify(chain(central), e.a.pol.Load().approver); err == nil {
+		t.Error("central was accepted as an approver")
+	}
+	for _, c := range []tls.Certificate{ok, vendor, e.cert("spiffe://hospital.example/svc/central-2", time.Hour)} {
+		if _, err := e.a.verifier.Verify(chain(c), e.a.pol.Load().central); err == nil {
+			t.Errorf("%s accepted as central", chain(c)[0].URIs[0])
+		}
+	}
 }
 
 func TestStatusAndRenew(t *testing.T) {

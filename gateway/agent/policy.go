@@ -21,6 +21,10 @@ import (
 // for signed commands.
 const MaxApproverLifetime = 24 * time.Hour
 
+// CentralMaxLifetime is the longest certificate lifetime accepted from
+// central's own identity (spiffe://TD/svc/central).
+const CentralMaxLifetime = 90 * 24 * time.Hour
+
 // policy is the part of the configuration the listeners consult on every
 // connection, compiled once per (re)load and swapped atomically.
 type policy struct {
@@ -28,6 +32,9 @@ type policy struct {
 	clinical map[string]certs.PeerPolicy // by device id
 	vendors  []vendorPolicy
 	approver certs.PeerPolicy
+	// central is central's own identity, spiffe://TD/svc/central: it may
+	// only ask for a resync (rebirth, inventory).
+	central certs.PeerPolicy
 }
 
 type vendorPolicy struct {
@@ -70,6 +77,11 @@ func compile(cfg *config.Config, locked func(certs.Identity) (bool, string)) (*p
 	// is useful for a day, and the CA's short-lived issuance is enforced.
 	p.approver = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")},
 		MaxLifetime: MaxApproverLifetime, Locked: locked, Intermediates: norm(pins.Approver)}
+	// Central's service certificate may live longer than a person's (it
+	// can only ask for a resync, which reveals nothing new and changes no
+	// access).
+	p.central = certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern(certs.ServiceURI(td, "central"))},
+		MaxLifetime: CentralMaxLifetime, Locked: locked}
 	return p, errors.Join(errs...)
 }
 

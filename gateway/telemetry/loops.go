@@ -73,6 +73,11 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 			return "", errors.New("this gateway accepts no commands (no approver trust configured)")
 		}
 	}
+	if central := p.opts.VerifyCentral; central != nil && (reply.Command == command.Rebirth || reply.Command == command.InventoryNow) {
+		// The name comes from the payload whose signature Verify checks
+		// before it calls approver, so central cannot widen its scope.
+		approver = resyncVerifier(approver, central)
+	}
 	c, err := command.Verify(data, p.opts.GatewayID, p.clock.Now(), approver, p.nonces)
 	if err != nil {
 		// Anyone who can publish on the command topic can send junk: the
@@ -104,6 +109,20 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 	}
 	if err != nil {
 		p.log.Error("telemetry command reply not queued", "err", err)
+	}
+}
+
+// resyncVerifier accepts an approver, or else central's own identity.
+func resyncVerifier(approver, central command.VerifyApprover) command.VerifyApprover {
+	return func(chain []*x509.Certificate, now time.Time) (string, error) {
+		id, err := approver(chain, now)
+		if err == nil {
+			return id, nil
+		}
+		if cid, cerr := central(chain, now); cerr == nil {
+			return cid, nil
+		}
+		return "", err
 	}
 }
 

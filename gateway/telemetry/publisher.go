@@ -102,6 +102,11 @@ type Options struct {
 	// run it (approver scopes), before rebirth and inventory run here and
 	// before Commands; its error is the reply's reason.
 	Permit func(command.Command) error
+	// VerifyCentral decides whether a command signer is central itself
+	// (spiffe://TD/svc/central). Central may only ask for a resync: its
+	// signature is accepted for rebirth and inventory, never for anything
+	// else. nil: only approvers may send those too.
+	VerifyCentral command.VerifyApprover
 	// Window bounds unacknowledged publishes; default 256.
 	Window int
 	// BackoffMin and BackoffMax bound reconnect delays; defaults 1s, 60s.

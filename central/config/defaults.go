@@ -1,0 +1,38 @@
+package config
+
+import "time"
+
+// Defaults, applied by Parse to keys that are absent.
+const (
+	DefaultListen         = "127.0.0.1:8444"
+	DefaultDB             = "sqlite:/var/lib/wardgate-central/central.db"
+	DefaultKeepAlive      = 30 * time.Second
+	DefaultReorderWindow  = 10 * time.Second
+	DefaultResyncInterval = time.Minute
+	DefaultOfflineAfter   = 10 * time.Minute
+	DefaultRetention      = 400 * 24 * time.Hour
+	DefaultOperatorCert   = 24 * time.Hour
+)
+
+func applyDefaults(c *Config) {
+	str := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	dur := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	str(&c.Central.Listen, DefaultListen)
+	str(&c.Central.DB, DefaultDB)
+	dur(&c.Central.OperatorCertLifetime, DefaultOperatorCert)
+	dur(&c.MQTT.KeepAlive, DefaultKeepAlive)
+	dur(&c.Ingest.ReorderWindow, DefaultReorderWindow)
+	dur(&c.Ingest.ResyncInterval, DefaultResyncInterval)
+	dur(&c.Ingest.OfflineAfter, DefaultOfflineAfter)
+	dur(&c.Retention.Events, DefaultRetention)
+	dur(&c.Retention.Findings, DefaultRetention)
+	dur(&c.Retention.Sessions, DefaultRetention)
+}

@@ -1,0 +1,130 @@
+package store
+
+// migrations are applied in order, each once, recorded in the migrations
+// table. Never edit a released migration: append a new one. {{id}} is the
+// auto-increment primary key of the dialect.
+var migrations = []string{
+	// 1: the first schema.
+	`CREATE TABLE gateways (
+		id TEXT PRIMARY KEY,
+		site TEXT NOT NULL DEFAULT '',
+		version TEXT NOT NULL DEFAULT '',
+		config_hash TEXT NOT NULL DEFAULT '',
+		signer TEXT NOT NULL DEFAULT '',
+		session BIGINT NOT NULL DEFAULT 0,
+		last_seq BIGINT NOT NULL DEFAULT 0,
+		death_seq BIGINT NOT NULL DEFAULT 0,
+		online INTEGER NOT NULL DEFAULT 0,
+		stale INTEGER NOT NULL DEFAULT 0,
+		stale_reason TEXT NOT NULL DEFAULT '',
+		stale_since_ms BIGINT NOT NULL DEFAULT 0,
+		resync_ms BIGINT NOT NULL DEFAULT 0,
+		first_seen_ms BIGINT NOT NULL DEFAULT 0,
+		last_seen_ms BIGINT NOT NULL DEFAULT 0,
+		last_birth_ms BIGINT NOT NULL DEFAULT 0,
+		last_death_ms BIGINT NOT NULL DEFAULT 0,
+		clock_offset_ms BIGINT NOT NULL DEFAULT 0,
+		gaps BIGINT NOT NULL DEFAULT 0,
+		messages BIGINT NOT NULL DEFAULT 0,
+		state TEXT NOT NULL DEFAULT '',
+		devices INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE devices (
+		gateway TEXT NOT NULL,
+		id TEXT NOT NULL,
+		kind TEXT NOT NULL DEFAULT '',
+		manufacturer TEXT NOT NULL DEFAULT '',
+		model TEXT NOT NULL DEFAULT '',
+		serial TEXT NOT NULL DEFAULT '',
+		firmware TEXT NOT NULL DEFAULT '',
+		owner TEXT NOT NULL DEFAULT '',
+		location TEXT NOT NULL DEFAULT '',
+		link TEXT NOT NULL DEFAULT '',
+		vendor_org TEXT NOT NULL DEFAULT '',
+		vendor_ports TEXT NOT NULL DEFAULT '[]',
+		approval TEXT NOT NULL DEFAULT '[]',
+		updated_ms BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (gateway, id)
+	);
+	CREATE TABLE accounts (
+		gateway TEXT NOT NULL,
+		device TEXT NOT NULL,
+		id TEXT NOT NULL,
+		type TEXT NOT NULL DEFAULT '',
+		owner TEXT NOT NULL DEFAULT '',
+		vendor TEXT NOT NULL DEFAULT '',
+		rotate_every_s BIGINT NOT NULL DEFAULT 0,
+		last_rotated_ms BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (gateway, device, id)
+	);
+	CREATE TABLE exceptions (
+		gateway TEXT NOT NULL,
+		device TEXT NOT NULL,
+		id TEXT NOT NULL,
+		control TEXT NOT NULL DEFAULT '',
+		reason TEXT NOT NULL DEFAULT '',
+		compensating TEXT NOT NULL DEFAULT '[]',
+		approved_by TEXT NOT NULL DEFAULT '',
+		owner TEXT NOT NULL DEFAULT '',
+		expires_ms BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (gateway, device, id)
+	);
+	CREATE TABLE events (
+		id {{id}},
+		gateway TEXT NOT NULL,
+		session BIGINT NOT NULL,
+		seq BIGINT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		received_ms BIGINT NOT NULL,
+		kind TEXT NOT NULL,
+		severity TEXT NOT NULL DEFAULT '',
+		device TEXT NOT NULL DEFAULT '',
+		identity TEXT NOT NULL DEFAULT '',
+		historical INTEGER NOT NULL DEFAULT 0,
+		attrs TEXT NOT NULL DEFAULT '{}'
+	);
+	CREATE UNIQUE INDEX events_gateway_seq ON events (gateway, seq);
+	CREATE INDEX events_time ON events (time_ms);
+	CREATE INDEX events_kind ON events (kind, id);
+	CREATE INDEX events_device ON events (device, id);
+	CREATE INDEX events_identity ON events (identity, id);
+	CREATE TABLE sessions (
+		gateway TEXT NOT NULL,
+		grant_id TEXT NOT NULL,
+		session_id TEXT NOT NULL DEFAULT '',
+		vendor TEXT NOT NULL DEFAULT '',
+		device TEXT NOT NULL DEFAULT '',
+		ports TEXT NOT NULL DEFAULT '',
+		state TEXT NOT NULL DEFAULT '',
+		approver TEXT NOT NULL DEFAULT '',
+		requested_ms BIGINT NOT NULL DEFAULT 0,
+		approved_ms BIGINT NOT NULL DEFAULT 0,
+		started_ms BIGINT NOT NULL DEFAULT 0,
+		ended_ms BIGINT NOT NULL DEFAULT 0,
+		updated_ms BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (gateway, grant_id)
+	);
+	CREATE TABLE alarms (
+		gateway TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		message TEXT NOT NULL DEFAULT '',
+		active INTEGER NOT NULL DEFAULT 1,
+		raised_ms BIGINT NOT NULL DEFAULT 0,
+		cleared_ms BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (gateway, kind)
+	);
+	CREATE TABLE findings (
+		id {{id}},
+		time_ms BIGINT NOT NULL,
+		gateway TEXT NOT NULL DEFAULT '',
+		topic TEXT NOT NULL DEFAULT '',
+		kind TEXT NOT NULL,
+		detail TEXT NOT NULL DEFAULT '',
+		signer TEXT NOT NULL DEFAULT '',
+		state TEXT NOT NULL DEFAULT 'open',
+		triaged_by TEXT NOT NULL DEFAULT '',
+		triaged_ms BIGINT NOT NULL DEFAULT 0,
+		note TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX findings_state ON findings (state, id);`,
+}
