@@ -106,10 +106,10 @@ func (e *e2e) get(path string, v any) int {
 }
 
 // await polls the API (the state lives in another component) until cond
-// holds, for at most 20 seconds.
+// holds, for at most 60 seconds (CI machines run many suites at once).
 func (e *e2e) await(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("timed out waiting for %s", what)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/gateway/front"
 	"github.com/wardgate/wardgate/wire"
 	"github.com/wardgate/wardgate/wire/command"
 	"github.com/wardgate/wardgate/wire/envelope"
@@ -59,6 +60,9 @@ func TestCentralMayOnlyResync(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := p.Stats().Outbox.NextSeq
+			// Each case is answered: forget earlier rejections, which are
+			// otherwise folded per reason (see TestRejectedCommandsAreFolded).
+			p.rejects = front.Folder{Window: rejectWindow}
 			data, err := command.Sign(tc.signer.Key, tc.signer.Chain, "gw-test", tc.cmd, tc.args, time.Now(), time.Minute)
 			if err != nil {
 				t.Fatal(err)
