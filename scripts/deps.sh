@@ -3,7 +3,7 @@
 # no-op when everything is already there. It says what it does.
 #
 #   Debian packages: mosquitto, openssl, curl, socat, qemu-user-static,
-#                    stunnel4, sslscan, rabbitmq-server
+#                    stunnel4, sslscan, rabbitmq-server, openssh-server
 #   step-ca:         built from the Go module proxy into $WARDGATE_CACHE/bin
 #
 # Environment: WARDGATE_CACHE (default: $HOME/.cache/wardgate).
@@ -24,6 +24,7 @@ want=(
 	stunnel4:stunnel4
 	sslscan:sslscan
 	rabbitmq-server:rabbitmq-server
+	sshd:openssh-server
 )
 
 missing=()

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +20,7 @@ const (
 	TypeHeader  = 1
 	TypeData    = 2
 	TypeTrailer = 3
+	TypeNote    = 4 // a gateway note: credential injection marker, encrypted tunnel
 )
 
 // Direction of a data frame.
@@ -69,6 +69,7 @@ type body struct {
 	Data    []byte    `cbor:"4,keyasint,omitempty"`
 	Header  *Header   `cbor:"5,keyasint,omitempty"`
 	Trailer *Trailer  `cbor:"6,keyasint,omitempty"`
+	Note    *Note     `cbor:"7,keyasint,omitempty"`
 }
 
 // wire is one element of the CBOR sequence.
@@ -153,7 +154,7 @@ func (w *Writer) append(b body, flush bool) error {
 		return w.err
 	}
 	if w.closed {
-		return errors.New("recording closed")
+		return ErrClosed
 	}
 	raw, err := encMode.Marshal(b)
 	if err != nil {
@@ -297,6 +298,7 @@ type Frame struct {
 	Data    []byte    // data frames only
 	Header  *Header   // header frame only
 	Trailer *Trailer  // trailer frame only
+	Note    *Note     // note frame only
 }
 
 // Verify checks the hash chain of the recording in r and calls fn (if
@@ -349,6 +351,8 @@ func Verify(r io.Reader, fn func(Frame)) (*Summary, error) {
 				return s, &ChainError{Frame: i, Reason: "unknown direction"}
 			}
 			f.Dir, f.Data = b.Dir, b.Data
+		case b.Type == TypeNote && b.Note != nil:
+			f.Note = b.Note
 		case b.Type == TypeTrailer && b.Trailer != nil:
 			s.Trailer = b.Trailer
 			f.Trailer = b.Trailer
@@ -380,6 +384,8 @@ func Replay(r io.Reader, w io.Writer) error {
 			fmt.Fprintf(bw, "session %s  grant %s\nvendor  %s\ndevice  %s port %d\nstart   %s\n\n",
 				h.Session, h.Grant, h.Vendor, h.Device, h.Port, h.Start.UTC().Format(time.RFC3339Nano))
 		case f.Trailer != nil:
+		case f.Note != nil:
+			fmt.Fprintf(bw, "%+10.3fs  #%-5d note %-9s %s\n", f.Time.Sub(start).Seconds(), f.Index, f.Note.Kind, preview([]byte(f.Note.Text), 200))
 		default:
 			fmt.Fprintf(bw, "%+10.3fs  #%-5d %-14s %6d B  %s\n", f.Time.Sub(start).Seconds(), f.Index, f.Dir, len(f.Data), preview(f.Data, 48))
 		}
