@@ -116,7 +116,7 @@ type Broker struct {
 	runs     map[int]context.CancelFunc // of running Runs, cancelled by Close
 	nextRun  int
 
-	ended endedLog // recently ended sessions, for the status API
+	ended    endedLog          // recently ended sessions, for the status API
 	consoles map[string]string // serial console port -> session holding it (under mu)
 
 	ledMu  sync.Mutex

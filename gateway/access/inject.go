@@ -123,7 +123,6 @@ func ReadSecret(in Injection) ([]byte, error) {
 	return buf, nil
 }
 
-
 // loginMatcher buffers a device's output during a login dialogue and finds
 // each step's expected prompt in it. It never holds more than max bytes:
 // what it drops, consumes or leaves over is handed back so it can be

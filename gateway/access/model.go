@@ -192,11 +192,11 @@ type Event struct {
 	Duration  time.Duration `json:"duration,omitempty"`
 	Hash      string        `json:"hash,omitempty"` // EvSessionEnd: recording final hash (hex)
 	Recording string        `json:"recording,omitempty"`
-	End       EndReason     `json:"end,omitempty"`           // EvSessionEnd, EvGrantExpired, EvRevoke: typed end reason
-	Account   string        `json:"account,omitempty"`       // EvInject*: the service account used
-	Owner     string        `json:"owner,omitempty"`         // EvInject*: the account's accountable owner
-	Extend    time.Duration `json:"extend_for,omitempty"`    // extension requests: the time asked for
-	Extends   string        `json:"extends,omitempty"`       // extension requests: the grant extended
+	End       EndReason     `json:"end,omitempty"`        // EvSessionEnd, EvGrantExpired, EvRevoke: typed end reason
+	Account   string        `json:"account,omitempty"`    // EvInject*: the service account used
+	Owner     string        `json:"owner,omitempty"`      // EvInject*: the account's accountable owner
+	Extend    time.Duration `json:"extend_for,omitempty"` // extension requests: the time asked for
+	Extends   string        `json:"extends,omitempty"`    // extension requests: the grant extended
 }
 
 // Severity is the telemetry severity of the event: refusals, locks and
