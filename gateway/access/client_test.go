@@ -109,7 +109,7 @@ func TestConnectClientEndToEnd(t *testing.T) {
 	if _, err := br.ReadString('\n'); err == nil {
 		t.Fatal("local connection survived the revoke")
 	}
-	out.wait(t, "session to pump-07:23 ended")
+	out.wait(t, "to pump-07:23 ended: revoked")
 
 	// A refusal that will not resolve by waiting is printed and ends the connection.
 	cl2 := e.client(e.jo, "pump-07:7001")
