@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/gateway/access/recording"
 )
 
 // curlAPI calls the status API directly (not as a proxy) with curl.
@@ -292,4 +295,44 @@ func TestWatchWarnsAndSaysWhy(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// TestRecordingNotesEncryptedTunnels: a tunnel whose first vendor bytes
+// are a TLS ClientHello or an SSH banner is noted in the recording.
+func TestRecordingNotesEncryptedTunnels(t *testing.T) {
+	e := newEnv(t)
+	id := e.request(e.jo, "pump-07:23")
+	if _, err := e.b.Approve(id, local2()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ first, want string }{
+		{"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\n", "## encrypted: tls: "},
+		{"SSH-2.0-OpenSSH_9.2p1\r\n", "## encrypted: ssh: "},
+		{"plain text\n", ""},
+	} {
+		c, err := e.dial(e.jo, "pump-07:23")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid := InfoOf(c).Session
+		if _, err := c.Write([]byte(tc.first)); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Read(make([]byte, 64))
+		c.Close()
+		e.ev.wait(t, EvSessionEnd, func(ev Event) bool { return ev.Session == sid })
+		f, err := os.Open(e.rec.Path(sid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text strings.Builder
+		_, err = recording.ReplayText(f, &text)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has := strings.Contains(text.String(), "## encrypted:"); has != (tc.want != "") || tc.want != "" && !strings.Contains(text.String(), tc.want+"the vendor's bytes are encrypted end to end") {
+			t.Errorf("%q: %s", tc.first, text.String())
+		}
+	}
 }
