@@ -165,6 +165,9 @@ func (e *GrantError) Error() string {
 	case StateDenied:
 		return fmt.Sprintf("request %s was denied by %s", g.ID, g.ClosedBy)
 	case StateExpired:
+		if !g.Approved.IsZero() {
+			return fmt.Sprintf("grant %s expired at %s", g.ID, g.Expires.UTC().Format(time.RFC3339))
+		}
 		return fmt.Sprintf("request %s expired unanswered at %s", g.ID, g.Expires.UTC().Format(time.RFC3339))
 	}
 	by := ""
