@@ -181,9 +181,10 @@ func injectionFor(dev Device, port int) (Injection, bool) {
 
 // injectLogin performs the login dialogue of the account injected on port
 // (if any) on the session's device connection. It returns the device
-// output that followed the last expected prompt (to hand to the vendor,
-// already recorded) and the account id; a failure is a refusal with the
-// reason for the vendor.
+// output from the start of what the last step matched (the prompt the
+// vendor continues at, and anything after it: already recorded, the secret
+// withheld) and the account id; a failure is a refusal with the reason for
+// the vendor.
 func (b *Broker) injectLogin(s *session, dev Device, port int, vid VendorIdentity) ([]byte, string, *refusal) {
 	in, ok := injectionFor(dev, port)
 	if !ok {
@@ -229,10 +230,12 @@ func (b *Broker) injectLogin(s *session, dev Device, port int, vid VendorIdentit
 	}
 	m := &loginMatcher{max: maxLoginBuffer}
 	buf := make([]byte, 4096)
+	var last []byte // what the last step matched: the vendor sees it (the prompt)
 	for i, st := range in.Login {
 		for {
 			consumed, ok := m.match(st.Expect)
 			if ok {
+				last = scrub(consumed, secret)
 				if err := record(consumed); err != nil {
 					return fail("the session cannot be recorded", err.Error())
 				}
@@ -280,10 +283,11 @@ func (b *Broker) injectLogin(s *session, dev Device, port int, vid VendorIdentit
 	if !t.Stop() || timedOut.Load() {
 		return fail(fmt.Sprintf("the login did not finish within %s", timeout), "timeout")
 	}
-	left := scrub(m.rest(), secret)
-	if err := record(left); err != nil {
+	rest := scrub(m.rest(), secret)
+	if err := record(rest); err != nil {
 		return fail("the session cannot be recorded", err.Error())
 	}
+	left := append(last, rest...)
 	_ = s.rec.Note(b.clock.Now(), recording.NoteInject, "logged in to account "+in.Account+"; session handed over to the vendor")
 	ev := base
 	ev.Time, ev.Kind = b.clock.Now(), EvInject

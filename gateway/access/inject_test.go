@@ -270,8 +270,9 @@ func TestInjectTCPAndConsole(t *testing.T) {
 				if info.Injected != "acme-svc" {
 					t.Fatalf("%+v", info)
 				}
-				if got := shell(t, c, "show alarms"); strings.Contains(got, testSecret) {
-					t.Fatalf("the vendor saw the secret: %q", got)
+				got := shell(t, c, "show alarms")
+				if strings.Contains(got, testSecret) || !strings.Contains(got, "\r\nwelcome service\r\nsvc# echo: show alarms") {
+					t.Fatalf("the vendor saw %q", got)
 				}
 				c.Close()
 				end := e.ev.wait(t, EvSessionEnd, nil)

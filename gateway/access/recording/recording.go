@@ -381,8 +381,8 @@ func Replay(r io.Reader, w io.Writer) error {
 		case f.Header != nil:
 			h := f.Header
 			start = h.Start
-			fmt.Fprintf(bw, "session %s  grant %s\nvendor  %s\ndevice  %s port %d\nstart   %s\n\n",
-				h.Session, h.Grant, h.Vendor, h.Device, h.Port, h.Start.UTC().Format(time.RFC3339Nano))
+			fmt.Fprintf(bw, "session %s  grant %s\nvendor  %s\ndevice  %s port %s\nstart   %s\n\n",
+				h.Session, h.Grant, h.Vendor, h.Device, portName(h.Port), h.Start.UTC().Format(time.RFC3339Nano))
 		case f.Trailer != nil:
 		case f.Note != nil:
 			fmt.Fprintf(bw, "%+10.3fs  #%-5d note %-9s %s\n", f.Time.Sub(start).Seconds(), f.Index, f.Note.Kind, preview([]byte(f.Note.Text), 200))
