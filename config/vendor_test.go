@@ -113,3 +113,34 @@ func TestVendorValidationRules(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleShowsVendorKeys: the example shows a console and an injected
+// account with every key.
+func TestExampleShowsVendorKeys(t *testing.T) {
+	for _, key := range []string{"console", "inject", "user", "secret_file", "login", "expect", "send", "newline"} {
+		if !strings.Contains(Example, key+":") {
+			t.Errorf("example does not show %s", key)
+		}
+	}
+	cfg, err := Parse("example.yaml", []byte(Example), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var console, inject bool
+	for i := range cfg.Devices {
+		d := &cfg.Devices[i]
+		if d.Vendor != nil && d.Vendor.Console != nil {
+			console = true
+		}
+		for _, a := range d.Accounts {
+			if a.Inject != nil {
+				if _, ok := InjectPort(d, a.Inject); ok {
+					inject = true
+				}
+			}
+		}
+	}
+	if !console || !inject {
+		t.Errorf("example: console %v, inject %v", console, inject)
+	}
+}
