@@ -409,3 +409,18 @@ func TestConnectStdioUnderSSH(t *testing.T) {
 	}
 	_ = io.Discard
 }
+
+func TestHostAliasHints(t *testing.T) {
+	var b strings.Builder
+	printAliasHints(&b, "pump-07", "127.0.0.1:8081", "pump-07:8080")
+	for _, want := range []string{"ssh -p 8081 -o HostKeyAlias=pump-07 USER@127.0.0.1", "curl --connect-to pump-07:8080:127.0.0.1:8081 http://pump-07:8080/",
+		`add "127.0.0.1 pump-07" to your hosts file, then open http://pump-07:8081/`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("hints lack %q:\n%s", want, b.String())
+		}
+	}
+	// Flag errors are usage errors.
+	if code, _, errs := runCLI(t, "", "connect", "--gateway", "g:1", "--target", "d:1", "--cert", "c", "--key", "k", "--ca", "a", "--stdio", "--extend", "5m"); code != exitUsage || !strings.Contains(errs, "exclude each other") {
+		t.Errorf("--stdio --extend: %d %s", code, errs)
+	}
+}
