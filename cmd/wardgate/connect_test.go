@@ -203,6 +203,9 @@ func echoDevice(t *testing.T) string {
 // grant's id, approver and expiry are printed, the last-minute warning
 // comes, and the end says "expired".
 func TestConnectProcessCountdownWarningsAndEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the wardgate binary (and sshd)")
+	}
 	bin := buildBinary(t)
 	g := newVendorGateway(t, access.Device{ID: "pump-07", Org: "acme-medical", Ports: []int{23}, Approval: []string{access.KindLocal},
 		MaxSession: 15 * time.Second, Host: "pump-07.seg", RequestTTL: 2 * time.Minute}, map[int]string{23: echoDevice(t)})
@@ -241,6 +244,9 @@ func TestConnectProcessCountdownWarningsAndEnd(t *testing.T) {
 // TestConnectProcessExtend: `wardgate connect --extend` waits for the
 // owner, exits 0 with the new expiry when approved and 1 when denied.
 func TestConnectProcessExtend(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the wardgate binary (and sshd)")
+	}
 	bin := buildBinary(t)
 	g := newVendorGateway(t, access.Device{ID: "pump-07", Org: "acme-medical", Ports: []int{23}, Approval: []string{access.KindLocal},
 		MaxSession: 10 * time.Minute, Host: "pump-07.seg"}, map[int]string{23: echoDevice(t)})
@@ -348,6 +354,9 @@ func sshd(t *testing.T) (addr, userKey, hostPub string) {
 // known_hosts keeps the device's key under its own name (HostKeyAlias);
 // the recording notes that the tunnel carried SSH.
 func TestConnectStdioUnderSSH(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the wardgate binary (and sshd)")
+	}
 	addr, userKey, hostPub := sshd(t)
 	bin := buildBinary(t)
 	g := newVendorGateway(t, access.Device{ID: "pump-07", Org: "acme-medical", Ports: []int{22}, Approval: []string{access.KindLocal},
