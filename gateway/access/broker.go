@@ -528,6 +528,7 @@ func (b *Broker) Approve(id string, actor Actor) (Grant, error) {
 		evs[0].Complete = true
 		evs[0].Until = g.Deadline
 		evs = append(evs, b.applyExtensionLocked(g, now)...)
+		evs[0].Until = g.Deadline // an extension's: its grant's new expiry
 	}
 	b.persistGrantLocked(g)
 	evs = append(evs, b.scheduleLocked(g, now)...)
