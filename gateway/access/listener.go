@@ -378,6 +378,10 @@ func (b *Broker) handle(ctx context.Context, raw *front.Conn, cfg *tls.Config) {
 		return
 	}
 	s.release = func() { b.releaseConsole(dev, req.Port) }
+	if in, ok := injectionFor(dev, req.Port); ok {
+		// The login dialogue runs before the answer: give it its time.
+		_ = raw.SetDeadline(time.Now().Add(b.o.ConnLimits.HandshakeTimeout + max(in.Timeout, DefaultInjectTimeout)))
+	}
 	leftover, account, ref := b.injectLogin(s, dev, req.Port, vid)
 	if ref != nil {
 		respond(tc, ref.status, ref.code, ref.reason, ref.grant)
