@@ -128,6 +128,12 @@ func (c *Client) awaitApproval(ctx context.Context, g VendorGrant, why string) (
 		}
 		st, err := c.Status(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return g, ctx.Err()
+			}
+			if c.Clock.Now().After(g.Expires) {
+				return g, fmt.Errorf("request %s expired at %s; the gateway did not answer: %w", g.ID, g.Expires.UTC().Format(time.RFC3339), err)
+			}
 			fmt.Fprintf(c.Out, "cannot ask the gateway (%v); retrying\n", err)
 			continue
 		}
