@@ -46,7 +46,9 @@ type Client struct {
 
 // LoadClientTLS builds the vendor's TLS configuration from PEM files: the
 // personal certificate (with its intermediates), its key, and the hospital's
-// root certificate(s) that the gateway's certificate must chain to.
+// root certificate(s) that the gateway's certificate must chain to. The
+// certificate and key are read again at every handshake (a renewed
+// certificate is picked up without a restart).
 func LoadClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -60,7 +62,21 @@ func LoadClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("CA file %s holds no PEM certificate: pass the hospital's root certificate with --ca", caFile)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	// The files are read again at every handshake, so that a certificate
+	// renewed while connect runs (step ca renew --daemon) is used at once;
+	// if they cannot be read, the last good pair is used.
+	var mu sync.Mutex
+	last := cert
+	get := func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+			last = c
+		}
+		c := last
+		return &c, nil
+	}
+	return &tls.Config{GetClientCertificate: get, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // RefusedError is a refused CONNECT.
