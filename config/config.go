@@ -258,13 +258,16 @@ type DeviceVend struct {
 	// RequestTimeout expires unanswered requests. Default 15m.
 	RequestTimeout Duration `yaml:"request_timeout"`
 	// Host is the device's address for service ports; default the host of
-	// link.tcp. Required for serial devices with vendor access.
+	// link.tcp. Required for serial devices with service ports; a
+	// serial-only device with just a console has none.
 	Host string `yaml:"host"`
 	// Hours are the device's service hours (optional), e.g.
 	// "Mon-Fri 07:00-19:00"; OffHours says what happens outside them:
 	// refuse (default) or central (a central approval is required too).
 	Hours    Hours  `yaml:"hours"`
 	OffHours string `yaml:"off_hours"`
+	// Console is the device's serial service console (DEVICE:console).
+	Console *VendorConsole `yaml:"console"`
 }
 
 // Account is a supporting account or credential of a device. Never the
@@ -276,6 +279,8 @@ type Account struct {
 	RotateEvery Duration `yaml:"rotate_every"`
 	LastRotated Date     `yaml:"last_rotated"`
 	Vendor      string   `yaml:"vendor"`
+	// Inject: the gateway performs this account's login for the vendor.
+	Inject *Inject `yaml:"inject"`
 }
 
 // Exception is an accepted risk with its compensating controls.

@@ -16,6 +16,10 @@ const (
 	DefaultOutboxMax       = 256 << 20
 	DefaultMaxSession      = time.Hour
 	DefaultRequestTimeout  = 15 * time.Minute
+	// DefaultInjectTimeout bounds an injected login dialogue.
+	DefaultInjectTimeout = 15 * time.Second
+	// DefaultInjectNewline ends every send of an injected login.
+	DefaultInjectNewline = "crlf"
 
 	// gateway.vendor_limits
 	DefaultVendorMaxConnections   = 128
@@ -146,10 +150,19 @@ func applyDefaults(c *Config) {
 		setD(&cl.HandshakeTimeout, 10*time.Second)
 		setD(&cl.IdleTimeout, 30*time.Minute)
 		setD(&cl.MaxLifetime, 24*time.Hour)
+		for j := range dev.Accounts {
+			if in := dev.Accounts[j].Inject; in != nil {
+				setD(&in.Timeout, DefaultInjectTimeout)
+				setS(&in.Newline, DefaultInjectNewline)
+			}
+		}
 		if v := dev.Vendor; v != nil {
 			setD(&v.MaxSession, DefaultMaxSession)
 			setD(&v.RequestTimeout, DefaultRequestTimeout)
 			setS(&v.OffHours, OffHoursRefuse)
+			if v.Console != nil && v.Console.Serial != nil {
+				*v.Console.Serial = v.Console.Serial.WithDefaults()
+			}
 			if v.Host == "" && dev.Link.TCP != "" {
 				if host, _, err := net.SplitHostPort(dev.Link.TCP); err == nil {
 					v.Host = host

@@ -335,6 +335,7 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 	deviceIDs := map[string]string{}
 	accountIDs := map[string]string{}
 	exceptionIDs := map[string]string{}
+	consoles := map[string]string{}
 	for i := range c.Devices {
 		dev := &c.Devices[i]
 		p := fmt.Sprintf("devices[%d]", i)
@@ -355,9 +356,12 @@ func (v *validator) devices(c *Config, orgs map[string]bool) {
 		}
 		if dev.Vendor != nil {
 			v.deviceVendor(p, dev, orgs)
+			v.vendorConsole(p, c, dev, consoles)
 		}
+		injected := map[int]string{}
 		for j, a := range dev.Accounts {
 			ap := fmt.Sprintf("%s.accounts[%d]", p, j)
+			v.inject(ap, dev, &dev.Accounts[j], injected)
 			v.recordID(ap+".id", a.ID, "account", accountIDs)
 			if strings.TrimSpace(a.Owner) == "" {
 				v.add(ap+".owner", "missing; every account needs an accountable owner")
@@ -511,8 +515,8 @@ func (v *validator) deviceVendor(dp string, dev *Device, orgs map[string]bool) {
 	case !orgs[vd.Org] && v.orgsKnown:
 		v.add(p+".org", "%q is not a configured vendor; add it under vendors or fix the name", vd.Org)
 	}
-	if len(vd.Ports) == 0 {
-		v.add(p+".ports", "missing; declare the service ports a vendor may reach, e.g. [23, 8080]")
+	if len(vd.Ports) == 0 && vd.Console == nil {
+		v.add(p+".ports", "missing; declare the service ports a vendor may reach, e.g. [23, 8080], or a console")
 	}
 	clinicalPort := -1
 	if dev.Link.TCP != "" && dev.Link.Serial == nil && v.decoded(dp+".link") {
@@ -556,8 +560,8 @@ func (v *validator) deviceVendor(dp string, dev *Device, orgs map[string]bool) {
 	if r := vd.RequestTimeout.D(); r < time.Minute || r > 24*time.Hour {
 		v.add(p+".request_timeout", "%s is outside the allowed range; use between 1m and 24h", vd.RequestTimeout)
 	}
-	if vd.Host == "" && v.decoded(dp+".link") {
-		v.add(p+".host", "missing; serial devices need the device's network address for service ports")
+	if vd.Host == "" && len(vd.Ports) > 0 && v.decoded(dp+".link") {
+		v.add(p+".host", "missing; serial devices need the device's network address for service ports (a console-only device lists no ports)")
 	} else if strings.ContainsAny(vd.Host, ":/ ") && net.ParseIP(vd.Host) == nil {
 		v.add(p+".host", "%q is not a host; give an IP address or host name", vd.Host)
 	}

@@ -6,7 +6,7 @@
 #                    stunnel4, sslscan, rabbitmq-server, rsyslog (+ gnutls),
 #                    iproute2 and util-linux (ip and unshare: the monitor's
 #                    network-namespace test), postgresql-15 (server binaries
-#                    in /usr/lib/postgresql/15/bin), chromium
+#                    in /usr/lib/postgresql/15/bin), chromium, openssh-server
 #   step-ca:         built from the Go module proxy into $WARDGATE_CACHE/bin
 #
 # Environment: WARDGATE_CACHE (default: $HOME/.cache/wardgate).
@@ -33,6 +33,7 @@ want=(
 	unshare:util-linux
 	chromium:chromium
 	/usr/lib/postgresql/15/bin/initdb:postgresql-15
+	sshd:openssh-server
 )
 
 missing=()

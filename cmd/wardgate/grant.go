@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/wardgate/wardgate/gateway/access"
 )
 
 func init() {
@@ -29,6 +31,9 @@ type grantView struct {
 	Reason   string    `json:"reason"`
 	Policy   []string  `json:"policy"`
 	Deadline time.Time `json:"deadline"`
+	// Extension requests: the grant they extend and by how much.
+	Extends string        `json:"extends"`
+	Extend  time.Duration `json:"extend"`
 }
 
 type sessionView struct {
@@ -113,6 +118,15 @@ func cmdGrant(e *env, args []string) int {
 	}
 }
 
+// portsText writes ports as targets do ("console" for a serial console).
+func portsText(ps []int) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = access.PortName(p)
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
+
 func printGrants(e *env, v vendorView) {
 	now := v.Time
 	if now.IsZero() {
@@ -126,7 +140,11 @@ func printGrants(e *env, v vendorView) {
 	} else {
 		var rows [][]string
 		for _, g := range append(v.Requests, v.Grants...) {
-			rows = append(rows, []string{g.ID, g.State, g.Vendor, g.Device, fmt.Sprint(g.Ports), ago(now, g.Deadline), g.Reason})
+			reason := g.Reason
+			if g.Extends != "" {
+				reason = fmt.Sprintf("extend %s by %s: %s", g.Extends, g.Extend, g.Reason)
+			}
+			rows = append(rows, []string{g.ID, g.State, g.Vendor, g.Device, portsText(g.Ports), ago(now, g.Deadline), reason})
 		}
 		table(e, "ID\tSTATE\tVENDOR\tDEVICE\tPORTS\tENDS\tREASON", rows)
 	}
@@ -134,7 +152,7 @@ func printGrants(e *env, v vendorView) {
 		fmt.Fprintln(e.stdout)
 		var rows [][]string
 		for _, s := range v.Sessions {
-			rows = append(rows, []string{s.ID, s.Grant, s.Vendor, fmt.Sprintf("%s:%d", s.Device, s.Port), ago(now, s.Start), fmt.Sprintf("%d/%d", s.ToDevice, s.FromDev)})
+			rows = append(rows, []string{s.ID, s.Grant, s.Vendor, s.Device + ":" + access.PortName(s.Port), ago(now, s.Start), fmt.Sprintf("%d/%d", s.ToDevice, s.FromDev)})
 		}
 		table(e, "SESSION\tGRANT\tVENDOR\tTARGET\tSTARTED\tBYTES IN/OUT", rows)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -24,46 +25,108 @@ func init() {
 	register(cliCommand{name: "sign-command", summary: "make a signed command for central to publish to a gateway", run: cmdSignCommand})
 }
 
+const replayAbout = `Verifies the hash chain of a session recording and prints its timeline. On a
+broken chain it names the first bad frame and exits 1.
+
+--text prints the whole transcript instead of previews: offset from the start,
+direction (>> vendor to device, << device to vendor), printable text as is,
+other bytes as <hex>, and the gateway's notes (a credential injection appears
+as a note naming the account; the secret is never recorded; a tunnel that
+carried TLS or SSH is noted: its bytes are ciphertext).
+
+--expect HASH compares the recording's final hash with the one the session-end
+event carried (central has it signed): exit 1 with a clear message if they
+differ, so a file can be checked against what central received.`
+
 func cmdReplay(e *env, args []string) int {
-	fs := newFlags(e, "replay FILE", "Verifies the hash chain of a session recording and prints its timeline. On a broken\nchain it names the first bad frame and exits 1.")
-	if code, ok := parse(e, fs, args); !ok {
+	fs := newFlags(e, "replay [--text] [--expect HASH] FILE", replayAbout)
+	text := fs.Bool("text", false, "print the whole transcript (text, hex for other bytes, timing, notes)")
+	expect := fs.String("expect", "", "the session-end event's final `HASH` (hex) the recording must end in")
+	pos, code, ok := parseAll(e, fs, args)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fs.Usage()
 		return exitUsage
 	}
-	f, err := os.Open(fs.Arg(0))
+	f, err := os.Open(pos[0])
 	if err != nil {
 		fmt.Fprintf(e.stderr, "wardgate replay: %v\n", err)
 		return exitUsage
 	}
 	defer f.Close()
-	if err := recording.Replay(f, e.stdout); err != nil {
-		fmt.Fprintf(e.stderr, "wardgate replay: %s: %v\n", fs.Arg(0), err)
+	var sum *recording.Summary
+	if *text {
+		sum, err = recording.ReplayText(f, e.stdout)
+	} else {
+		err = recording.Replay(f, e.stdout)
+		if err == nil && *expect != "" {
+			if _, err = f.Seek(0, io.SeekStart); err == nil {
+				sum, err = recording.Verify(f, nil)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "wardgate replay: %s: %v\n", pos[0], err)
 		return exitFailure
+	}
+	if *expect != "" {
+		if err := recording.CheckHash(sum, *expect); err != nil {
+			fmt.Fprintf(e.stderr, "wardgate replay: %s: %v\n", pos[0], err)
+			return exitFailure
+		}
+		fmt.Fprintf(e.stdout, "final hash matches the expected hash %s\n", strings.ToLower(strings.TrimSpace(*expect)))
 	}
 	return exitOK
 }
 
-const connectAbout = `For vendor technicians: listens on ADDR and carries every connection made to it
-through the gateway's vendor channel (HTTP CONNECT over mutual TLS) to
-DEVICE:PORT. If the device's owner has not approved yet, a request is recorded
-and this command waits, printing progress, until it is approved or refused.
-Example:
+const connectAbout = `For vendor technicians: carries connections through the gateway's vendor
+channel (HTTP CONNECT over mutual TLS) to DEVICE:PORT, or DEVICE:console for a
+device's serial service console.
+
+First it asks for access: if the device's owner has not approved yet, a
+request is recorded (give its id to the owner) and this command shows a
+countdown until the request is approved, refused, or expires (the device's
+request_timeout). Then it prints the grant id, who approved it and when it
+expires, warns 10, 5 and 1 minute before the end, and says why a session
+ended (expired, revoked, locked, tamper, ...).
+
+--reason R is shown to whoever approves (an alarm code, a ticket number).
+
+Modes:
+  listen (default)  listens on --listen; each local connection is one tunnel.
+  --stdio           one tunnel on stdin/stdout, for ssh's ProxyCommand:
+                    ssh -o ProxyCommand='wardgate connect --stdio --gateway GW:8443 \
+                        --target pump-07:22 --cert me.crt --key me.key --ca root.crt' \
+                        -o HostKeyAlias=pump-07 service@pump-07
+  --extend D        asks for D more on your active grant for --target (approved
+                    by the owner like a grant, at most the device's max_session)
+                    and waits for the answer; exit 0 when extended, 1 if not.
+--host-alias NAME prints, in listen mode, the ssh and curl options that keep
+the device's own name (HostKeyAlias for known_hosts, the Host header for web
+consoles) although the tools talk to 127.0.0.1.
+
+Examples:
   wardgate connect --gateway gw-icu3-12:8443 --target pump-07:23 \
-      --listen 127.0.0.1:2323 --cert me.crt --key me.key --ca hospital-root.crt
-  telnet 127.0.0.1 2323`
+      --listen 127.0.0.1:2323 --cert me.crt --key me.key --ca hospital-root.crt \
+      --reason "occlusion alarm E42, ticket 1234"
+  telnet 127.0.0.1 2323
+  wardgate connect --gateway gw-icu3-12:8443 --target pump-07:23 --extend 30m \
+      --reason "firmware flash needs 20 more minutes" --cert me.crt --key me.key --ca hospital-root.crt`
 
 func cmdConnect(e *env, args []string) int {
-	fs := newFlags(e, "connect --gateway HOST:PORT --target DEVICE:PORT --listen ADDR --cert F --key F --ca F", connectAbout)
+	fs := newFlags(e, "connect --gateway HOST:PORT --target DEVICE:PORT --cert F --key F --ca F [--listen ADDR | --stdio | --extend D]", connectAbout)
 	gw := fs.String("gateway", "", "the gateway's vendor listener `HOST:PORT`")
-	target := fs.String("target", "", "`DEVICE:PORT` to reach (a device id, never an address)")
+	target := fs.String("target", "", "`DEVICE:PORT` (or DEVICE:console) to reach: a device id, never an address")
 	listen := fs.String("listen", "127.0.0.1:2323", "local `ADDR` to listen on")
+	stdio := fs.Bool("stdio", false, "carry one tunnel on stdin/stdout (ssh ProxyCommand); messages go to stderr")
+	extend := fs.Duration("extend", 0, "ask for `D` more on your active grant for --target, wait for the answer and exit")
+	alias := fs.String("host-alias", "", "print ssh/curl options that keep the device `NAME` for host keys and Host headers")
 	certFile := fs.String("cert", "", "your certificate `FILE` (PEM)")
 	keyFile := fs.String("key", "", "your private key `FILE` (PEM)")
 	caFile := fs.String("ca", "", "the hospital CA `FILE` (PEM) to verify the gateway with")
-	reason := fs.String("reason", "", "why you need access (shown to the approver)")
+	reason := fs.String("reason", "", "why you need access or more time, shown to the approver (`TEXT`)")
 	if code, ok := parse(e, fs, args); !ok {
 		return code
 	}
@@ -76,6 +139,14 @@ func cmdConnect(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "wardgate connect: --cert, --key and --ca are all required")
 		return exitUsage
 	}
+	if *stdio && *extend != 0 {
+		fmt.Fprintln(e.stderr, "wardgate connect: --stdio and --extend exclude each other")
+		return exitUsage
+	}
+	if *extend < 0 {
+		fmt.Fprintln(e.stderr, "wardgate connect: --extend must be positive, e.g. 30m")
+		return exitUsage
+	}
 	tlsConf, err := access.LoadClientTLS(*certFile, *keyFile, *caFile)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "wardgate connect:", err)
@@ -85,23 +156,56 @@ func cmdConnect(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "wardgate connect: --gateway %q: write HOST:PORT\n", *gw)
 		return exitUsage
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c := &access.Client{Gateway: *gw, Target: *target, Reason: *reason, Out: e.stdout, TLS: tlsConf}
+	switch {
+	case *extend > 0:
+		if _, err := c.Extend(ctx, *extend); err != nil {
+			fmt.Fprintln(e.stderr, "wardgate connect: extension:", err)
+			return exitFailure
+		}
+		return exitOK
+	case *stdio:
+		c.Out = e.stderr // stdout carries the tunnel
+		if err := c.ServeStdio(ctx, e.stdin, e.stdout); err != nil {
+			fmt.Fprintln(e.stderr, "wardgate connect:", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	g, err := c.AwaitGrant(ctx)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "wardgate connect:", err)
+		return exitFailure
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "wardgate connect: --listen: %v\n", err)
 		return exitUsage
 	}
-	c := &access.Client{
-		Gateway: *gw, Target: *target, Reason: *reason, Out: e.stdout,
-		TLS: tlsConf,
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	fmt.Fprintf(e.stdout, "listening on %s; connections go to %s through %s (Ctrl-C to stop)\n", ln.Addr(), *target, *gw)
+	if *alias != "" {
+		printAliasHints(e.stdout, *alias, ln.Addr().String(), *target)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go c.Watch(wctx, g.ID, g.Expires)
 	if err := c.Serve(ctx, ln); err != nil {
 		fmt.Fprintln(e.stderr, "wardgate connect:", err)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// printAliasHints prints the tool options that keep the device's name
+// while the tools connect to the local port.
+func printAliasHints(w io.Writer, alias, local, target string) {
+	host, port, _ := net.SplitHostPort(local)
+	_, tport, _ := net.SplitHostPort(target)
+	fmt.Fprintf(w, "ssh:     ssh -p %s -o HostKeyAlias=%s USER@%s   (known_hosts keeps %s's key under its own name)\n", port, alias, host, alias)
+	fmt.Fprintf(w, "web:     curl --connect-to %s:%s:%s:%s http://%s:%s/   (the device sees Host: %s)\n", alias, tport, host, port, alias, tport, alias)
+	fmt.Fprintf(w, "browser: add \"%s %s\" to your hosts file, then open http://%s:%s/\n", host, alias, alias, port)
 }
 
 const signAbout = `For central security: signs a command for one gateway with an approver

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/access/recording"
 	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/front"
+	"github.com/wardgate/wardgate/hal"
 )
 
 // Options configure a Broker. Store, Authority, Recordings and
@@ -55,6 +57,12 @@ type Options struct {
 	Authorize func(chain []*x509.Certificate) (VendorIdentity, string, error)
 	// Dial opens the connection to a device (default: net.Dialer).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// OpenSerial opens a device's serial service console (default
+	// hal.OpenSerial).
+	OpenSerial func(hal.SerialConfig) (io.ReadWriteCloser, error)
+	// Secrets reads the secret of an injected service account (default:
+	// ReadSecret, a 0600 file or a systemd credential).
+	Secrets func(Injection) ([]byte, error)
 
 	// Events receives every audit event, synchronously and outside the
 	// broker's locks; it must not block for long. Nil drops events.
@@ -111,6 +119,9 @@ type Broker struct {
 	runs            map[int]context.CancelFunc // of running Runs, cancelled by Close
 	nextRun         int
 
+	ended    endedLog          // recently ended sessions, for the status API
+	consoles map[string]string // serial console port -> session holding it (under mu)
+
 	ledMu  sync.Mutex
 	led    LEDState
 	ledSet bool
@@ -148,6 +159,12 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.Authorize == nil {
 		o.Authorize = defaultAuthorize
+	}
+	if o.OpenSerial == nil {
+		o.OpenSerial = func(c hal.SerialConfig) (io.ReadWriteCloser, error) { return hal.OpenSerial(c.WithDefaults()) }
+	}
+	if o.Secrets == nil {
+		o.Secrets = ReadSecret
 	}
 	if o.RequestTTL <= 0 {
 		o.RequestTTL = 15 * time.Minute
@@ -201,6 +218,9 @@ func validateDevices(ds []Device) (map[string]Device, error) {
 		}
 		if d.MaxSession <= 0 {
 			return nil, fmt.Errorf("access: device %s: max_session must be positive", d.ID)
+		}
+		if err := validateVendorExtras(d); err != nil {
+			return nil, err
 		}
 		d.Ports = slices.Clone(d.Ports)
 		d.Approval = slices.Clone(d.Approval)
@@ -442,10 +462,11 @@ func (b *Broker) expireLocked(g *Grant, now time.Time) ([]Event, []*session) {
 	}
 	g.State = StateExpired
 	g.Closed = now
+	g.End = EndExpired
 	g.ClosedBy = &Actor{Kind: KindSystem, Via: "expiry"}
 	b.persistGrantLocked(g)
 	cut := b.sessionsOfLocked(func(s *session) bool { return s.info.Grant == g.ID })
-	return []Event{{Time: now, Kind: kind, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Until: g.Deadline}}, cut
+	return []Event{{Time: now, Kind: kind, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Until: g.Deadline, End: EndExpired}}, cut
 }
 
 // --- persistence helpers (errors are logged: the in-memory state stays
@@ -576,6 +597,8 @@ func (b *Broker) ApproveBound(id string, actor Actor, bind *Binding) (Grant, err
 		g.Deadline = now.Add(maxS)
 		evs[0].Complete = true
 		evs[0].Until = g.Deadline
+		evs = append(evs, b.applyExtensionLocked(g, now)...)
+		evs[0].Until = g.Deadline // an extension's: its grant's new expiry
 	}
 	b.persistGrantLocked(g)
 	evs = append(evs, b.scheduleLocked(g, now)...)
@@ -679,6 +702,7 @@ func (b *Broker) closeLocked(g *Grant, actor Actor, to State, kind, reason strin
 	now := b.clock.Now()
 	g.State = to
 	g.Closed = now
+	g.End = grantEnd(to, reason)
 	a := actor
 	g.ClosedBy = &a
 	b.persistGrantLocked(g)
@@ -687,7 +711,7 @@ func (b *Broker) closeLocked(g *Grant, actor Actor, to State, kind, reason strin
 		delete(b.timers, "grant:"+g.ID)
 	}
 	cut := b.sessionsOfLocked(func(s *session) bool { return s.info.Grant == g.ID })
-	return []Event{{Time: now, Kind: kind, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Actor: &a, Reason: reason}}, cut, nil
+	return []Event{{Time: now, Kind: kind, Grant: g.ID, Vendor: g.Vendor, Device: g.Device, Ports: g.Ports, Actor: &a, Reason: reason, End: g.End}}, cut, nil
 }
 
 // ButtonShortPress revokes every grant that has a live session (which cuts
@@ -860,7 +884,7 @@ func (b *Broker) decide(v VendorIdentity, dev Device, port int, reason string) (
 	now := b.clock.Now()
 	var pending, latest *Grant
 	for _, g := range b.grants {
-		if g.Vendor != v.URI || g.Device != dev.ID {
+		if g.Vendor != v.URI || g.Device != dev.ID || g.Extends != "" {
 			continue
 		}
 		switch g.State {
@@ -918,7 +942,7 @@ func (b *Broker) decide(v VendorIdentity, dev Device, port int, reason string) (
 	g := &Grant{
 		ID: b.newIDLocked(), Vendor: v.URI, Org: v.Org, Person: v.Person, Device: dev.ID,
 		Ports: []int{port}, Reason: reason, Policy: offHoursPolicy(dev, off), State: StatePending,
-		Requested: now, Deadline: now.Add(b.o.RequestTTL),
+		Requested: now, Deadline: now.Add(b.requestTTL(dev)),
 	}
 	b.grants[g.ID] = g
 	b.persistGrantLocked(g)

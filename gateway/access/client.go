@@ -34,11 +34,21 @@ type Client struct {
 	MaxWait    time.Duration                                                     // give up waiting after (default 15m)
 	Out        io.Writer                                                         // progress lines for the user (default io.Discard)
 	Logger     *slog.Logger
+
+	// Warnings are how long before the grant's end Watch warns (default
+	// 10m, 5m and 1m); PollEvery is how often it asks the gateway whether
+	// the grant changed (default 30s).
+	Warnings  []time.Duration
+	PollEvery time.Duration
+
+	sleepHook func(until time.Time) // tests: called before waiting on Clock
 }
 
 // LoadClientTLS builds the vendor's TLS configuration from PEM files: the
 // personal certificate (with its intermediates), its key, and the hospital's
-// root certificate(s) that the gateway's certificate must chain to.
+// root certificate(s) that the gateway's certificate must chain to. The
+// certificate and key are read again at every handshake (a renewed
+// certificate is picked up without a restart).
 func LoadClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -52,7 +62,21 @@ func LoadClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("CA file %s holds no PEM certificate: pass the hospital's root certificate with --ca", caFile)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	// The files are read again at every handshake, so that a certificate
+	// renewed while connect runs (step ca renew --daemon) is used at once;
+	// if they cannot be read, the last good pair is used.
+	var mu sync.Mutex
+	last := cert
+	get := func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+			last = c
+		}
+		c := last
+		return &c, nil
+	}
+	return &tls.Config{GetClientCertificate: get, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // RefusedError is a refused CONNECT.
@@ -91,6 +115,12 @@ func (c *Client) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Warnings == nil {
+		c.Warnings = []time.Duration{10 * time.Minute, 5 * time.Minute, time.Minute}
+	}
+	if c.PollEvery <= 0 {
+		c.PollEvery = 30 * time.Second
 	}
 }
 
@@ -134,7 +164,10 @@ func (c *Client) DialTunnel(ctx context.Context) (net.Conn, error) {
 		return nil, fmt.Errorf("read gateway answer: %w (the gateway may have refused the client certificate)", err)
 	}
 	if resp.StatusCode == http.StatusOK {
-		return &tunnelConn{Conn: tc, r: br}, nil
+		t := &tunnelConn{Conn: tc, r: br, session: resp.Header.Get("X-Wardgate-Session"), grant: resp.Header.Get("X-Wardgate-Grant"),
+			injected: resp.Header.Get("X-Wardgate-Injected")}
+		t.expires, _ = time.Parse(time.RFC3339, resp.Header.Get("X-Wardgate-Grant-Expires"))
+		return t, nil
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	_ = raw.Close()
@@ -147,7 +180,29 @@ func (c *Client) DialTunnel(ctx context.Context) (net.Conn, error) {
 
 type tunnelConn struct {
 	net.Conn
-	r *bufio.Reader
+	r        *bufio.Reader
+	session  string
+	grant    string
+	injected string
+	expires  time.Time
+}
+
+// TunnelInfo describes a tunnel opened by DialTunnel.
+type TunnelInfo struct {
+	Session  string    // X-Wardgate-Session
+	Grant    string    // X-Wardgate-Grant
+	Expires  time.Time // X-Wardgate-Grant-Expires
+	Injected string    // the service account the gateway logged in to, if any
+}
+
+// InfoOf returns what the gateway said about tunnel c (zero for other
+// connections).
+func InfoOf(c net.Conn) TunnelInfo {
+	t, ok := c.(*tunnelConn)
+	if !ok {
+		return TunnelInfo{}
+	}
+	return TunnelInfo{Session: t.session, Grant: t.grant, Expires: t.expires, Injected: t.injected}
 }
 
 func (t *tunnelConn) Read(p []byte) (int, error) { return t.r.Read(p) }
@@ -222,6 +277,12 @@ func (c *Client) Serve(ctx context.Context, ln net.Listener) error {
 
 func (c *Client) serveOne(ctx context.Context, lc net.Conn) {
 	defer lc.Close()
+	c.relay(ctx, lc, lc)
+}
+
+// relay tunnels one local stream (r, w) through the gateway and, when it
+// ends, says why.
+func (c *Client) relay(ctx context.Context, r io.Reader, w io.Writer) {
 	tc, err := c.DialWait(ctx)
 	if err != nil {
 		var re *RefusedError
@@ -231,20 +292,35 @@ func (c *Client) serveOne(ctx context.Context, lc net.Conn) {
 		return
 	}
 	defer tc.Close()
-	fmt.Fprintf(c.Out, "connected to %s through %s\n", c.Target, c.Gateway)
-	stop := context.AfterFunc(ctx, func() { _ = tc.Close(); _ = lc.Close() })
+	info := InfoOf(tc)
+	fmt.Fprintf(c.Out, "connected to %s through %s (session %s, grant %s until %s)\n", c.Target, c.Gateway, info.Session, info.Grant, info.Expires.UTC().Format(time.RFC3339))
+	if info.Injected != "" {
+		fmt.Fprintf(c.Out, "the gateway logged in to service account %s for you\n", info.Injected)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = tc.Close(); closeIf(r); closeIf(w) })
 	defer stop()
 	done := make(chan struct{}, 2)
 	go func() {
-		_, _ = io.Copy(tc, lc)
+		_, _ = io.Copy(tc, r)
 		if cw, ok := tc.(*tunnelConn).Conn.(closeWriter); ok {
 			_ = cw.CloseWrite()
 		}
 		done <- struct{}{}
 	}()
-	_, _ = io.Copy(lc, tc)
-	fmt.Fprintf(c.Out, "session to %s ended\n", c.Target)
-	_ = lc.Close()
+	_, _ = io.Copy(w, tc)
 	_ = tc.Close()
-	<-done
+	if ctx.Err() == nil {
+		c.explainEnd(ctx, info.Session)
+	}
+	closeIf(w)
+	closeIf(r)
+	if _, ok := r.(net.Conn); ok {
+		<-done // a local connection's read ends when it is closed (stdin may not)
+	}
+}
+
+func closeIf(x any) {
+	if c, ok := x.(io.Closer); ok {
+		_ = c.Close()
+	}
 }

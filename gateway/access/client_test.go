@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -109,7 +110,7 @@ func TestConnectClientEndToEnd(t *testing.T) {
 	if _, err := br.ReadString('\n'); err == nil {
 		t.Fatal("local connection survived the revoke")
 	}
-	out.wait(t, "session to pump-07:23 ended")
+	out.wait(t, "to pump-07:23 ended: revoked")
 
 	// A refusal that will not resolve by waiting is printed and ends the connection.
 	cl2 := e.client(e.jo, "pump-07:7001")
@@ -174,6 +175,22 @@ func TestLoadClientTLS(t *testing.T) {
 	}
 	if _, err := (&Client{Gateway: e.addr}).DialTunnel(context.Background()); err == nil {
 		t.Fatal("nil TLS accepted")
+	}
+	// A renewed certificate is picked up at the next handshake: swap the
+	// files for a certificate of another identity and see it named.
+	other := e.pki.vendor(t, "other", "spiffe://"+td+"/vendor/other-medical/ann", e.pki.ca, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	for _, f := range [][2]string{{other.certFile, e.jo.certFile}, {other.keyFile, e.jo.keyFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = cl.DialTunnel(context.Background())
+	if !errors.As(err, &re) || re.Code != CodeOtherDevice {
+		t.Fatalf("after the swap: %v", err)
 	}
 	// The gateway's certificate must chain to the given CA.
 	wrongRoot := t.TempDir() + "/r.crt"

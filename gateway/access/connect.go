@@ -122,7 +122,7 @@ func ReadConnect(br *bufio.Reader, lim Limits) (*ConnectRequest, error) {
 	if req.Method != "CONNECT" {
 		return req, nil
 	}
-	host, port, err := splitAuthority(req.Target)
+	host, port, err := splitTarget(req.Target)
 	if err != nil {
 		return nil, err
 	}

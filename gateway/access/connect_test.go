@@ -25,6 +25,9 @@ var connectCases = []struct {
 	{name: "bare LF", in: "CONNECT a:1 HTTP/1.1\nHost: a\n\n", method: "CONNECT", host: "a", port: 1},
 	{name: "ipv6", in: "CONNECT [::1]:23 HTTP/1.1\r\n\r\n", method: "CONNECT", host: "::1", port: 23},
 	{name: "GET", in: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", method: "GET"},
+	{name: "console", in: "CONNECT mon-03:console HTTP/1.1\r\n\r\n", method: "CONNECT", host: "mon-03", port: ConsolePort},
+	{name: "console without device", in: "CONNECT :console HTTP/1.1\r\n\r\n", err: ErrMalformed},
+	{name: "status API", in: "GET /v1/me HTTP/1.1\r\nHost: gw\r\n\r\n", method: "GET"},
 	{name: "empty", in: "", err: ErrMalformed},
 	{name: "no version", in: "CONNECT a:1\r\n\r\n", err: ErrMalformed},
 	{name: "HTTP/2", in: "CONNECT a:1 HTTP/2\r\n\r\n", err: ErrMalformed},
@@ -93,7 +96,7 @@ func FuzzReadConnect(f *testing.F) {
 		if len(req.Headers) > lim.MaxHeaders {
 			t.Fatalf("%d headers", len(req.Headers))
 		}
-		if req.Method == "CONNECT" && (req.Port < 1 || req.Port > 65535 || req.Host == "") {
+		if req.Method == "CONNECT" && (req.Port < 1 && req.Port != ConsolePort || req.Port > 65535 || req.Host == "") {
 			t.Fatalf("bad target accepted: %+v", req)
 		}
 		for _, c := range req.Method + req.Target + req.Reason() {

@@ -45,5 +45,26 @@
 // the connection goroutines and returns after they exited; Close stops
 // timers, Run and sessions.
 //
-// Client is the vendor-side library behind `wardgate connect`.
+// The same listener answers a small status API for the calling vendor
+// identity only (same mTLS checks, locks included): GET /v1/me lists the
+// caller's requests, grants and sessions, each ended session with its typed
+// EndReason (recorded where the session is cut, before the vendor's
+// connection closes); POST /v1/request records a request without a tunnel;
+// POST /v1/extend asks for more time on an active grant. An extension is a
+// request of its own (Grant.Extends) approved under the grant's policy; once
+// approved it moves the grant's expiry, never beyond max_session from then.
+//
+// A device may have a serial service console, reached as DEVICE:console
+// (ConsolePort): one session at a time, never the clinical link's port. A
+// device's Injection makes the gateway perform a service account's login
+// dialogue (login matcher, bounded buffer) before the tunnel is handed to
+// the vendor: the secret is read per use (ReadSecret: 0600 file or systemd
+// credential), scrubbed from what is recorded and forwarded, and never
+// logged; each use is an EvInject event. The first bytes a vendor sends are
+// checked for a TLS ClientHello or an SSH banner, noted in the recording.
+//
+// Client is the vendor-side library behind `wardgate connect`: tunnels,
+// the status API, AwaitGrant (countdown to the request's expiry), Watch
+// (warnings before the grant ends), Extend and ServeStdio. A Client is
+// used from one goroutine per call; Serve and ServeStdio run their own.
 package access

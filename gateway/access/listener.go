@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,12 +324,15 @@ func (b *Broker) handle(ctx context.Context, raw *front.Conn, cfg *tls.Config) {
 	case err != nil:
 		b.log.Debug("vendor connection failed before a request", "remote", remote, "err", err)
 		return
-	case req.Method != "CONNECT":
-		refuse(tc, &refusal{405, CodeMethod, "method " + printable(req.Method, 16) + " not allowed: this is a CONNECT proxy (curl --proxy https://GATEWAY:PORT ... DEVICE:PORT)", ""})
+	case req.Method != "CONNECT" && !isAPI(req):
+		refuse(tc, &refusal{405, CodeMethod, "method " + printable(req.Method, 16) + " not allowed: this is a CONNECT proxy (curl --proxy https://GATEWAY:PORT ... DEVICE:PORT); vendors may also GET /v1/me", ""})
 		return
 	}
+	api := req.Method != "CONNECT"
 	host := printable(req.Host, maxEventText)
-	ev.Device, ev.Port = host, req.Port
+	if !api {
+		ev.Device, ev.Port = host, req.Port
+	}
 	if !raw.Establish() {
 		// The front reported the refusal (CodeConnLimit).
 		respond(tc, 503, CodeBusy, fmt.Sprintf("gateway busy: %d vendor sessions already established; try again later", b.o.ConnLimits.MaxConns), "")
@@ -339,67 +341,20 @@ func (b *Broker) handle(ctx context.Context, raw *front.Conn, cfg *tls.Config) {
 	// Establish cleared the handshake deadline: keep one until the tunnel
 	// starts, so a vendor that stops reading cannot hold the answer.
 	_ = raw.SetDeadline(time.Now().Add(b.o.ConnLimits.HandshakeTimeout + b.o.DialTimeout))
-	now := b.clock.Now()
 
-	chain := tc.ConnectionState().PeerCertificates
-	if b.o.ClientCAs != nil {
-		inter := x509.NewCertPool()
-		for _, c := range chain[1:] {
-			inter.AddCert(c)
-		}
-		_, err := chain[0].Verify(x509.VerifyOptions{Roots: b.o.ClientCAs(), Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-		if err != nil {
-			refuse(tc, &refusal{403, CodeBadCert, certReason(err, chain[0], now), ""})
-			return
-		}
-	}
-	vid, why, err := b.o.Authorize(chain)
-	if err != nil {
-		if why == "" {
-			why = "vendor identity not accepted"
-		}
-		b.log.Info("vendor identity refused", "remote", remote, "err", err)
-		refuse(tc, &refusal{403, CodeIdentity, why, ""})
+	vid, ref := b.identify(tc, remote)
+	if ref != nil {
+		refuse(tc, ref)
 		return
 	}
 	ev.Vendor = vid.URI
-	if locked, why := b.o.Authority.Locked(vid.URI); locked {
-		refuse(tc, &refusal{403, CodeLocked, why, ""})
+	if api {
+		b.serveAPI(tc, vid, req)
 		return
 	}
-	if isIPLiteral(req.Host) {
-		refuse(tc, &refusal{403, CodeIPLiteral, "target " + host + " is an address: name the device (DEVICE:PORT), vendors never reach addresses", ""})
-		return
-	}
-	b.mu.Lock()
-	dev, known := b.devices[req.Host]
-	b.mu.Unlock()
-	if !known {
-		refuse(tc, &refusal{404, CodeUnknownDevice, "unknown device " + host + ": check the device name with the device owner", ""})
-		return
-	}
-	if dev.Retired {
-		why := "device " + dev.ID + " is retired (out of service)"
-		if dev.ReplacedBy != "" {
-			why += "; it was replaced by " + dev.ReplacedBy
-		}
-		refuse(tc, &refusal{403, CodeRetired, why, ""})
-		return
-	}
-	if dev.Org != vid.Org {
-		refuse(tc, &refusal{403, CodeOtherDevice, fmt.Sprintf("device %s is not serviced by %s", dev.ID, vid.Org), ""})
-		return
-	}
-	if dev.ClinicalPort != 0 && req.Port == dev.ClinicalPort {
-		refuse(tc, &refusal{403, CodeClinicalPort, fmt.Sprintf("port %d is the clinical port of %s, never open to vendors (service ports: %s)", req.Port, dev.ID, portList(servicePorts(dev))), ""})
-		return
-	}
-	if !slices.Contains(dev.Ports, req.Port) {
-		refuse(tc, &refusal{403, CodePortNotAllowed, fmt.Sprintf("port %d not allowed on %s (service ports: %s)", req.Port, dev.ID, portList(servicePorts(dev))), ""})
-		return
-	}
-	if b.o.Authority.Tampered() {
-		refuse(tc, &refusal{403, CodeTamper, "gateway tamper switch tripped: vendor access disabled until the device owner clears it", ""})
+	dev, ref := b.checkTarget(vid, req.Host, req.Port)
+	if ref != nil {
+		refuse(tc, ref)
 		return
 	}
 	if err := b.o.Authority.CheckClock(); err != nil {
@@ -414,39 +369,130 @@ func (b *Broker) handle(ctx context.Context, raw *front.Conn, cfg *tls.Config) {
 		return
 	}
 	ev.Grant = g.ID
-	dctx, cancel := context.WithTimeout(ctx, b.o.DialTimeout)
-	dc, err := b.o.Dial(dctx, "tcp", net.JoinHostPort(dev.Host, strconv.Itoa(req.Port)))
-	cancel()
-	if err != nil {
-		b.log.Warn("device dial failed", "device", dev.ID, "port", req.Port, "err", err)
-		refuse(tc, &refusal{502, CodeUnreachable, fmt.Sprintf("device %s port %d does not answer", dev.ID, req.Port), g.ID})
+	dc, ref := b.openDevice(ctx, dev, req.Port, g.ID)
+	if ref != nil {
+		refuse(tc, ref)
 		return
 	}
 	s, ref := b.startSession(g, vid, dev, req.Port, raw, dc, remote)
 	if ref != nil {
 		_ = dc.Close()
+		b.releaseConsole(dev, req.Port)
 		refuse(tc, ref)
 		return
 	}
+	s.release = func() { b.releaseConsole(dev, req.Port) }
+	if in, ok := injectionFor(dev, req.Port); ok {
+		// The login dialogue runs before the answer: give it its time.
+		_ = raw.SetDeadline(time.Now().Add(b.o.ConnLimits.HandshakeTimeout + max(in.Timeout, DefaultInjectTimeout)))
+	}
+	leftover, account, ref := b.injectLogin(s, dev, req.Port, vid)
+	if ref != nil {
+		respond(tc, ref.status, ref.code, ref.reason, ref.grant)
+		s.cutAs(EndInjectFailed, ref.reason)
+		b.endSession(s)
+		return
+	}
 	_ = raw.SetDeadline(time.Time{})
-	_, err = fmt.Fprintf(tc, "HTTP/1.1 200 Connection established\r\nX-Wardgate-Session: %s\r\nX-Wardgate-Grant-Expires: %s\r\n\r\n", s.info.ID, g.Deadline.UTC().Format(time.RFC3339))
+	extra := ""
+	if account != "" {
+		extra = "X-Wardgate-Injected: " + account + "\r\n"
+	}
+	_, err = fmt.Fprintf(tc, "HTTP/1.1 200 Connection established\r\nX-Wardgate-Session: %s\r\nX-Wardgate-Grant: %s\r\nX-Wardgate-Grant-Expires: %s\r\n%s\r\n", s.info.ID, g.ID, g.Deadline.UTC().Format(time.RFC3339), extra)
 	if err != nil {
-		s.cut("vendor went away")
+		s.cutAs(EndClosed, "vendor went away")
+	}
+	if len(leftover) > 0 {
+		if _, err := tc.Write(leftover); err != nil {
+			s.cutAs(EndClosed, "vendor went away")
+		}
+		s.fromDev.Add(int64(len(leftover)))
 	}
 	s.relay(tc, br)
 	b.endSession(s)
 }
 
+// identify verifies the peer's chain (ClientCAs with the injected clock,
+// then Authorize) and the locks: the vendor identity, or a refusal.
+func (b *Broker) identify(tc *tls.Conn, remote string) (VendorIdentity, *refusal) {
+	now := b.clock.Now()
+	chain := tc.ConnectionState().PeerCertificates
+	if b.o.ClientCAs != nil {
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		_, err := chain[0].Verify(x509.VerifyOptions{Roots: b.o.ClientCAs(), Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		if err != nil {
+			return VendorIdentity{}, &refusal{403, CodeBadCert, certReason(err, chain[0], now), ""}
+		}
+	}
+	vid, why, err := b.o.Authorize(chain)
+	if err != nil {
+		if why == "" {
+			why = "vendor identity not accepted"
+		}
+		b.log.Info("vendor identity refused", "remote", remote, "err", err)
+		return VendorIdentity{}, &refusal{403, CodeIdentity, why, ""}
+	}
+	if locked, why := b.o.Authority.Locked(vid.URI); locked {
+		return vid, &refusal{403, CodeLocked, why, ""}
+	}
+	return vid, nil
+}
+
+// checkTarget checks that vendor vid may ask for host:port (a device it
+// services, a service port or the console, no tamper).
+func (b *Broker) checkTarget(vid VendorIdentity, hostRaw string, port int) (Device, *refusal) {
+	host := printable(hostRaw, maxEventText)
+	if isIPLiteral(hostRaw) {
+		return Device{}, &refusal{403, CodeIPLiteral, "target " + host + " is an address: name the device (DEVICE:PORT), vendors never reach addresses", ""}
+	}
+	b.mu.Lock()
+	dev, known := b.devices[hostRaw]
+	b.mu.Unlock()
+	if !known {
+		return Device{}, &refusal{404, CodeUnknownDevice, "unknown device " + host + ": check the device name with the device owner", ""}
+	}
+	if dev.Retired {
+		why := "device " + dev.ID + " is retired (out of service)"
+		if dev.ReplacedBy != "" {
+			why += "; it was replaced by " + dev.ReplacedBy
+		}
+		return Device{}, &refusal{403, CodeRetired, why, ""}
+	}
+	if dev.Org != vid.Org {
+		return Device{}, &refusal{403, CodeOtherDevice, fmt.Sprintf("device %s is not serviced by %s", dev.ID, vid.Org), ""}
+	}
+	switch {
+	case port == ConsolePort && dev.Console == nil:
+		return Device{}, &refusal{403, CodePortNotAllowed, fmt.Sprintf("device %s has no service console (service ports: %s)", dev.ID, portList(servicePorts(dev))), ""}
+	case port == ConsolePort:
+	case dev.ClinicalPort != 0 && port == dev.ClinicalPort:
+		return Device{}, &refusal{403, CodeClinicalPort, fmt.Sprintf("port %d is the clinical port of %s, never open to vendors (service ports: %s)", port, dev.ID, portList(servicePorts(dev))), ""}
+	case !slices.Contains(dev.Ports, port):
+		return Device{}, &refusal{403, CodePortNotAllowed, fmt.Sprintf("port %d not allowed on %s (service ports: %s)", port, dev.ID, portList(servicePorts(dev))), ""}
+	}
+	if b.o.Authority.Tampered() {
+		return Device{}, &refusal{403, CodeTamper, "gateway tamper switch tripped: vendor access disabled until the device owner clears it", ""}
+	}
+	return dev, nil
+}
+
 // servicePorts lists the ports a vendor may ask for: dev.Ports without the
 // clinical port.
 func servicePorts(dev Device) []int {
-	return slices.DeleteFunc(slices.Clone(dev.Ports), func(p int) bool { return p == dev.ClinicalPort })
+	ps := slices.DeleteFunc(slices.Clone(dev.Ports), func(p int) bool { return p == dev.ClinicalPort })
+	if dev.Console != nil {
+		ps = append(ps, ConsolePort)
+	}
+	return ps
 }
 
 func portList(ps []int) string {
 	var out []string
 	for _, p := range ps {
-		out = append(out, strconv.Itoa(p))
+		out = append(out, PortName(p))
 	}
 	return strings.Join(out, ", ")
 }
@@ -456,17 +502,30 @@ type session struct {
 	b       *Broker
 	info    SessionInfo
 	raw     net.Conn // vendor TCP connection (closing it cuts without TLS close_notify)
-	dev     net.Conn
+	dev     io.ReadWriteCloser
 	rec     *recording.Writer
 	once    sync.Once
 	reason  atomic.Pointer[string]
+	code    atomic.Pointer[EndReason]
+	release func() // frees the console, if any (after the device side closed)
+	sniffed atomic.Bool
 	toDev   atomic.Int64
 	fromDev atomic.Int64
 }
 
-func (s *session) cut(reason string) {
+// cut ends the session with a free-text reason (its EndReason is derived
+// from the text); cutAs names the EndReason.
+func (s *session) cut(reason string) { s.cutAs(classifyEnd(reason), reason) }
+
+func (s *session) cutAs(code EndReason, reason string) {
 	s.once.Do(func() {
 		s.reason.Store(&reason)
+		s.code.Store(&code)
+		// Recorded before the vendor's connection closes, so that the vendor
+		// who asks why right after sees the reason.
+		i := s.info
+		i.End, i.EndReason, i.EndDetail = s.b.clock.Now(), code, reason
+		s.b.ended.add(i)
 		_ = s.raw.Close()
 		_ = s.dev.Close()
 	})
@@ -484,7 +543,7 @@ const storageFull = "the gateway's recording store is full; recordings are remov
 
 // startSession registers the session (so a cut reaches it from now on) and
 // creates its recording outside the broker's lock.
-func (b *Broker) startSession(g Grant, vid VendorIdentity, dev Device, port int, raw, dc net.Conn, remote string) (*session, *refusal) {
+func (b *Broker) startSession(g Grant, vid VendorIdentity, dev Device, port int, raw net.Conn, dc io.ReadWriteCloser, remote string) (*session, *refusal) {
 	b.mu.Lock()
 	cur, ok := b.grants[g.ID]
 	now := b.clock.Now()
@@ -558,19 +617,22 @@ func (s *session) relay(vendor *tls.Conn, vr io.Reader) {
 
 type closeWriter interface{ CloseWrite() error }
 
-func (s *session) pipe(src io.Reader, dst net.Conn, dir recording.Direction, n *atomic.Int64) {
+func (s *session) pipe(src io.Reader, dst io.Writer, dir recording.Direction, n *atomic.Int64) {
 	buf := make([]byte, 32<<10)
 	b := s.b
 	for {
 		k, err := src.Read(buf)
+		if k > 0 && dir == recording.ToDevice && s.sniffed.CompareAndSwap(false, true) {
+			s.noteEncrypted(buf[:k])
+		}
 		if k > 0 {
 			if rerr := s.rec.Write(dir, b.clock.Now(), buf[:k]); rerr != nil {
 				b.log.Error("session recording failed: cutting session", "session", s.info.ID, "err", rerr)
-				s.cut("recording failed")
+				s.cutAs(EndRecordingFailed, "recording failed")
 				return
 			}
 			if _, werr := dst.Write(buf[:k]); werr != nil {
-				s.cut("write failed")
+				s.cutAs(EndWriteFailed, "write failed")
 				return
 			}
 			n.Add(int64(k))
@@ -592,10 +654,16 @@ func (s *session) pipe(src io.Reader, dst net.Conn, dir recording.Direction, n *
 // endSession closes the recording and reports the session's end. The
 // publisher of the event calls Recordings.Ended.
 func (b *Broker) endSession(s *session) {
-	s.cut("closed")
-	reason := "closed"
+	s.cutAs(EndClosed, "closed")
+	if s.release != nil {
+		s.release()
+	}
+	reason, code := "closed", EndClosed
 	if r := s.reason.Load(); r != nil {
 		reason = *r
+	}
+	if c := s.code.Load(); c != nil {
+		code = *c
 	}
 	now := b.clock.Now()
 	hash, err := s.rec.Close(now, reason)
@@ -606,9 +674,12 @@ func (b *Broker) endSession(s *session) {
 	delete(b.sessions, s.info.ID)
 	b.mu.Unlock()
 	info := s.snapshot()
+	ended := info
+	ended.End, ended.EndReason, ended.EndDetail = now, code, reason
+	b.ended.add(ended)
 	b.log.Info("vendor session ended", "session", info.ID, "reason", reason, "to_device", info.ToDevice, "from_device", info.FromDev)
 	b.emit([]Event{{Time: now, Kind: EvSessionEnd, Grant: info.Grant, Session: info.ID, Vendor: info.Vendor, Device: info.Device, Port: info.Port,
 		Remote: info.Remote, ToDevice: info.ToDevice, FromDev: info.FromDev, Duration: now.Sub(info.Start), Hash: hex.EncodeToString(hash),
-		Reason: reason, Recording: filepath.Base(info.Recording)}})
+		Reason: reason, End: code, Recording: filepath.Base(info.Recording)}})
 	b.updateLED()
 }

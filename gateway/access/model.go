@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/authority"
+	"github.com/wardgate/wardgate/hal"
 )
 
 // Approval kinds (a device's approval policy lists one or both). They are
@@ -40,6 +41,19 @@ type Device struct {
 	// names the device that took its place (in the refusal).
 	Retired    bool
 	ReplacedBy string
+
+	// RequestTTL expires this device's unanswered requests (and extension
+	// requests); zero takes Options.RequestTTL.
+	RequestTTL time.Duration
+	// Console is the device's serial service console, reached as
+	// DEVICE:console (ConsolePort); nil: none. Never the clinical link's port.
+	Console *hal.SerialConfig
+	// ClinicalSerial is the serial port of the device's clinical link (if
+	// any): a console on it is refused.
+	ClinicalSerial string
+	// Inject lists the service accounts whose login the gateway performs
+	// itself when a tunnel to their port opens (at most one per port).
+	Inject []Injection
 }
 
 // VendorIdentity is an authorized vendor peer.
@@ -61,6 +75,8 @@ const (
 	StateDenied  State = "denied"
 	StateExpired State = "expired"
 	StateRevoked State = "revoked"
+	// StateApplied ends an extension request once its grant was extended.
+	StateApplied State = "applied"
 )
 
 // Approval records one approving actor.
@@ -96,6 +112,13 @@ type Grant struct {
 	// time: at start the deadline is now + Remaining, so a restart with a
 	// different clock neither extends nor shortens the grant.
 	Remaining time.Duration `json:"remaining,omitempty"`
+	// Extends names the active grant this request would extend (an
+	// extension request); Extend is the time asked for. Extension
+	// requests are approved like grants and then end in StateApplied.
+	Extends string        `json:"extends,omitempty"`
+	Extend  time.Duration `json:"extend,omitempty"`
+	// End is why the grant ended (closed grants only).
+	End EndReason `json:"end,omitempty"`
 }
 
 // Binding is what a signed approval approves: the request's vendor
@@ -146,6 +169,11 @@ type SessionInfo struct {
 	ToDevice  int64     `json:"to_device"`
 	FromDev   int64     `json:"from_device"`
 	Recording string    `json:"recording"` // path of the recording file
+
+	// Ended sessions only (Broker.Status): when and why.
+	End       time.Time `json:"end,omitzero"`
+	EndReason EndReason `json:"end_reason,omitempty"`
+	EndDetail string    `json:"end_detail,omitempty"`
 }
 
 // Snapshot is the broker's state for `wardgate status` and `grant list --json`.
@@ -179,6 +207,10 @@ const (
 	EvSessionEnd     = "vendor.session_end"
 	EvRefused        = "vendor.refused"           // Count tells how many refusals the event stands for
 	EvRecordingPrune = "vendor.recording_removed" // not emitted by the broker: the recording store's owner reports removals under this kind
+	EvExtendRequest  = "vendor.extend_request"    // a vendor asked for more time on an active grant
+	EvExtended       = "vendor.grant_extended"    // an approved extension moved a grant's expiry
+	EvInject         = "vendor.credential_injected"
+	EvInjectFailed   = "vendor.credential_injection_failed"
 )
 
 // Event is an audit event. Empty fields are omitted in JSON.
@@ -204,13 +236,18 @@ type Event struct {
 	Duration  time.Duration `json:"duration,omitempty"`
 	Hash      string        `json:"hash,omitempty"` // EvSessionEnd: recording final hash (hex)
 	Recording string        `json:"recording,omitempty"`
+	End       EndReason     `json:"end,omitempty"`        // EvSessionEnd, EvGrantExpired, EvRevoke: typed end reason
+	Account   string        `json:"account,omitempty"`    // EvInject*: the service account used
+	Owner     string        `json:"owner,omitempty"`      // EvInject*: the account's accountable owner
+	Extend    time.Duration `json:"extend_for,omitempty"` // extension requests: the time asked for
+	Extends   string        `json:"extends,omitempty"`    // extension requests: the grant extended
 }
 
 // Severity is the telemetry severity of the event: refusals, locks and
 // revocations warn; the rest is information.
 func (e Event) Severity() string {
 	switch e.Kind {
-	case EvRefused, EvRevoke:
+	case EvRefused, EvRevoke, EvInjectFailed:
 		return "warning"
 	}
 	return "info"
@@ -231,12 +268,12 @@ func (e Event) Attrs() map[string]string {
 	add("vendor", e.Vendor)
 	add("device", e.Device)
 	if e.Port != 0 {
-		m["port"] = strconv.Itoa(e.Port)
+		m["port"] = PortName(e.Port)
 	}
 	if len(e.Ports) > 0 {
 		ps := make([]string, len(e.Ports))
 		for i, p := range e.Ports {
-			ps[i] = strconv.Itoa(p)
+			ps[i] = PortName(p)
 		}
 		m["ports"] = strings.Join(ps, ",")
 	}
@@ -265,5 +302,12 @@ func (e Event) Attrs() map[string]string {
 	}
 	add("hash", e.Hash)
 	add("recording", e.Recording)
+	add("end", string(e.End))
+	add("account", e.Account)
+	add("owner", e.Owner)
+	if e.Extend > 0 {
+		m["extend_for"] = e.Extend.String()
+	}
+	add("extends", e.Extends)
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -99,12 +100,45 @@ func accessDevices(cfg *config.Config) []access.Device {
 			_, port, _ := net.SplitHostPort(d.Link.TCP)
 			cp, _ = strconv.Atoi(port)
 		}
-		out = append(out, access.Device{
+		ad := access.Device{
 			ID: d.ID, Org: d.Vendor.Org, Ports: d.Vendor.Ports, Approval: d.Vendor.Approval,
 			MaxSession: d.Vendor.MaxSession.D(), Host: d.Vendor.Host, ClinicalPort: cp,
 			OffHours: offHoursFunc(d.Vendor),
 			Retired:  d.IsRetired(), ReplacedBy: d.ReplacedBy,
-		})
+			RequestTTL: d.Vendor.RequestTimeout.D(),
+		}
+		if d.Link.Serial != nil {
+			ad.ClinicalSerial = d.Link.Serial.Port
+		}
+		if c := d.Vendor.Console; c != nil && c.Serial != nil {
+			sc := *c.Serial
+			ad.Console = &sc
+		}
+		ad.Inject = injections(&d)
+		out = append(out, ad)
+	}
+	return out
+}
+
+// injections maps a device's injected accounts (validated: the
+// expressions compile and the port resolves) to the broker's.
+func injections(d *config.Device) []access.Injection {
+	var out []access.Injection
+	for _, a := range d.Accounts {
+		in := a.Inject
+		if in == nil {
+			continue
+		}
+		port, ok := config.InjectPort(d, in)
+		if !ok {
+			continue
+		}
+		ai := access.Injection{Account: a.ID, Owner: a.Owner, Port: port, User: in.User, SecretFile: in.SecretFile,
+			Credential: in.Credential, Timeout: in.Timeout.D(), Newline: config.Newlines[in.Newline]}
+		for _, st := range in.Login {
+			ai.Login = append(ai.Login, access.LoginStep{Expect: regexp.MustCompile(st.Expect), Send: st.Send})
+		}
+		out = append(out, ai)
 	}
 	return out
 }

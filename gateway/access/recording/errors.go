@@ -24,4 +24,11 @@ var (
 	// ErrUnknownSession is returned by Store.Ended for a session that has no
 	// recording in the store (never created, or its file was deleted).
 	ErrUnknownSession = errors.New("no recording for this session in the recording store")
+
+	// ErrClosed is returned by a Writer's Write and Note after Close.
+	ErrClosed = errors.New("recording closed")
+
+	// ErrHashMismatch: the recording verifies but its final hash is not the
+	// one expected (the hash the session-end event carried).
+	ErrHashMismatch = errors.New("recording final hash does not match the expected hash")
 )

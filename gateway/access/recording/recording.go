@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +20,7 @@ const (
 	TypeHeader  = 1
 	TypeData    = 2
 	TypeTrailer = 3
+	TypeNote    = 4 // a gateway note: credential injection marker, encrypted tunnel
 )
 
 // Direction of a data frame.
@@ -73,6 +73,7 @@ type body struct {
 	Data    []byte    `cbor:"4,keyasint,omitempty"`
 	Header  *Header   `cbor:"5,keyasint,omitempty"`
 	Trailer *Trailer  `cbor:"6,keyasint,omitempty"`
+	Note    *Note     `cbor:"7,keyasint,omitempty"`
 }
 
 // wire is one element of the CBOR sequence.
@@ -157,7 +158,7 @@ func (w *Writer) append(b body, flush bool) error {
 		return w.err
 	}
 	if w.closed {
-		return errors.New("recording closed")
+		return ErrClosed
 	}
 	raw, err := encMode.Marshal(b)
 	if err != nil {
@@ -301,6 +302,7 @@ type Frame struct {
 	Data    []byte    // data frames only
 	Header  *Header   // header frame only
 	Trailer *Trailer  // trailer frame only
+	Note    *Note     // note frame only
 }
 
 // Verify checks the hash chain of the recording in r and calls fn (if
@@ -353,6 +355,8 @@ func Verify(r io.Reader, fn func(Frame)) (*Summary, error) {
 				return s, &ChainError{Frame: i, Reason: "unknown direction"}
 			}
 			f.Dir, f.Data = b.Dir, b.Data
+		case b.Type == TypeNote && b.Note != nil:
+			f.Note = b.Note
 		case b.Type == TypeTrailer && b.Trailer != nil:
 			s.Trailer = b.Trailer
 			f.Trailer = b.Trailer
@@ -381,13 +385,15 @@ func Replay(r io.Reader, w io.Writer) error {
 		case f.Header != nil:
 			h := f.Header
 			start = h.Start
-			fmt.Fprintf(bw, "session %s  grant %s\nvendor  %s\ndevice  %s port %d\nstart   %s\n",
-				h.Session, h.Grant, h.Vendor, h.Device, h.Port, h.Start.UTC().Format(time.RFC3339Nano))
+			fmt.Fprintf(bw, "session %s  grant %s\nvendor  %s\ndevice  %s port %s\nstart   %s\n",
+				h.Session, h.Grant, h.Vendor, h.Device, portName(h.Port), h.Start.UTC().Format(time.RFC3339Nano))
 			if len(h.ApprovedBy) > 0 {
 				fmt.Fprintf(bw, "approved by %s\n", strings.Join(h.ApprovedBy, ", "))
 			}
 			fmt.Fprintln(bw)
 		case f.Trailer != nil:
+		case f.Note != nil:
+			fmt.Fprintf(bw, "%+10.3fs  #%-5d note %-9s %s\n", f.Time.Sub(start).Seconds(), f.Index, f.Note.Kind, preview([]byte(f.Note.Text), 200))
 		default:
 			fmt.Fprintf(bw, "%+10.3fs  #%-5d %-14s %6d B  %s\n", f.Time.Sub(start).Seconds(), f.Index, f.Dir, len(f.Data), preview(f.Data, 48))
 		}
