@@ -168,6 +168,8 @@ type Authority struct {
 	scopesSet  bool
 
 	clk clockState // the trusted-time guard (clock.go)
+
+	lockSetMu sync.Mutex // serializes ApplyLockSet (lockset.go)
 }
 
 var (

@@ -87,6 +87,8 @@ func (a *Authority) LockSets() ([]LockSetState, error) {
 // The version is saved last, so a crash half-way applies the set again.
 // It returns the targets added and removed.
 func (a *Authority) ApplyLockSet(s *lockset.Set) (added, removed []string, err error) {
+	a.lockSetMu.Lock()
+	defer a.lockSetMu.Unlock()
 	now := a.clock.Now()
 	refuse := func(err error) ([]string, []string, error) {
 		a.log.Warn("lock set refused", "scope", s.Scope, "version", s.Version, "err", err)
@@ -179,6 +181,15 @@ func (a *Authority) ApplyLockSet(s *lockset.Set) (added, removed []string, err e
 	a.emit(Event{Time: now, Kind: EvLockSetApplied, Scope: s.Scope, Version: s.Version, Added: added, Removed: removed,
 		Actor: actor, Reason: fmt.Sprintf("%d locks in the set", len(targets))})
 	return added, removed, errors.Join(errs...)
+}
+
+// RefuseLockSet reports a lock set that failed verification (bad
+// signature, not an approver, expired, another scope) as an
+// EvLockSetRefused event; from names where it came from (the topic).
+func (a *Authority) RefuseLockSet(from string, err error) {
+	a.log.Warn("lock set refused", "from", from, "err", err)
+	a.emit(Event{Time: a.clock.Now(), Kind: EvLockSetRefused, Reason: err.Error(), Target: from,
+		Actor: Actor{Kind: KindSystem, Via: ViaLockSet}})
 }
 
 func (a *Authority) lockSetActor(s *lockset.Set) Actor {
