@@ -20,8 +20,8 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wardgate/wardgate/wire/envelope"
-	"github.com/wardgate/wardgate/wire/receipt"
 	"github.com/wardgate/wardgate/wire/recchain"
+	"github.com/wardgate/wardgate/wire/receipt"
 )
 
 // PathPrefix is where the handler serves.

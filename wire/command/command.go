@@ -99,8 +99,8 @@ var (
 	// ErrFleetLock: a lock addressed to the fleet; a fleet-wide lock needs
 	// two approvers and goes in the signed fleet lock set instead.
 	ErrFleetLock = errors.New("a fleet-wide lock needs two approvers: put it in the fleet lock set")
-	ErrReplay       = errors.New("command replayed")
-	ErrUnknown      = errors.New("unknown command")
+	ErrReplay    = errors.New("command replayed")
+	ErrUnknown   = errors.New("unknown command")
 )
 
 // Payload is the signed CBOR map. Exactly one addressee: a gateway, a
