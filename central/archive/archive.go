@@ -213,6 +213,18 @@ func (a *Archive) put(w http.ResponseWriter, r *http.Request, gw, session string
 		http.Error(w, "already archived: GET the receipt", http.StatusConflict)
 		return
 	}
+	if tot, ok := strings.CutPrefix(r.Header.Get("Content-Range"), "bytes */"); ok {
+		// Every byte is here already (the last answer was 503 or lost):
+		// check and archive.
+		total, err := strconv.ParseInt(tot, 10, 64)
+		if have := size(part); err != nil || have != total {
+			w.Header().Set("Upload-Offset", strconv.FormatInt(have, 10))
+			http.Error(w, fmt.Sprintf("the archive has %d bytes, not %s; send from there", have, tot), http.StatusConflict)
+			return
+		}
+		a.complete(w, r.Context(), gw, session, part, final, rcpt, total)
+		return
+	}
 	start, end, total, err := parseRange(r.Header.Get("Content-Range"))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
