@@ -28,6 +28,8 @@ const (
 	DefaultRecordingsMaxBytes     = 1 << 30
 	DefaultRecordingsMaxFreeShare = 25 // percent
 	DefaultRecordingsFsyncEvery   = 2 * time.Second
+	// DefaultUploadMaxRate bounds recordings uploads (bytes per second).
+	DefaultUploadMaxRate = 256 << 10
 
 	// DefaultOutboxReserveDivisor: mqtt.outbox_reserve defaults to
 	// outbox_max / DefaultOutboxReserveDivisor.
@@ -60,6 +62,9 @@ func applyDefaults(c *Config) {
 		rec.MaxFreeShare = DefaultRecordingsMaxFreeShare
 	}
 	setD(&rec.FsyncEvery, DefaultRecordingsFsyncEvery)
+	if up := rec.Upload; up != nil && up.MaxRate == 0 {
+		up.MaxRate = DefaultUploadMaxRate
+	}
 
 	id := &c.Identity
 	setS(&id.CA, "step")

@@ -87,6 +87,7 @@ func (v *validator) validate(c *Config) {
 	v.devices(c, orgs)
 	v.approvers(c)
 	v.identityTrust(c)
+	v.upload(c)
 }
 
 func (v *validator) label(path, s, what string) {
