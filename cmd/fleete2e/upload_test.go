@@ -1,4 +1,4 @@
-package upload
+package fleete2e
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 	"github.com/wardgate/wardgate/central/archive"
 	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/gateway/access/recording"
+	"github.com/wardgate/wardgate/gateway/upload"
 	"github.com/wardgate/wardgate/wire/envelope"
 	"github.com/wardgate/wardgate/wire/recchain"
 )
@@ -165,10 +166,14 @@ func centralVerifier(pki *certstest.MiniPKI) envelope.ChainVerifier {
 	}
 }
 
-func newUploader(t testing.TB, pki *certstest.MiniPKI, c *central, gw *certstest.Identity, gwID string, rate, chunk int64) *Uploader {
+func newUploader(t testing.TB, pki *certstest.MiniPKI, c *central, gw *certstest.Identity, gwID string, rate, chunk int64, mods ...func(*upload.Options)) *upload.Uploader {
 	t.Helper()
-	u, err := New(Options{URL: "https://" + c.addr, GatewayID: gwID, TLSConfig: func() *tls.Config { return pki.ClientTLS(gw) },
-		VerifyReceipt: centralVerifier(pki), MaxRate: rate, Chunk: chunk, ReceiptDir: filepath.Join(t.TempDir(), "receipts")})
+	o := upload.Options{URL: "https://" + c.addr, GatewayID: gwID, TLSConfig: func() *tls.Config { return pki.ClientTLS(gw) },
+		VerifyReceipt: centralVerifier(pki), MaxRate: rate, Chunk: chunk, ReceiptDir: filepath.Join(t.TempDir(), "receipts")}
+	for _, m := range mods {
+		m(&o)
+	}
+	u, err := upload.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +188,7 @@ func TestUploadAndReceipt(t *testing.T) {
 	u := newUploader(t, pki, c, gw, "gw-1", 0, 64<<10)
 	ctx := context.Background()
 
-	if _, err := u.Upload(ctx, "S-1", path); !errors.Is(err, ErrNotYet) {
+	if _, err := u.Upload(ctx, "S-1", path); !errors.Is(err, upload.ErrNotYet) {
 		t.Fatalf("before the session-end event: %v", err)
 	}
 	c.expect("gw-1", "S-1", head)
@@ -226,10 +231,10 @@ func TestUploadTamperedRefused(t *testing.T) {
 	path, _ := makeRecording(t, t.TempDir(), "S-1", 100<<10)
 	_, other := makeRecording(t, t.TempDir(), "S-1", 10<<10)
 	c.expect("gw-1", "S-1", other) // the signed event names another chain
-	u := newUploader(t, pki, c, gw, "gw-1", 0, 32<<10)
 	refused := 0
-	u.o.OnRefused = func(string, error) { refused++ }
-	if _, err := u.Upload(context.Background(), "S-1", path); !errors.Is(err, ErrRefused) || refused != 1 {
+	u := newUploader(t, pki, c, gw, "gw-1", 0, 32<<10, func(o *upload.Options) { o.OnRefused = func(string, error) { refused++ } })
+
+	if _, err := u.Upload(context.Background(), "S-1", path); !errors.Is(err, upload.ErrRefused) || refused != 1 {
 		t.Fatalf("mismatching head: %v (refused %d)", err, refused)
 	}
 	if ok, _ := u.Archived("S-1"); ok {
@@ -325,7 +330,7 @@ func TestUploadChild(t *testing.T) {
 	pem, _ := os.ReadFile(cc.Root)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
-	u, err := New(Options{URL: cc.URL, GatewayID: "gw-1", ReceiptDir: cc.Receipts, MaxRate: 256 << 10, Chunk: 32 << 10,
+	u, err := upload.New(upload.Options{URL: cc.URL, GatewayID: "gw-1", ReceiptDir: cc.Receipts, MaxRate: 256 << 10, Chunk: 32 << 10,
 		TLSConfig: func() *tls.Config {
 			return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{cert}, ServerName: "localhost"}
 		},
