@@ -361,8 +361,9 @@ func (a *Archive) Path(gw, session string) string {
 }
 
 // Prune deletes archived recordings whose retention (Options.Retention,
-// counted from the receipt's time) passed and that are not under legal
-// hold. It returns how many it deleted.
+// counted from the file's last write, when it was archived) passed and
+// that are not under legal hold; their receipts stay. It returns how many
+// it deleted.
 func (a *Archive) Prune() (int, error) {
 	if a.o.Retention == nil {
 		return 0, nil

@@ -1,6 +1,16 @@
 package archive
 
-import "testing"
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
 
 func TestParseRange(t *testing.T) {
 	for _, c := range []struct {
@@ -32,4 +42,45 @@ func FuzzParseRange(f *testing.F) {
 			t.Fatalf("%q accepted as %d-%d/%d", s, start, end, total)
 		}
 	})
+}
+
+func TestPruneRetentionAndHold(t *testing.T) {
+	dir := t.TempDir()
+	clock := clockwork.NewFakeClockAt(time.Now())
+	a, err := New(Options{Dir: dir, TrustDomain: "hospital.example", Clock: clock,
+		ExpectedHead: func(context.Context, string, string) ([]byte, error) { return nil, ErrUnknownSession },
+		Signer:       func() (crypto.Signer, []*x509.Certificate) { return nil, nil },
+		Retention: func(gw, session string) (time.Duration, bool) {
+			switch session {
+			case "held":
+				return time.Hour, true
+			case "forever":
+				return 0, false
+			}
+			return time.Hour, false
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"old", "held", "forever"} {
+		if err := os.MkdirAll(filepath.Join(dir, "gw-1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "gw-1", s+".cbor"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := a.Prune(); n != 0 || err != nil {
+		t.Fatalf("prune at once: %d %v", n, err)
+	}
+	clock.Advance(2 * time.Hour)
+	if n, err := a.Prune(); n != 1 || err != nil {
+		t.Fatalf("prune after retention: %d %v", n, err)
+	}
+	if a.Path("gw-1", "old") != "" || a.Path("gw-1", "held") == "" || a.Path("gw-1", "forever") == "" {
+		t.Fatal("wrong recordings pruned")
+	}
+	if _, err := New(Options{}); err == nil {
+		t.Fatal("New accepted empty options")
+	}
 }

@@ -193,3 +193,22 @@ func nodeName(env []string) string {
 	}
 	return ""
 }
+
+// LogLines returns up to max lines of the node's logs that contain any of
+// words (for a test to report why the node refused something).
+func (r *Rabbit) LogLines(max int, words ...string) []string {
+	logs, _ := filepath.Glob(filepath.Join(r.dir, "log", "*.log"))
+	var out []string
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, w := range words {
+				if strings.Contains(line, w) && len(out) < max {
+					out = append(out, line)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
