@@ -188,7 +188,7 @@ func (a *Authority) ApplyLockSet(s *lockset.Set) (added, removed []string, err e
 // EvLockSetRefused event; from names where it came from (the topic).
 func (a *Authority) RefuseLockSet(from string, err error) {
 	a.log.Warn("lock set refused", "from", from, "err", err)
-	a.emit(Event{Time: a.clock.Now(), Kind: EvLockSetRefused, Reason: err.Error(), Target: from,
+	a.emit(Event{Time: a.clock.Now(), Kind: EvLockSetRefused, Reason: "from " + from + ": " + err.Error(),
 		Actor: Actor{Kind: KindSystem, Via: ViaLockSet}})
 }
 
