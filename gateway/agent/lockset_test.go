@@ -70,9 +70,14 @@ func TestLockSetOverMosquitto(t *testing.T) {
 	retain(lockset.Topic(lockset.Site("lab")), sign(lockset.Site("lab"), 1, globex, alice))
 	await("site set applied", func() bool { return locked("spiffe://hospital.example/vendor/globex/x") })
 
-	retain(lockset.Topic(lockset.ScopeFleet), v1) // replayed: the same version again
+	retain(lockset.Topic(lockset.ScopeFleet), sign(lockset.ScopeFleet, 2, globex, alice, bob))
+	await("fleet v2 applied", func() bool { return !locked("spiffe://hospital.example/vendor/acme-medical/jane") })
+	retain(lockset.Topic(lockset.ScopeFleet), v1) // replayed: an older version
 	await("replay refused", func() bool { _, ok := e.recentEvent(authority.EvLockSetRefused); return ok })
 	if ev, _ := e.recentEvent(authority.EvLockSetRefused); ev.Attrs["version"] != "1" {
 		t.Fatalf("refusal %+v", ev)
+	}
+	if !locked("spiffe://hospital.example/vendor/globex/x") {
+		t.Fatal("globex lock lost")
 	}
 }

@@ -82,7 +82,9 @@ func (a *Authority) LockSets() ([]LockSetState, error) {
 // apply to this gateway (lockset.Set.Applies); ApplyLockSet checks the
 // rest: the clock guard, that every approver may lock on devices "*", and
 // that s.Version is newer than the version applied for the scope (else
-// ErrStaleLockSet). Locks added on the gateway, by a command or by another
+// ErrStaleLockSet; an older version is also reported as EvLockSetRefused,
+// the same version, redelivered at every connection from the retained
+// topic, is not). Locks added on the gateway, by a command or by another
 // scope's set stay; a target in two scopes' sets stays until both drop it.
 // The version is saved last, so a crash half-way applies the set again.
 // It returns the targets added and removed.
@@ -115,7 +117,12 @@ func (a *Authority) ApplyLockSet(s *lockset.Set) (added, removed []string, err e
 		return nil, nil, err
 	}
 	old := recs[s.Scope]
-	if s.Version <= old.Version {
+	if s.Version == old.Version {
+		// The retained set comes again at every connection: not news.
+		a.log.Debug("lock set already applied", "scope", s.Scope, "version", s.Version)
+		return nil, nil, fmt.Errorf("%w: %s version %d is the one applied", ErrStaleLockSet, s.Scope, s.Version)
+	}
+	if s.Version < old.Version {
 		return refuse(fmt.Errorf("%w: %s version %d, applied %d", ErrStaleLockSet, s.Scope, s.Version, old.Version))
 	}
 	actor := a.lockSetActor(s)
