@@ -411,3 +411,62 @@ func TestUploadBandwidth(t *testing.T) {
 		t.Fatalf("rate %.0f B/s exceeds max_rate %d by more than half", got, rate)
 	}
 }
+
+// TestRoundUploadsThenPrune: the uploader's round archives an ended
+// recording whose session-end event is delivered, and only then may the
+// store prune it.
+func TestRoundUploadsThenPrune(t *testing.T) {
+	pki := certstest.NewMini(t)
+	c := newCentral(t, pki)
+	gw := pki.Gateway(t, "gw-1")
+	dir := t.TempDir()
+	var up *upload.Uploader
+	delivered := map[uint64]bool{}
+	var mu sync.Mutex
+	isDelivered := func(seq uint64) (bool, error) { mu.Lock(); defer mu.Unlock(); return delivered[seq], nil }
+	store, err := recording.OpenStore(filepath.Join(dir, "recordings"), recording.StoreOptions{MaxBytes: 1 << 30,
+		Delivered: isDelivered,
+		Archived:  func(s string) (bool, error) { return up.Archived(s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := store.Create("S-9", recording.Header{Session: "S-9", Grant: "G-9", Vendor: "spiffe://" + td + "/vendor/acme/bob", Device: "pump-07", Port: 23, Start: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Write(recording.FromDevice, time.Now(), []byte("login:"))
+	head, err := w.Close(time.Now(), "ended")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Ended("S-9", 42); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("gw-1", "S-9", head)
+	up = newUploader(t, pki, c, gw, "gw-1", 0, 0, func(o *upload.Options) { o.Store, o.Delivered = store, isDelivered })
+	ctx := context.Background()
+	if n := up.Round(ctx); n != 0 {
+		t.Fatalf("uploaded %d before the session-end event was delivered", n)
+	}
+	mu.Lock()
+	delivered[42] = true
+	mu.Unlock()
+	// Delivered but not archived: a prune under pressure keeps it.
+	small, err := recording.OpenStore(filepath.Join(dir, "recordings"), recording.StoreOptions{MaxBytes: 1,
+		Delivered: isDelivered, Archived: func(s string) (bool, error) { return up.Archived(s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := small.Prune(); n != 0 || err != nil {
+		t.Fatalf("pruned %d without a receipt (%v)", n, err)
+	}
+	if n := up.Round(ctx); n != 1 {
+		t.Fatalf("round archived %d", n)
+	}
+	if n, _, err := small.Prune(); n != 1 || err != nil {
+		t.Fatalf("prune with the receipt: %d %v", n, err)
+	}
+	if c.arch.Path("gw-1", "S-9") == "" {
+		t.Fatal("not in the archive")
+	}
+}
