@@ -10,6 +10,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
+	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/veraison/go-cose v1.3.0
 	go.bug.st/serial v1.8.0
 	go.etcd.io/bbolt v1.5.0

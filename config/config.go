@@ -94,6 +94,9 @@ type Recordings struct {
 	// FsyncEvery is how often an open recording is flushed to disk, 100ms
 	// to 30s (default DefaultRecordingsFsyncEvery, 2s).
 	FsyncEvery Duration `yaml:"fsync_every"`
+	// Upload sends ended recordings to central's archive (nil: kept on the
+	// gateway only). See RecordingsUpload.
+	Upload *RecordingsUpload `yaml:"upload"`
 }
 
 // Identity describes how the gateway gets its own certificate.

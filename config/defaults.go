@@ -32,6 +32,8 @@ const (
 	DefaultRecordingsMaxBytes     = 1 << 30
 	DefaultRecordingsMaxFreeShare = 25 // percent
 	DefaultRecordingsFsyncEvery   = 2 * time.Second
+	// DefaultUploadMaxRate bounds recordings uploads (bytes per second).
+	DefaultUploadMaxRate = 256 << 10
 
 	// DefaultOutboxReserveDivisor: mqtt.outbox_reserve defaults to
 	// outbox_max / DefaultOutboxReserveDivisor.
@@ -83,6 +85,9 @@ func applyDefaults(c *Config) {
 	setD(&rec.FsyncEvery, DefaultRecordingsFsyncEvery)
 	setS(&c.Update.InstallDir, DefaultUpdateInstallDir)
 	setD(&c.Update.HealthTimeout, DefaultUpdateHealthTimeout)
+	if up := rec.Upload; up != nil && up.MaxRate == 0 {
+		up.MaxRate = DefaultUploadMaxRate
+	}
 
 	id := &c.Identity
 	setS(&id.CA, "step")

@@ -89,6 +89,7 @@ func (v *validator) validate(c *Config) {
 	v.identityTrust(c)
 	v.monitor(c)
 	v.update(c)
+	v.upload(c)
 }
 
 func (v *validator) label(path, s, what string) {

@@ -224,7 +224,7 @@ func cmdSignCommand(e *env, args []string) int {
 	certFile := fs.String("cert", "", "approver certificate chain `FILE` (PEM, leaf first)")
 	keyFile := fs.String("key", "", "approver private key `FILE` (PEM, P-256)")
 	gwID := fs.String("gateway", "", "the gateway `ID` the command is for")
-	ttl := fs.Duration("ttl", 2*time.Minute, "how long the command stays valid (at most 5m)")
+	ttl := fs.Duration("ttl", 2*time.Minute, "how long the command stays valid (at most 5m; 168h for lock, end-session, revoke, deny)")
 	out := fs.String("out", "", "write to `FILE` instead of stdout")
 	if code, ok := parse(e, fs, args); !ok {
 		return code

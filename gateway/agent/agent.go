@@ -30,6 +30,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/monitor"
 	"github.com/wardgate/wardgate/gateway/release"
 	"github.com/wardgate/wardgate/gateway/telemetry"
+	"github.com/wardgate/wardgate/gateway/upload"
 )
 
 // Options configure an Agent. Config is required; other zero values take
@@ -82,6 +83,7 @@ type Agent struct {
 	auth     *authority.Authority
 	store    *access.Store
 	recs     *recording.Store
+	upl      *upload.Uploader // nil: recordings are not uploaded
 	access   *access.Broker
 	tel      *telemetry.Publisher
 	hw       *hardware
@@ -245,6 +247,7 @@ func (a *Agent) setupAccess() error {
 			}
 			return a.tel.Delivered(seq)
 		},
+		Archived: a.archived(cfg),
 		OnRemove: func(r recording.Removed) {
 			a.events.emit(a.clock.Now(), access.EvRecordingPrune, wire.SeverityInfo, map[string]string{
 				"session": r.Session, "recording": r.File, "bytes": strconv.FormatInt(r.Bytes, 10)})
@@ -256,6 +259,9 @@ func (a *Agent) setupAccess() error {
 		return err
 	}
 	a.recs = recs
+	if a.upl, err = a.setupUpload(cfg); err != nil {
+		return err
+	}
 	limits, err := a.vendorLimits(cfg)
 	if err != nil {
 		return err
@@ -378,6 +384,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	run("recordings", a.recs.Run)
+	run("upload", runUpload(a.upl))
 	run("admin", func(ctx context.Context) error { return adminSrv.Serve(ctx, al) })
 	// The clinical path outlives ctx by the drain below.
 	clinCtx, clinCancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/authority"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 	"github.com/wardgate/wardgate/wire/command"
+	"github.com/wardgate/wardgate/wire/lockset"
 )
 
 func (a *Agent) setupTelemetry() error {
@@ -46,8 +48,10 @@ func (a *Agent) setupTelemetry() error {
 		OnAlarm: func(al telemetry.Alarm) {
 			a.raise("telemetry."+al.Kind, al.Message)
 		},
-		Commands: a.command,
-		Permit:   a.permitCommand,
+		Commands:      a.command,
+		Permit:        a.permitCommand,
+		LockSetTopics: lockset.Topics(cfg.Gateway.ID, cfg.Gateway.Site),
+		LockSets:      a.lockSet,
 		VerifyApprover: func(chain []*x509.Certificate, now time.Time) (string, error) {
 			// A clock set back would make expired commands valid again.
 			if err := a.auth.CheckClock(); err != nil {
@@ -72,6 +76,36 @@ func (a *Agent) setupTelemetry() error {
 	}
 	a.tel = p
 	return nil
+}
+
+// lockSet verifies a lock set received on topic and hands it to the
+// authority, which converges the locks and reports the outcome as events.
+// An empty retained message (a cleared topic) is ignored.
+func (a *Agent) lockSet(topic string, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	cfg := a.cfg()
+	s, err := lockset.Verify(data, cfg.Gateway.TrustDomain, a.clock.Now(), func(chain []*x509.Certificate, now time.Time) (string, error) {
+		if err := a.auth.CheckClock(); err != nil {
+			return "", err
+		}
+		id, err := a.verifier.Verify(chain, a.pol.Load().approver)
+		if err != nil {
+			return "", err
+		}
+		return id.URI, nil
+	})
+	if err == nil && !s.Applies(cfg.Gateway.ID, cfg.Gateway.Site) {
+		err = fmt.Errorf("lock set for %s does not apply to gateway %s at site %q", s.Scope, cfg.Gateway.ID, cfg.Gateway.Site)
+	}
+	if err != nil {
+		a.auth.RefuseLockSet(topic, err)
+		return
+	}
+	if _, _, err := a.auth.ApplyLockSet(s); err != nil && !errors.Is(err, authority.ErrStaleLockSet) {
+		a.log.Warn("lock set applied with errors", "scope", s.Scope, "version", s.Version, "err", err)
+	}
 }
 
 // signer returns the current gateway key and chain for signing telemetry.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,11 @@ type Event struct {
 	// Mark and Clock are the trusted-time high-water mark and the clock
 	// (EvClockBehind, EvLockDeferred).
 	Mark, Clock time.Time
+	// Scope, Version, Added and Removed describe a lock set
+	// (EvLockSetApplied, EvLockSetRefused).
+	Scope          string
+	Version        uint64
+	Added, Removed []string
 }
 
 // Severity is the telemetry severity of the event: tamper and a clock
@@ -93,6 +99,16 @@ func (e Event) Attrs() map[string]string {
 	}
 	if !e.Clock.IsZero() {
 		m["clock"] = e.Clock.UTC().Format(time.RFC3339)
+	}
+	if e.Scope != "" {
+		m["scope"] = e.Scope
+	}
+	if e.Version != 0 {
+		m["version"] = strconv.FormatUint(e.Version, 10)
+	}
+	if e.Kind == EvLockSetApplied {
+		m["added"] = strings.Join(e.Added, " ")
+		m["removed"] = strings.Join(e.Removed, " ")
 	}
 	return m
 }
@@ -152,6 +168,8 @@ type Authority struct {
 	scopesSet  bool
 
 	clk clockState // the trusted-time guard (clock.go)
+
+	lockSetMu sync.Mutex // serializes ApplyLockSet (lockset.go)
 }
 
 var (

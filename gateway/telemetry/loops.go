@@ -51,6 +51,7 @@ func rejectReason(err error) string {
 		{command.ErrNotApprover, "not_approver"}, {command.ErrOtherGateway, "other_gateway"},
 		{command.ErrExpired, "expired"}, {command.ErrTooLong, "too_long"},
 		{command.ErrReplay, "replay"}, {command.ErrUnknown, "unknown_command"},
+		{command.ErrNotOneGateway, "not_one_gateway"}, {command.ErrFleetLock, "fleet_lock"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.name
@@ -78,7 +79,7 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 		// before it calls approver, so central cannot widen its scope.
 		approver = resyncVerifier(approver, central)
 	}
-	c, err := command.Verify(data, p.opts.GatewayID, p.clock.Now(), approver, p.nonces)
+	c, err := command.VerifyAt(data, p.opts.GatewayID, p.opts.Site, p.clock.Now(), approver, p.nonces)
 	if err != nil {
 		// Anyone who can publish on the command topic can send junk: the
 		// first rejection of a reason in a window is reported and

@@ -107,6 +107,14 @@ type Options struct {
 	// signature is accepted for rebirth and inventory, never for anything
 	// else. nil: only approvers may send those too.
 	VerifyCentral command.VerifyApprover
+	// LockSetTopics are retained topics carrying signed lock sets
+	// (lockset.Topics); each message on them goes to LockSets. The broker
+	// delivers a retained set right after the subscription, so a gateway
+	// that was offline converges at its birth.
+	LockSetTopics []string
+	// LockSets receives each lock-set message (unverified). It runs on the
+	// MQTT client's goroutine: keep it short or serialize inside.
+	LockSets func(topic string, data []byte)
 	// Window bounds unacknowledged publishes; default 256.
 	Window int
 	// BackoffMin and BackoffMax bound reconnect delays; defaults 1s, 60s.
@@ -505,6 +513,27 @@ func (p *Publisher) connection(ctx context.Context, session, deathSeq uint64) (u
 		p.refused.Add(1)
 		p.alarm(AlarmPublishRefused, refusedMsg)
 		p.enqueueAlarmEvent(AlarmPublishRefused, cmdTopic)
+	}
+	if p.opts.LockSets != nil && len(p.opts.LockSetTopics) > 0 {
+		filters := map[string]byte{}
+		for _, t := range p.opts.LockSetTopics {
+			filters[t] = 1
+		}
+		lt := client.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
+			p.opts.LockSets(m.Topic(), m.Payload())
+		})
+		if err := p.wait(ctx, lt); err != nil {
+			client.Disconnect(0)
+			return true, false, fmt.Errorf("subscribe to lock sets: %w", err)
+		}
+		if sub, ok := lt.(*paho.SubscribeToken); ok {
+			for topic, code := range sub.Result() {
+				if code == 0x80 {
+					p.refused.Add(1)
+					p.alarm(AlarmPublishRefused, fmt.Sprintf("the broker refused our subscription to %s: its ACL must let gateways read the lock-set topics (see docs/scale.md)", topic))
+				}
+			}
+		}
 	}
 	if err := p.enqueueBirth(chain, deathSeq); err != nil {
 		p.log.Error("telemetry birth not queued", "err", err)

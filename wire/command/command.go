@@ -18,8 +18,45 @@ import (
 	"github.com/wardgate/wardgate/wire/envelope"
 )
 
-// MaxTTL is the longest a command may stay valid.
+// MaxTTL is the longest a command may stay valid, unless it is
+// restrictive.
 const MaxTTL = 5 * time.Minute
+
+// MaxRestrictiveTTL is the longest a restrictive command (see Restrictive)
+// may stay valid: central re-publishes it on every birth until the
+// gateway answers, so a gateway offline for days still gets it.
+const MaxRestrictiveTTL = 7 * 24 * time.Hour
+
+// Restrictive reports whether command name only narrows access (lock,
+// end-session, revoke, deny). Restrictive commands may be valid up to
+// MaxRestrictiveTTL and addressed to a site (and, except lock, the fleet);
+// permissive ones (approve, unlock, clear-tamper) keep MaxTTL and must
+// name exactly one gateway.
+func Restrictive(name string) bool {
+	switch name {
+	case Lock, EndSession, Revoke, Deny:
+		return true
+	}
+	return false
+}
+
+// Permissive reports whether command name widens access (approve, unlock,
+// clear-tamper): those must name exactly one gateway.
+func Permissive(name string) bool {
+	switch name {
+	case Approve, Unlock, ClearTamper:
+		return true
+	}
+	return false
+}
+
+// MaxTTLOf is the longest command name may be valid.
+func MaxTTLOf(name string) time.Duration {
+	if Restrictive(name) {
+		return MaxRestrictiveTTL
+	}
+	return MaxTTL
+}
 
 // MinNonce and MaxNonce bound the nonce length in bytes.
 const (
@@ -55,16 +92,26 @@ var (
 	ErrNotApprover  = errors.New("command not signed by an approver")
 	ErrOtherGateway = errors.New("command addressed to another gateway")
 	ErrExpired      = errors.New("command expired")
-	ErrTooLong      = errors.New("command validity longer than 5 minutes")
-	ErrReplay       = errors.New("command replayed")
-	ErrUnknown      = errors.New("unknown command")
+	ErrTooLong      = errors.New("command validity too long (at most 5 minutes; 7 days for lock, end-session, revoke and deny)")
+	// ErrNotOneGateway: a permissive command addressed to a site or the
+	// fleet, or a command naming no or several addressees.
+	ErrNotOneGateway = errors.New("command must name exactly one gateway")
+	// ErrFleetLock: a lock addressed to the fleet; a fleet-wide lock needs
+	// two approvers and goes in the signed fleet lock set instead.
+	ErrFleetLock = errors.New("a fleet-wide lock needs two approvers: put it in the fleet lock set")
+	ErrReplay    = errors.New("command replayed")
+	ErrUnknown   = errors.New("unknown command")
 )
 
-// Payload is the signed CBOR map.
+// Payload is the signed CBOR map. Exactly one addressee: a gateway, a
+// site or the fleet (an empty gateway with 7 or 8).
 //
-//	command = {1: gateway, 2: name, 3: [* tstr], 4: nonce, 5: iat-ms, 6: exp-ms}
+//	command = {1: gateway, 2: name, 3: [* tstr], 4: nonce, 5: iat-ms, 6: exp-ms,
+//	           ? 7: site, ? 8: fleet}
 type Payload struct {
 	Gateway  string   `cbor:"1,keyasint"`
+	Site     string   `cbor:"7,keyasint,omitempty"`
+	Fleet    bool     `cbor:"8,keyasint,omitempty"`
 	Name     string   `cbor:"2,keyasint"`
 	Args     []string `cbor:"3,keyasint"`
 	Nonce    []byte   `cbor:"4,keyasint"`
@@ -83,9 +130,23 @@ type Command struct {
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
 func (p *Payload) check() error {
+	to := 0
+	for _, set := range []bool{p.Gateway != "", p.Site != "", p.Fleet} {
+		if set {
+			to++
+		}
+	}
 	switch {
-	case !envelope.ValidGatewayID(p.Gateway):
+	case to != 1:
+		return fmt.Errorf("%w: %d addressees (one gateway, one site or the fleet)", ErrNotOneGateway, to)
+	case p.Gateway != "" && !envelope.ValidGatewayID(p.Gateway):
 		return fmt.Errorf("%w: gateway %q", ErrMalformed, p.Gateway)
+	case p.Site != "" && !envelope.ValidGatewayID(p.Site):
+		return fmt.Errorf("%w: site %q", ErrMalformed, p.Site)
+	case p.Gateway == "" && Permissive(p.Name):
+		return fmt.Errorf("%w: %s widens access and must name one gateway, not a site or the fleet", ErrNotOneGateway, p.Name)
+	case p.Fleet && p.Name == Lock:
+		return ErrFleetLock
 	case !nameRe.MatchString(p.Name):
 		return fmt.Errorf("%w: command name %q", ErrMalformed, p.Name)
 	case len(p.Nonce) < MinNonce || len(p.Nonce) > MaxNonce:
@@ -166,11 +227,24 @@ func ParseApprove(args []string) (Approval, error) {
 }
 
 // Sign makes a signed command for gateway, valid from now for ttl (at most
-// MaxTTL), with a fresh 16-byte nonce. signer must be a P-256 key matching
-// chain[0], an approver certificate.
+// MaxTTLOf(name)), with a fresh 16-byte nonce. signer must be a P-256 key
+// matching chain[0], an approver certificate.
 func Sign(signer crypto.Signer, chain []*x509.Certificate, gateway, name string, args []string, now time.Time, ttl time.Duration) ([]byte, error) {
-	if ttl <= 0 || ttl > MaxTTL {
-		return nil, fmt.Errorf("sign command: %w: ttl %s (use 1s..5m)", ErrTooLong, ttl)
+	return SignTo(signer, chain, To{Gateway: gateway}, name, args, now, ttl)
+}
+
+// To addresses a command: one of Gateway, Site or Fleet.
+type To struct {
+	Gateway string
+	Site    string
+	Fleet   bool
+}
+
+// SignTo is Sign for any addressee (a site or the fleet for restrictive
+// commands; central delivers it on each addressed gateway's command topic).
+func SignTo(signer crypto.Signer, chain []*x509.Certificate, to To, name string, args []string, now time.Time, ttl time.Duration) ([]byte, error) {
+	if ttl <= 0 || ttl > MaxTTLOf(name) {
+		return nil, fmt.Errorf("sign command: %w: ttl %s for %s", ErrTooLong, ttl, name)
 	}
 	nonce := make([]byte, MinNonce)
 	if _, err := rand.Read(nonce); err != nil {
@@ -179,7 +253,7 @@ func Sign(signer crypto.Signer, chain []*x509.Certificate, gateway, name string,
 	if args == nil {
 		args = []string{}
 	}
-	p := Payload{Gateway: gateway, Name: name, Args: args, Nonce: nonce,
+	p := Payload{Gateway: to.Gateway, Site: to.Site, Fleet: to.Fleet, Name: name, Args: args, Nonce: nonce,
 		IssuedAt: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli()}
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("sign command: %w", err)
@@ -212,8 +286,15 @@ func Decode(data []byte) (*envelope.Signed, *Payload, error) {
 
 // Verify checks data as described in the package documentation and, when
 // everything holds, records its nonce in nonces (durably) before returning
-// the command. gateway is this gateway's id.
+// the command. gateway is this gateway's id; a command addressed to a site
+// is refused (VerifyAt accepts this gateway's site).
 func Verify(data []byte, gateway string, now time.Time, approver VerifyApprover, nonces *NonceStore) (*Command, error) {
+	return VerifyAt(data, gateway, "", now, approver, nonces)
+}
+
+// VerifyAt is Verify for gateway at site: it also accepts commands
+// addressed to site and to the fleet.
+func VerifyAt(data []byte, gateway, site string, now time.Time, approver VerifyApprover, nonces *NonceStore) (*Command, error) {
 	s, p, err := Decode(data)
 	if s == nil {
 		return nil, err
@@ -231,14 +312,18 @@ func Verify(data []byte, gateway string, now time.Time, approver VerifyApprover,
 	if err := p.check(); err != nil {
 		return nil, err
 	}
-	if p.Gateway != gateway {
+	switch {
+	case p.Fleet:
+	case p.Site != "" && (site == "" || p.Site != site):
+		return nil, fmt.Errorf("%w: for site %q, this gateway is at %q", ErrOtherGateway, p.Site, site)
+	case p.Site == "" && p.Gateway != gateway:
 		return nil, fmt.Errorf("%w: for %q, this is %q", ErrOtherGateway, p.Gateway, gateway)
 	}
 	nowMS := now.UnixMilli()
 	if p.Expires <= nowMS {
 		return nil, fmt.Errorf("%w: at %s", ErrExpired, time.UnixMilli(p.Expires).UTC().Format(time.RFC3339))
 	}
-	if p.Expires > now.Add(MaxTTL).UnixMilli() {
+	if p.Expires > now.Add(MaxTTLOf(p.Name)).UnixMilli() {
 		return nil, fmt.Errorf("%w: expires at %s", ErrTooLong, time.UnixMilli(p.Expires).UTC().Format(time.RFC3339))
 	}
 	if err := nonces.Use(p.Nonce, time.UnixMilli(p.Expires), now); err != nil {

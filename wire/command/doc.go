@@ -6,9 +6,14 @@
 //
 // A command is accepted only when: the signature verifies with the leaf of
 // the carried chain; the chain is an approver's (VerifyApprover hook); it
-// names this gateway; it has not expired and expires no more than MaxTTL
-// after now; its nonce (at least 16 bytes) was never seen before. Nonces
-// are remembered in bbolt until their command's expiry, so a replay is
+// names this gateway (VerifyAt: or its site, or the fleet); it has not
+// expired and expires no more than MaxTTLOf(name) after now (5 minutes; 7
+// days for the restrictive lock, end-session, revoke and deny, which
+// central re-publishes on each birth until answered); a permissive command
+// (approve, unlock, clear-tamper) names exactly one gateway; a lock is not
+// addressed to the fleet (that needs two approvers: wire/lockset); its
+// nonce (at least 16 bytes) was never seen before. Nonces are remembered
+// in bbolt until their command's expiry (up to 7 days), so a replay is
 // refused across restarts too.
 //
 // Functions are safe for concurrent use; NonceStore is safe for concurrent

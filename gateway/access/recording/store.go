@@ -66,6 +66,11 @@ type StoreOptions struct {
 	// sequence number seq has reached central. It is called without the
 	// store's locks held. Nil: never delivered, so nothing is ever pruned.
 	Delivered func(seq uint64) (bool, error)
+	// Archived, when set (an upload URL is configured), reports whether
+	// central answered the upload of session's recording with a signed
+	// receipt; Prune then deletes a recording only when both Delivered and
+	// Archived are true. It is called without the store's locks held.
+	Archived func(session string) (bool, error)
 	// OnRemove, if set, is called after Prune deleted a recording (for the
 	// audit event), without the store's locks held.
 	OnRemove func(Removed)
@@ -584,6 +589,16 @@ func (s *Store) Prune() (removed int, freed int64, err error) {
 		}
 		if !ok {
 			continue
+		}
+		if s.o.Archived != nil {
+			ok, aerr := s.o.Archived(c.id)
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("prune recordings: ask whether %s is archived: %w", c.id, aerr))
+				continue
+			}
+			if !ok {
+				continue
+			}
 		}
 		s.mu.Lock()
 		e, ok := s.recs[c.id]

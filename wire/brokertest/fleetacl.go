@@ -1,0 +1,18 @@
+package brokertest
+
+// MosquittoFleetACL is MosquittoACL plus read access for gateways to the
+// retained lock-set topics (see wire/lockset): the fleet's, every site's
+// (mosquitto cannot tell a gateway's site; the set names its scope and the
+// gateway ignores other sites') and its own. Central already reads and
+// writes wardgate/v1/#; only central may write the lock-set topics, so no
+// gateway may be named "fleet" or "site".
+const MosquittoFleetACL = `# gateways: CN = gateway id = %u
+pattern write wardgate/v1/%u/#
+pattern read wardgate/v1/%u/cmd
+pattern read wardgate/v1/%u/lockset
+pattern read wardgate/v1/fleet/lockset
+pattern read wardgate/v1/site/+/lockset
+
+user central
+topic readwrite wardgate/v1/#
+`
