@@ -345,6 +345,9 @@ func TestUploadChild(t *testing.T) {
 // TestUploadResumeAfterClientKill: the uploading process is killed with
 // SIGKILL mid-upload; a new uploader resumes from central's offset.
 func TestUploadResumeAfterClientKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary as the uploader to kill it (not under qemu's -short runs)")
+	}
 	pki := certstest.NewMini(t)
 	c := newCentral(t, pki)
 	gw := pki.Gateway(t, "gw-1")
