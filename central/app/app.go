@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,7 +20,9 @@ import (
 	"github.com/wardgate/wardgate/central/store"
 	"github.com/wardgate/wardgate/central/web"
 	"github.com/wardgate/wardgate/certs"
+	"github.com/wardgate/wardgate/wire"
 	"github.com/wardgate/wardgate/wire/envelope"
+	"github.com/wardgate/wardgate/wire/siem"
 )
 
 // Identity is central's certificate, key and trust bundle.
@@ -79,6 +82,9 @@ type Options struct {
 	Listener net.Listener
 	// Ready, when set, is called with the HTTPS address once serving.
 	Ready func(addr string)
+	// Stdout receives the SIEM records when siem: writes to stdout;
+	// default os.Stdout.
+	Stdout io.Writer
 }
 
 // Run runs central until ctx ends.
@@ -100,6 +106,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	defer st.Close()
 	pool := id.Verifier.ClientCAs()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	siemLines, siemRun, err := openSIEM(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
 	var srv *web.Server
 	in, err := ingest.New(ctx, ingest.Options{
 		Store: st, Brokers: cfg.MQTT.Brokers, ClientID: "wardgate-central-" + cfg.Central.ID,
@@ -107,7 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		Verify:    envelope.RootsVerifier(pool), Signer: id.Key, Chain: id.Chain,
 		ReorderWindow: cfg.Ingest.ReorderWindow.D(), ResyncInterval: cfg.Ingest.ResyncInterval.D(), OfflineAfter: cfg.Ingest.OfflineAfter.D(),
 		Retention: store.Retention{Events: cfg.Retention.Events.D(), Findings: cfg.Retention.Findings.D(), Sessions: cfg.Retention.Sessions.D()},
-		KeepAlive: cfg.MQTT.KeepAlive.D(), Clock: o.Clock, Logger: o.Logger,
+		KeepAlive: cfg.MQTT.KeepAlive.D(), Clock: o.Clock, Logger: o.Logger, OnLine: siemLines,
 		OnChange: func(c ingest.Change) {
 			if srv != nil {
 				srv.Notify(c)
@@ -130,11 +142,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}
 	tlsLn := tls.NewListener(ln, id.Verifier.ServerTLSConfig(certs.Static(&id.Cert), web.ApproverPolicy(cfg.Central.TrustDomain, cfg.Central.OperatorCertLifetime.D()), nil))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Add(2)
+	errs := make(chan error, 3)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := siemRun(ctx); err != nil {
+			errs <- fmt.Errorf("siem: %w", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := in.Run(ctx); err != nil {
@@ -162,4 +178,61 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		return out
 	}()...)
+}
+
+// openSIEM opens the siem: output (if any). It returns the ingest hook
+// that hands it every line and the loop that delivers them in batches
+// (one queue commit per batch, not per message); both are no-ops without
+// siem:.
+func openSIEM(ctx context.Context, cfg *config.Config, o Options) (func(wire.Line), func(context.Context) error, error) {
+	if cfg.SIEM == nil {
+		return nil, func(context.Context) error { return nil }, nil
+	}
+	w := o.Stdout
+	if w == nil {
+		w = os.Stdout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	out, err := siem.OpenOutput(*cfg.SIEM, w, siem.OutputOptions{Version: o.Version, Logger: o.Logger, Clock: o.Clock,
+		Name: func(k string) string { return "siem." + k }})
+	if err != nil {
+		return nil, nil, fmt.Errorf("siem: %w", err)
+	}
+	lines := make(chan wire.Line, 4096)
+	push := func(l wire.Line) {
+		select {
+		case lines <- l:
+		case <-ctx.Done():
+		}
+	}
+	run := func(ctx context.Context) error {
+		defer out.Close()
+		done := make(chan error, 1)
+		go func() { done <- out.Run(ctx) }()
+		log := o.Logger.With("component", "central-siem")
+		batch := make([]wire.Line, 0, 256)
+		for {
+			select {
+			case <-ctx.Done():
+				return <-done
+			case l := <-lines:
+				batch = append(batch[:0], l)
+			more:
+				for len(batch) < cap(batch) {
+					select {
+					case l := <-lines:
+						batch = append(batch, l)
+					default:
+						break more
+					}
+				}
+				if err := out.Sinks.SendBatch(batch); err != nil {
+					log.Error("SIEM records not queued", "records", len(batch), "err", err)
+				}
+			}
+		}
+	}
+	return push, run, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardgate/wardgate/wire/siem"
+
 	"go.yaml.in/yaml/v3"
 
 	gwconfig "github.com/wardgate/wardgate/config"
@@ -24,6 +26,11 @@ type Config struct {
 	MQTT      MQTT      `yaml:"mqtt"`
 	Ingest    Ingest    `yaml:"ingest"`
 	Retention Retention `yaml:"retention"`
+	// SIEM, when set, sends every verified message and every finding on
+	// to a SIEM as wardgate tail does (wire/siem: json, syslog, cef or leef
+	// on stdout or a syslog TCP/TLS receiver through a disk queue, and
+	// signed webhooks for vendor requests, alarms and findings).
+	SIEM *siem.OutputConfig `yaml:"siem"`
 	// File is the path the configuration was loaded from.
 	File string `yaml:"-"`
 }

@@ -64,6 +64,9 @@ func TestProblems(t *testing.T) {
 		{"keepalive range", base + "mqtt2: 1\n", []string{"unknown key"}},
 		{"operator lifetime", strings.Replace(base, "trust_domain: hospital.example", "trust_domain: hospital.example, operator_cert_lifetime: 90d", 1), []string{"central.operator_cert_lifetime"}},
 		{"retention", base + "retention: {events: 1h}\n", []string{"retention.events", "less than a day"}},
+		{"siem format", base + "siem: {format: xml}\n", []string{"siem", "xml"}},
+		{"siem syslog without queue", base + "siem: {syslog: \"tcp://127.0.0.1:6514\"}\n", []string{"siem", "queue"}},
+		{"siem unknown key", base + "siem: {fromat: cef}\n", []string{`unknown key "fromat"`}},
 		{"all at once", "version: 3\ncentral: {id: X}\nfoo: 1\n", []string{"version", "central.id", "unknown key", "tls.cert", "mqtt.brokers"}},
 	}
 	for _, tc := range cases {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardgate/wardgate/wire/siem"
+
 	gwconfig "github.com/wardgate/wardgate/config"
 )
 
@@ -99,6 +101,11 @@ func validate(c *Config, file string, lines map[string]int) gwconfig.Problems {
 	for k, d := range map[string]Duration{"retention.events": c.Retention.Events, "retention.findings": c.Retention.Findings, "retention.sessions": c.Retention.Sessions} {
 		if d.D() < 24*time.Hour {
 			add(k, "%s is less than a day; audit data must outlive an incident review", d.D())
+		}
+	}
+	if c.SIEM != nil {
+		if err := c.SIEM.Check(siem.OutputOptions{Name: func(k string) string { return "siem." + k }}); err != nil {
+			add("siem", "%v", err)
 		}
 	}
 	return ps

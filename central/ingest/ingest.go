@@ -59,6 +59,11 @@ type Options struct {
 	// OnChange is called after each stored batch (for live pages); keep
 	// it short.
 	OnChange func(Change)
+	// OnLine, when set, receives every received message as wardgate tail
+	// sees it (verified lines and alert lines), before de-duplication, from
+	// the MQTT client's goroutines: it may block (back-pressure on the
+	// broker) but must be safe for concurrent use.
+	OnLine func(wire.Line)
 }
 
 // Change says what a stored batch touched.
@@ -169,6 +174,9 @@ func (in *Ingester) Handle(ctx context.Context, topic string, payload []byte) {
 	now := in.clock.Now()
 	in.received.Add(1)
 	line, msg, _ := wire.InspectMessage(topic, payload, in.o.Verify, now)
+	if in.o.OnLine != nil {
+		in.o.OnLine(line)
+	}
 	select {
 	case in.in <- item{raw: raw{topic: topic, payload: nil, received: now}, line: line, msg: msg}:
 	case <-ctx.Done():
