@@ -151,6 +151,7 @@ func TestValidationRules(t *testing.T) {
 		{"bad size", "mqtt:\n", "mqtt:\n  outbox_max: lots\n", problemWant{"mqtt.outbox_max", "outbox_max: lots", "not a size"}},
 		{"bad date", "expires: 2027-03-31", "expires: 31/03/2027", problemWant{"devices[0].exceptions[0].expires", "expires: 31/03/2027", "YYYY-MM-DD"}},
 		{"gateway id not a label", "id: gw-1", "id: GW_1", problemWant{"gateway.id", "id: GW_1", "not a valid name"}},
+		{"gateway id reserved", "id: gw-1", "id: fleet", problemWant{"gateway.id", "id: fleet", "reserved"}},
 		{"gateway id missing", "  id: gw-1\n", "", problemWant{"gateway.id", "gateway:", "missing"}},
 		{"trust domain bad", "trust_domain: hospital.example", "trust_domain: Hospital Example", problemWant{"gateway.trust_domain", "trust_domain:", "not a trust domain"}},
 		{"state_dir relative", "state_dir: /var/lib/wardgate", "state_dir: var/lib/wardgate", problemWant{"gateway.state_dir", "state_dir:", "absolute"}},

@@ -104,6 +104,11 @@ func (v *validator) label(path, s, what string) {
 func (v *validator) gateway(c *Config) {
 	g := c.Gateway
 	v.label("gateway.id", g.ID, "gateway")
+	if g.ID == "fleet" || g.ID == "site" {
+		// wardgate/v1/fleet/... and wardgate/v1/site/... carry the fleet lock
+		// sets; a gateway of that name could write them (docs/scale.md).
+		v.add("gateway.id", "%q is reserved for the fleet lock-set topics; name the gateway after its place, e.g. gw-icu3-12", g.ID)
+	}
 	v.label("gateway.site", g.Site, "site")
 	switch {
 	case g.TrustDomain == "":

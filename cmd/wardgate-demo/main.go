@@ -62,7 +62,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string, play runF
 	fs.Usage = func() {} // printed below, to the right stream
 	forD := fs.Duration("for", 90*time.Second, "time budget of the scenario; vendor sessions are sized to fit")
 	asJSON := fs.Bool("json", false, "one JSON object per line (steps, telemetry, summary)")
-	keep := fs.Bool("keep", false, "keep the demo's state directory (configuration, logs, recordings)")
+	keep := fs.Bool("keep", false, "keep the state directory and stay up after the scenario (Ctrl-C stops) to click through central's pages")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		usage(stdout)
 		return exitOK
@@ -74,7 +74,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string, play runF
 		fmt.Fprintln(stderr, "wardgate demo: --for must be at least 30s, and no other arguments")
 		return exitUsage
 	}
-	ok, err := play(ctx, demo.Options{For: *forD, JSON: *asJSON, Out: stdout, Version: version, Keep: *keep})
+	ok, err := play(ctx, demo.Options{For: *forD, JSON: *asJSON, Out: stdout, Version: version, Keep: *keep, Central: startCentral})
 	if err != nil {
 		fmt.Fprintln(stderr, "wardgate demo:", err)
 	}

@@ -91,11 +91,13 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		id := strings.TrimPrefix(uri, prefix+"gateway/")
 		own := "wardgate/v1/" + id + "/"
 		if write {
-			return strings.HasPrefix(topic, own) && topic != own+"cmd"
+			return strings.HasPrefix(topic, own) && topic != own+"cmd" && topic != own+"lockset"
 		}
-		return topic == own+"cmd"
+		// Its commands, and the retained fleet lock sets (docs/scale.md).
+		return topic == own+"cmd" || topic == own+"lockset" || topic == "wardgate/v1/fleet/lockset" ||
+			(strings.HasPrefix(topic, "wardgate/v1/site/") && strings.HasSuffix(topic, "/lockset"))
 	case uri == prefix+"svc/central":
-		return !write || strings.HasSuffix(topic, "/cmd")
+		return !write || strings.HasSuffix(topic, "/cmd") || strings.HasSuffix(topic, "/lockset")
 	}
 	return false
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/wire"
 
 	"github.com/creack/pty"
@@ -36,8 +37,28 @@ type Options struct {
 	// Log receives the agent's own log (default: STATE/agent.log).
 	Log     io.Writer
 	Version string
-	// Keep leaves the state directory in place for a look afterwards.
+	// Keep leaves the state directory in place for a look afterwards and,
+	// when Central is set, keeps everything running after the scenario
+	// until ctx ends (Ctrl-C), so a newcomer can click through central's
+	// pages.
 	Keep bool
+	// Central, when set, starts central security's service beside the
+	// gateway and returns its dashboard's URL. cmd/wardgate-demo runs
+	// wardgate-central's packages on SQLite here; the gateway's packages
+	// never import central, hence the hook.
+	Central func(ctx context.Context, env CentralEnv) (dashboard string, err error)
+}
+
+// CentralEnv is what central needs from the demo: the broker, the trust
+// domain, the development CA (for central's and an operator's
+// certificates) and a directory of its own, where the hook leaves
+// operator.crt, operator.key (an approver certificate for the pages and
+// the API) and root.crt.
+type CentralEnv struct {
+	BrokerURL   string
+	TrustDomain string
+	CA          *certs.DevCA
+	Dir         string
 }
 
 const (
@@ -53,8 +74,11 @@ func Run(ctx context.Context, o Options) (bool, error) {
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.For)
-	defer cancel()
+	if !o.Keep || o.Central == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.For)
+		defer cancel()
+	}
 	d := &demo{o: o, n: &narrator{w: o.Out, json: o.JSON, start: time.Now()}, lines: make(chan map[string]any, 1024)}
 	err := d.run(ctx)
 	ok := d.n.summary()
@@ -73,6 +97,8 @@ type demo struct {
 	pumpAt   string // the pump's clinical listener on the agent
 	monAt    string // the monitor's clinical listener on the agent
 	pumpSvc  int    // the pump's service port (a vendor port)
+	// dashboard is central's URL when Options.Central started it.
+	dashboard string
 
 	mu      sync.Mutex
 	seen    []map[string]any // verified telemetry, in arrival order
@@ -104,6 +130,16 @@ func (d *demo) run(ctx context.Context) (err error) {
 	}
 	defer broker.Close()
 	d.n.say("MQTT broker ........... mqtts://%s (mutual TLS; each gateway may write only its own topics)", broker.Addr)
+	if d.o.Central != nil {
+		cdir := filepath.Join(d.dir, "central")
+		url, err := d.o.Central(ctx, CentralEnv{BrokerURL: "mqtts://" + broker.Addr, TrustDomain: trustDomain, CA: d.pki.ca, Dir: cdir})
+		if err != nil {
+			return fmt.Errorf("central: %w", err)
+		}
+		d.dashboard = url
+		d.n.say("wardgate-central ...... %s (SQLite in %s)", url, cdir)
+		d.n.say("operator login ........ an approver certificate: curl --cert %[1]s/operator.crt --key %[1]s/operator.key --cacert %[1]s/root.crt %[2]sapi/v1/gateways", cdir, url)
+	}
 
 	pump := NewPump("AP2-0042", "3.1.4")
 	pumpClin, err := net.Listen("tcp", "127.0.0.1:0")
@@ -225,11 +261,17 @@ func (d *demo) run(ctx context.Context) (err error) {
 	}
 
 	for _, step := range []func(context.Context) error{
-		d.clinical, d.serial, d.vendorRequest, d.vendorSession, d.lock, d.accountability, d.rotation, d.telemetrySummary,
+		d.clinical, d.serial, d.vendorRequest, d.vendorSession, d.lock, d.accountability, d.rotation, d.telemetrySummary, d.centralView,
 	} {
 		if err := step(ctx); err != nil {
 			return err
 		}
+	}
+	if d.o.Keep && d.dashboard != "" {
+		d.n.heading("Everything stays up: press Ctrl-C to stop")
+		d.n.say("dashboard ............. %s", d.dashboard)
+		d.n.say("state ................. %s", d.dir)
+		<-ctx.Done()
 	}
 	return nil
 }
