@@ -277,23 +277,29 @@ func TestWatchWarnsAndSaysWhy(t *testing.T) {
 	defer cancel()
 	done := make(chan struct{})
 	go func() { cl.Watch(ctx, g.ID, g.Expires); close(done) }()
-	step := func() { e.clock.Advance((<-waits).Sub(e.clock.Now())) }
-	for _, w := range []string{"ends in 10m0s", "ends in 5m0s", "ends in 1m0s"} {
+	// Whenever Watch sleeps, move the clock to its wake-up; stop at each
+	// expected line. Bounded, so a slow machine (qemu) fails, never hangs.
+	deadline := time.After(60 * time.Second)
+	await := func(w string) {
+		t.Helper()
 		for !strings.Contains(out.String(), w) {
-			step()
 			select {
+			case u := <-waits:
+				e.clock.Advance(u.Sub(e.clock.Now()))
 			case <-out.ch:
-			case <-time.After(50 * time.Millisecond):
+			case <-done:
+				if !strings.Contains(out.String(), w) {
+					t.Fatalf("watch ended without %q:\n%s", w, out.String())
+				}
+			case <-deadline:
+				t.Fatalf("no %q within 60s:\n%s", w, out.String())
 			}
 		}
 	}
-	for !strings.Contains(out.String(), "grant "+id+" ended: expired") {
-		step()
-		select {
-		case <-out.ch:
-		case <-time.After(50 * time.Millisecond):
-		}
+	for _, w := range []string{"ends in 10m0s", "ends in 5m0s", "ends in 1m0s", "grant " + id + " ended: expired"} {
+		await(w)
 	}
+	cancel()
 	<-done
 }
 
