@@ -112,7 +112,14 @@ func TestRabbitClusterNodeKill(t *testing.T) {
 	start := time.Now()
 	c := brokertest.StartRabbitCluster(t, pki, "gw-test")
 	t.Logf("cluster started in %s", time.Since(start).Round(time.Second))
-	out, err := c.Nodes[0].Ctl("cluster_status")
+	// A loaded machine may still be starting the rabbit app on node 1.
+	var out string
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		if out, err = c.Nodes[0].Ctl("cluster_status"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("cluster_status: %v\n%s", err, out)
 	}

@@ -69,16 +69,21 @@ func TestSiteCommands(t *testing.T) {
 		return out
 	}
 	cons.waitFor(t, 20*time.Second, "3 replies", func() bool { return len(replies()) >= 3 })
-	r := replies()
-	if r[0]["accepted"] != true {
-		t.Fatalf("site lock: %v", r[0])
+	// Replies may overtake each other on the way (publishes are not
+	// ordered), so find each by what it answers.
+	find := func(what, cmd string, accepted bool, reason string) {
+		t.Helper()
+		for _, r := range replies() {
+			rs, _ := r["reason"].(string)
+			if r["command"] == cmd && r["accepted"] == accepted && strings.Contains(rs, reason) {
+				return
+			}
+		}
+		t.Fatalf("no reply for %s among %v", what, replies())
 	}
-	if r[1]["accepted"] != false || !strings.Contains(r[1]["reason"].(string), "must name exactly one gateway") {
-		t.Fatalf("site approve: %v", r[1])
-	}
-	if r[2]["accepted"] != false || !strings.Contains(r[2]["reason"].(string), "another gateway") {
-		t.Fatalf("other site's lock: %v", r[2])
-	}
+	find("the site lock", command.Lock, true, "")
+	find("the site approve", command.Approve, false, "must name exactly one gateway")
+	find("the other site's lock", command.Lock, false, "another gateway")
 	if c := <-handled; c.Name != command.Lock || c.Site != "st-test" || len(handled) != 0 {
 		t.Fatalf("handled %+v (+%d)", c, len(handled))
 	}
