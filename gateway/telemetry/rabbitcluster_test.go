@@ -108,6 +108,7 @@ func (in *ingest) missing(seqs []uint64) int {
 // is killed (SIGKILL) and restarted; every event reaches the quorum queue
 // central consumes (duplicates allowed, counted by seq).
 func TestRabbitClusterNodeKill(t *testing.T) {
+	restarted := make(chan struct{})
 	pki := certstest.NewMini(t)
 	start := time.Now()
 	c := brokertest.StartRabbitCluster(t, pki, "gw-test")
@@ -171,7 +172,7 @@ func TestRabbitClusterNodeKill(t *testing.T) {
 			c.Nodes[0].Kill()
 			sentAtKill = p.Stats().Sent // acknowledgements in flight at the kill are not failover
 			t.Logf("node1 killed after %d events queued, %d acknowledged", len(seqs), sentAtKill)
-			go c.Nodes[0].Start() // restarted at once; rejoins the cluster
+			go func() { c.Nodes[0].Start(); close(restarted) }() // restarted at once; rejoins the cluster
 		}
 		if !killed.IsZero() && failover == 0 && st.Connected && st.Sent > sentAtKill && st.Broker == c.Nodes[1].URL {
 			failover = time.Since(killed)
@@ -181,6 +182,13 @@ func TestRabbitClusterNodeKill(t *testing.T) {
 			failover = time.Since(killed)
 			t.Logf("publishing again through the restarted node1 %s after the kill", failover.Round(time.Millisecond))
 		}
+	}
+	// node1 must be back before the test ends: the cleanup stops node2,
+	// and a node restarting after a kill waits for its peer.
+	select {
+	case <-restarted:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("node1 did not come back within 3 minutes of its restart")
 	}
 	wait := time.After(3 * time.Minute)
 	for in.missing(seqs) > 0 {

@@ -161,7 +161,7 @@ func (r *Rabbit) Start() {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	r.cmd, r.done = cmd, done
-	if err := WaitPort("127.0.0.1:"+strconv.Itoa(r.Port), 90*time.Second); err != nil {
+	if err := WaitPort("127.0.0.1:"+strconv.Itoa(r.Port), 3*time.Minute); err != nil {
 		b, _ := os.ReadFile(filepath.Join(r.dir, "stdout.log"))
 		r.t.Fatalf("rabbitmq did not start: %v\n%s", err, b)
 	}
