@@ -246,6 +246,7 @@ func (f *Front) Serve(ctx context.Context, handle func(*Conn)) error {
 		src := hostOf(raw.RemoteAddr())
 		lim := f.o.Limits
 		reason := ""
+		var pause time.Duration
 		f.mu.Lock()
 		switch {
 		case f.closed:
@@ -256,6 +257,11 @@ func (f *Front) Serve(ctx context.Context, handle func(*Conn)) error {
 			reason = ReasonSourceLimit
 		case !f.takeTokenLocked(lim.HandshakeRate):
 			reason = ReasonRateLimit
+			// Over the rate, stop accepting until the next token: excess
+			// connections then wait in (or overflow) the kernel's backlog
+			// instead of costing an accept and a close each, CPU the
+			// other listeners need during a flood.
+			pause = time.Duration((1 - f.tokens) / float64(lim.HandshakeRate) * float64(time.Second))
 		default:
 			f.pending++
 			f.perSource[src]++
@@ -266,6 +272,13 @@ func (f *Front) Serve(ctx context.Context, handle func(*Conn)) error {
 			_ = raw.Close()
 			if reason != ReasonShutdown {
 				f.refused(src, reason)
+			}
+			if pause > 0 {
+				select {
+				case <-f.o.Clock.After(min(max(pause, time.Millisecond), time.Second)):
+				case <-ctx.Done():
+					return nil
+				}
 			}
 			continue
 		}
