@@ -28,25 +28,7 @@ func (e *Encoder) cef(f Fields) []byte {
 	}
 	b.WriteString(strconv.Itoa(cefSeverity[f.Level]))
 	b.WriteByte('|')
-	first := true
-	used := map[string]int{}
-	kv := func(k, v string) {
-		if v == "" {
-			return
-		}
-		if n := used[k]; n > 0 { // two attributes that sanitise to one key
-			used[k]++
-			k += strconv.Itoa(n + 1)
-		}
-		used[k]++
-		if !first {
-			b.WriteByte(' ')
-		}
-		first = false
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(EscapeCEFValue(v))
-	}
+	kv := (&extWriter{b: &b, sep: ' ', esc: EscapeCEFValue}).add
 	kv("rt", strconv.FormatInt(f.Time.UnixMilli(), 10))
 	kv("dvchost", f.Gateway)
 	kv("cat", category(f))
@@ -208,4 +190,36 @@ func EscapeCEFValue(s string) string {
 
 func isControl(r rune) bool {
 	return r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029
+}
+
+// extWriter writes the key=value extension of a CEF or LEEF record: empty
+// values are left out, keys that two attributes sanitise to are numbered
+// (k, k2, ...), pairs are separated by sep and values escaped with esc.
+type extWriter struct {
+	b     *strings.Builder
+	sep   byte
+	esc   func(string) string
+	wrote bool
+	used  map[string]int
+}
+
+func (w *extWriter) add(k, v string) {
+	if v == "" {
+		return
+	}
+	if w.used == nil {
+		w.used = map[string]int{}
+	}
+	if n := w.used[k]; n > 0 {
+		w.used[k]++
+		k += strconv.Itoa(n + 1)
+	}
+	w.used[k]++
+	if w.wrote {
+		w.b.WriteByte(w.sep)
+	}
+	w.wrote = true
+	w.b.WriteString(k)
+	w.b.WriteByte('=')
+	w.b.WriteString(w.esc(v))
 }

@@ -25,25 +25,7 @@ func (e *Encoder) leef(f Fields) []byte {
 		b.WriteByte('|')
 	}
 	b.WriteString("x09|")
-	first := true
-	used := map[string]int{}
-	kv := func(k, v string) {
-		if v == "" {
-			return
-		}
-		if n := used[k]; n > 0 { // two attributes that sanitise to one key
-			used[k]++
-			k += strconv.Itoa(n + 1)
-		}
-		used[k]++
-		if !first {
-			b.WriteByte('\t')
-		}
-		first = false
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(EscapeLEEFValue(v))
-	}
+	kv := (&extWriter{b: &b, sep: '\t', esc: EscapeLEEFValue}).add
 	kv("devTime", rfc3339ms(f.Time))
 	kv("devTimeFormat", leefTimeFormat)
 	kv("sev", strconv.Itoa(leefSeverity[f.Level]))
