@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/certs"
+
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wardgate/wardgate/wire/envelope"
@@ -302,7 +304,7 @@ func (a *Archive) complete(w http.ResponseWriter, ctx context.Context, gw, sessi
 		a.fail(w, err)
 		return
 	}
-	if err := writeAtomic(rcpt, rb); err != nil {
+	if err := certs.WriteFileAtomic(rcpt, rb, 0o600); err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -321,26 +323,6 @@ func (a *Archive) complete(w http.ResponseWriter, ctx context.Context, gw, sessi
 func (a *Archive) fail(w http.ResponseWriter, err error) {
 	a.log.Error("archive", "err", err)
 	http.Error(w, "archive error; retry later", http.StatusInternalServerError)
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func syncDir(dir string) {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/certs"
+
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wardgate/wardgate/gateway/access/recording"
@@ -238,7 +240,7 @@ func (u *Uploader) Upload(ctx context.Context, session, path string) (*receipt.R
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", session, err)
 	}
-	if err := writeAtomic(u.receiptPath(session), rb); err != nil {
+	if err := certs.WriteFileAtomic(u.receiptPath(session), rb, 0o600); err != nil {
 		return nil, fmt.Errorf("upload %s: keep receipt: %w", session, err)
 	}
 	u.log.Info("recording archived at central", "session", session, "bytes", size, "central", who)
@@ -333,31 +335,4 @@ func (u *Uploader) Round(ctx context.Context) int {
 		n++
 	}
 	return n
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }
