@@ -74,23 +74,7 @@ func StartRabbit(t testing.TB, pki *certstest.MiniPKI, gateways ...string) *Rabb
 		t.Fatal(err)
 	}
 	port, amqp, dist, epmd := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
-	conf := fmt.Sprintf(`listeners.tcp.default = 127.0.0.1:%d
-mqtt.listeners.tcp = none
-mqtt.listeners.ssl.default = 127.0.0.1:%d
-mqtt.allow_anonymous = false
-mqtt.ssl_cert_login = true
-mqtt.vhost = /
-mqtt.exchange = amq.topic
-ssl_cert_login_from = common_name
-ssl_options.cacertfile = %s
-ssl_options.certfile = %s
-ssl_options.keyfile = %s
-ssl_options.verify = verify_peer
-ssl_options.fail_if_no_peer_cert = true
-ssl_options.depth = 3
-load_definitions = %s
-log.file.level = info
-`, amqp, port, root, certFile, keyFile, defsFile)
+	conf := rabbitConf(amqp, port, root, certFile, keyFile, defsFile) + "log.file.level = info\n"
 	confFile := filepath.Join(dir, "rabbitmq.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -184,4 +168,26 @@ func (r *Rabbit) Stop() {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-r.done
 	r.cmd = nil
+}
+
+// rabbitConf is the part of rabbitmq.conf every test node shares: AMQP on
+// loopback, MQTT over TLS only with client-certificate login (the
+// certificate's CN is the user), and the definitions to load.
+func rabbitConf(amqp, mqtt int, root, certFile, keyFile, defsFile string) string {
+	return fmt.Sprintf(`listeners.tcp.default = 127.0.0.1:%d
+mqtt.listeners.tcp = none
+mqtt.listeners.ssl.default = 127.0.0.1:%d
+mqtt.allow_anonymous = false
+mqtt.ssl_cert_login = true
+mqtt.vhost = /
+mqtt.exchange = amq.topic
+ssl_cert_login_from = common_name
+ssl_options.cacertfile = %s
+ssl_options.certfile = %s
+ssl_options.keyfile = %s
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+ssl_options.depth = 3
+load_definitions = %s
+`, amqp, mqtt, root, certFile, keyFile, defsFile)
 }

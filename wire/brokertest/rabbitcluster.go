@@ -81,28 +81,13 @@ func StartRabbitCluster(t testing.TB, pki *certstest.MiniPKI, gateways ...string
 		if err := os.WriteFile(filepath.Join(dir, ".erlang.cookie"), []byte(cookie), 0o400); err != nil {
 			t.Fatal(err)
 		}
-		conf := fmt.Sprintf(`listeners.tcp.default = 127.0.0.1:%d
-mqtt.listeners.tcp = none
-mqtt.listeners.ssl.default = 127.0.0.1:%d
-mqtt.allow_anonymous = false
-mqtt.ssl_cert_login = true
-mqtt.vhost = /
-mqtt.exchange = amq.topic
-ssl_cert_login_from = common_name
-ssl_options.cacertfile = %s
-ssl_options.certfile = %s
-ssl_options.keyfile = %s
-ssl_options.verify = verify_peer
-ssl_options.fail_if_no_peer_cert = true
-ssl_options.depth = 3
-load_definitions = %s
-loopback_users = none
+		conf := rabbitConf(amqp[i], mqtt[i], root, certFile, keyFile, defsFile) + fmt.Sprintf(`loopback_users = none
 cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = %s
 cluster_formation.classic_config.nodes.2 = %s
 cluster_partition_handling = ignore
 log.file.level = info
-`, amqp[i], mqtt[i], root, certFile, keyFile, defsFile, names[0], names[1])
+`, names[0], names[1])
 		confFile := filepath.Join(dir, "rabbitmq.conf")
 		if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
