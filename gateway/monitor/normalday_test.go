@@ -34,7 +34,7 @@ func simulateDays(tm *tmon, c *counters, rng *rand.Rand, days int) {
 		if wd := now.Weekday(); wd >= time.Monday && wd <= time.Friday && h == 10 && m == 0 {
 			grant++
 			g := fmt.Sprintf("G%d", grant)
-			tm.ev("vendor.refused", "vendor", jo, "device", "pump-07", "code", "no-grant", "remote", "203.0.113.1:5000", "count", "1")
+			tm.ev("vendor.refused", "vendor", jo, "device", "pump-07", "code", "no_grant", "remote", "203.0.113.1:5000", "count", "1")
 			tm.ev("vendor.request", "vendor", jo, "device", "pump-07", "grant", g)
 			tm.ev("vendor.approve", "actor", ann, "grant", g, "device", "pump-07")
 			tm.ev("vendor.session_start", "vendor", jo, "device", "pump-07", "session", g+"s", "remote", "203.0.113.1:5001", "grant", g)
