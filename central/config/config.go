@@ -20,10 +20,15 @@ import (
 
 // Config is wardgate-central's configuration file, version 1.
 type Config struct {
-	Version   int       `yaml:"version"`
-	Central   Central   `yaml:"central"`
-	TLS       TLS       `yaml:"tls"`
-	MQTT      MQTT      `yaml:"mqtt"`
+	Version int     `yaml:"version"`
+	Central Central `yaml:"central"`
+	TLS     TLS     `yaml:"tls"`
+	MQTT    MQTT    `yaml:"mqtt"`
+	// AMQP, when set, takes telemetry from a quorum queue of a RabbitMQ
+	// cluster over AMQP 0-9-1 instead of an MQTT subscription, so that
+	// several central instances share the ingest (docs/scale.md). It
+	// excludes mqtt.brokers.
+	AMQP      *AMQP     `yaml:"amqp"`
 	Ingest    Ingest    `yaml:"ingest"`
 	Retention Retention `yaml:"retention"`
 	// SIEM, when set, sends every verified message and every finding on
@@ -63,6 +68,21 @@ type MQTT struct {
 	Brokers []string `yaml:"brokers"`
 	// KeepAlive is the MQTT keepalive.
 	KeepAlive Duration `yaml:"keepalive"`
+}
+
+// AMQP is the shared ingest: every central instance consumes one durable
+// quorum queue bound to amq.topic (the MQTT plugin's exchange) with
+// wardgate.v1.#.
+type AMQP struct {
+	// URLs are the cluster's nodes, amqps://HOST:5671 (central's
+	// certificate, SASL EXTERNAL unless the URL names a user), tried in
+	// turn; amqp:// only on loopback.
+	URLs []string `yaml:"urls"`
+	// Queue is the quorum queue's name, declared when missing.
+	Queue string `yaml:"queue"`
+	// Prefetch is how many unacknowledged messages an instance holds;
+	// a message is acknowledged once it is stored.
+	Prefetch int `yaml:"prefetch"`
 }
 
 // Ingest tunes ordering and resync.

@@ -12,6 +12,8 @@ const (
 	DefaultOfflineAfter   = 10 * time.Minute
 	DefaultRetention      = 400 * 24 * time.Hour
 	DefaultOperatorCert   = 24 * time.Hour
+	DefaultAMQPQueue      = "wardgate-central-ingest"
+	DefaultAMQPPrefetch   = 1000
 )
 
 func applyDefaults(c *Config) {
@@ -35,4 +37,10 @@ func applyDefaults(c *Config) {
 	dur(&c.Retention.Events, DefaultRetention)
 	dur(&c.Retention.Findings, DefaultRetention)
 	dur(&c.Retention.Sessions, DefaultRetention)
+	if c.AMQP != nil {
+		str(&c.AMQP.Queue, DefaultAMQPQueue)
+		if c.AMQP.Prefetch == 0 {
+			c.AMQP.Prefetch = DefaultAMQPPrefetch
+		}
+	}
 }

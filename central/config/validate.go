@@ -73,8 +73,14 @@ func validate(c *Config, file string, lines map[string]int) gwconfig.Problems {
 			add(k, "missing; central's identity is a certificate for spiffe://TD/svc/central with its key and the hospital CA bundle")
 		}
 	}
-	if len(c.MQTT.Brokers) == 0 {
-		add("mqtt.brokers", "missing; list at least one broker, e.g. [mqtts://broker.hospital.example:8883]")
+	switch {
+	case c.AMQP != nil:
+		if len(c.MQTT.Brokers) > 0 {
+			add("mqtt.brokers", "set together with amqp:; use one source: amqp: when central instances share a RabbitMQ queue, mqtt.brokers otherwise")
+		}
+		ps = append(ps, validateAMQP(c.AMQP, add)...)
+	case len(c.MQTT.Brokers) == 0:
+		add("mqtt.brokers", "missing; list at least one broker, e.g. [mqtts://broker.hospital.example:8883] (or use amqp: to share a RabbitMQ queue)")
 	}
 	for i, b := range c.MQTT.Brokers {
 		u, err := url.Parse(b)
@@ -109,4 +115,39 @@ func validate(c *Config, file string, lines map[string]int) gwconfig.Problems {
 		}
 	}
 	return ps
+}
+
+var queueRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,255}$`)
+
+func validateAMQP(a *AMQP, add func(path, format string, args ...any)) gwconfig.Problems {
+	if len(a.URLs) == 0 {
+		add("amqp.urls", "missing; list the RabbitMQ nodes, e.g. [amqps://rabbit1.hospital.example:5671, amqps://rabbit2.hospital.example:5671]")
+	}
+	for i, raw := range a.URLs {
+		path := fmt.Sprintf("amqp.urls[%d]", i)
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			add(path, "%q is not a URL like amqps://HOST:5671", raw)
+			continue
+		}
+		switch u.Scheme {
+		case "amqps":
+		case "amqp":
+			if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				add(path, "plain amqp:// to %s: central connects with TLS (amqps://) except on loopback", u.Hostname())
+			}
+		default:
+			add(path, "scheme %q: use amqps://HOST:5671", u.Scheme)
+		}
+	}
+	switch {
+	case !queueRe.MatchString(a.Queue):
+		add("amqp.queue", "%q is not a queue name (letters, digits, . _ : -, at most 255)", a.Queue)
+	case strings.HasPrefix(a.Queue, "amq."):
+		add("amqp.queue", "%q: names starting with amq. are reserved by RabbitMQ", a.Queue)
+	}
+	if a.Prefetch < 1 || a.Prefetch > 65535 {
+		add("amqp.prefetch", "%d is outside 1..65535", a.Prefetch)
+	}
+	return nil
 }
