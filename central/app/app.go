@@ -113,7 +113,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return err
 	}
 	var srv *web.Server
-	in, err := ingest.New(ctx, ingest.Options{
+	var shared *ingest.AMQPOptions
+	if a := cfg.AMQP; a != nil {
+		shared = &ingest.AMQPOptions{URLs: a.URLs, Queue: a.Queue, Prefetch: a.Prefetch, Name: "wardgate-central-" + cfg.Central.ID}
+	}
+	in, err := ingest.New(ctx, ingest.Options{AMQP: shared,
 		Store: st, Brokers: cfg.MQTT.Brokers, ClientID: "wardgate-central-" + cfg.Central.ID,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{id.Cert}},
 		Verify:    envelope.RootsVerifier(pool), Signer: id.Key, Chain: id.Chain,
@@ -165,7 +169,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		cancel()
 	}()
-	log.Info("central running", "id", cfg.Central.ID, "identity", id.URI, "https", ln.Addr().String(), "db", st.Dialect, "brokers", cfg.MQTT.Brokers)
+	log.Info("central running", "id", cfg.Central.ID, "identity", id.URI, "https", ln.Addr().String(), "db", st.Dialect, "brokers", cfg.MQTT.Brokers, "amqp", shared != nil)
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}

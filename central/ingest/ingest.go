@@ -25,8 +25,11 @@ import (
 // Options configures an Ingester.
 type Options struct {
 	Store *store.Store // required
-	// Brokers are mqtts:// URLs, tried in order. Required for Run.
+	// Brokers are mqtts:// URLs, tried in order. Run needs them or AMQP.
 	Brokers []string
+	// AMQP, instead of Brokers, consumes a quorum queue shared with other
+	// central instances (amqp.go, docs/scale.md).
+	AMQP *AMQPOptions
 	// ClientID is the MQTT client id (wardgate-central-ID): the broker
 	// keeps central's session (CleanSession false), so messages sent while
 	// central is down arrive when it is back.
@@ -93,6 +96,9 @@ type item struct {
 	raw
 	line wire.Line
 	msg  *envelope.Message // nil when not verified
+	// done, when set, is called once the item's batch committed (true)
+	// or failed (false): the AMQP source acknowledges or requeues.
+	done func(stored bool)
 }
 
 // Ingester is the intake. Create it with New.
@@ -110,6 +116,8 @@ type Ingester struct {
 	connected                                                               atomic.Bool
 	received, verified, rejected, dups, late, gaps, resyncs, stored, folded atomic.Uint64
 	held                                                                    atomic.Int64
+	amqpPub                                                                 atomic.Pointer[amqpPub]
+	lastFlow                                                                time.Time // shared mode; owned by the processing goroutine
 	latMu                                                                   sync.Mutex
 	lat                                                                     Histogram
 }
@@ -139,6 +147,9 @@ func New(ctx context.Context, o Options) (*Ingester, error) {
 	def(&o.ResyncInterval, time.Minute)
 	def(&o.OfflineAfter, 10*time.Minute)
 	def(&o.KeepAlive, 30*time.Second)
+	if o.AMQP != nil && o.AMQP.Prefetch <= 0 {
+		o.AMQP.Prefetch = 1000
+	}
 	o.Verify = cachedVerifier(o.Verify)
 	in := &Ingester{o: o, clock: o.Clock, log: o.Logger.With("component", "central-ingest"),
 		in: make(chan item, 4096), gws: map[string]*gwState{}, fold: map[string]*foldState{}}
@@ -171,6 +182,11 @@ func (in *Ingester) Stats() Stats {
 // is what the MQTT subscription calls; tests and tools may call it too.
 // It blocks when the queue is full (back-pressure on the broker).
 func (in *Ingester) Handle(ctx context.Context, topic string, payload []byte) {
+	in.handle(ctx, topic, payload, nil)
+}
+
+// handle is Handle with the source's completion hook (see item.done).
+func (in *Ingester) handle(ctx context.Context, topic string, payload []byte, done func(bool)) {
 	now := in.clock.Now()
 	in.received.Add(1)
 	line, msg, _ := wire.InspectMessage(topic, payload, in.o.Verify, now)
@@ -178,7 +194,7 @@ func (in *Ingester) Handle(ctx context.Context, topic string, payload []byte) {
 		in.o.OnLine(line)
 	}
 	select {
-	case in.in <- item{raw: raw{topic: topic, payload: nil, received: now}, line: line, msg: msg}:
+	case in.in <- item{raw: raw{topic: topic, payload: nil, received: now}, line: line, msg: msg, done: done}:
 	case <-ctx.Done():
 	}
 }
@@ -193,6 +209,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); in.mqttLoop(ctx) }()
+	}
+	if in.o.AMQP != nil && len(in.o.AMQP.URLs) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); in.amqpLoop(ctx) }()
 	}
 	err := in.process(ctx)
 	wg.Wait()
@@ -286,6 +306,9 @@ func (in *Ingester) publish(topic string, payload []byte) error {
 	if in.o.Publish != nil {
 		return in.o.Publish(topic, payload)
 	}
+	if in.shared() {
+		return in.amqpPublish(topic, payload)
+	}
 	cp := in.client.Load()
 	if cp == nil {
 		return errors.New("not connected to a broker")
@@ -323,9 +346,15 @@ func (in *Ingester) process(ctx context.Context) error {
 		case <-tick.Chan():
 		}
 		now := in.clock.Now()
-		b := &batchWork{in: in, now: now, dirty: map[string]bool{}}
+		b := &batchWork{in: in, ctx: ctx, now: now, dirty: map[string]bool{}}
+		if in.shared() {
+			b.sharedBefore(ctx, batch)
+		}
 		for _, it := range batch {
 			b.receive(it)
+		}
+		if in.shared() {
+			b.sharedCheck(ctx)
 		}
 		// Housekeeping walks every gateway: on ticks, not on every batch.
 		if len(batch) == 0 || now.Sub(lastHouse) >= period {
@@ -337,6 +366,11 @@ func (in *Ingester) process(ctx context.Context) error {
 				return nil
 			}
 			in.log.Error("store batch failed; the messages of this batch are lost unless the gateways resend", "err", err, "messages", len(batch))
+			b.failed()
+		} else {
+			for _, d := range b.done {
+				d(true)
+			}
 		}
 		if in.o.Retention != (store.Retention{}) && now.Sub(lastPrune) >= time.Hour {
 			lastPrune = now

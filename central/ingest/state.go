@@ -38,6 +38,7 @@ type gwState struct {
 	major     bool
 	flushedAt time.Time
 	pending   bool // changed but not written yet
+	sh        sharedGW
 }
 
 // flushEvery bounds how long minor gateway changes (last seen, last seq,
@@ -57,6 +58,7 @@ func newState(g store.Gateway) *gwState {
 
 type batchWork struct {
 	in       *Ingester
+	ctx      context.Context
 	now      time.Time
 	events   []store.Event
 	inv      []invWrite
@@ -65,6 +67,8 @@ type batchWork struct {
 	findings []store.Finding
 	dirty    map[string]bool
 	applied  []item // for latency
+	done     []func(bool)        // source hooks of the items this batch finishes
+	marks    map[string][]uint64 // shared mode: seqs applied, for MarkSeqs
 }
 
 type invWrite struct {
@@ -107,6 +111,7 @@ func (b *batchWork) finding(f store.Finding) {
 func (b *batchWork) receive(it item) {
 	in := b.in
 	if it.msg == nil {
+		b.finish(it)
 		if it.line.Kind == "command" && it.line.Alert == "" {
 			return // a verified command on a .../cmd topic: central's or an approver's
 		}
@@ -130,16 +135,23 @@ func (b *batchWork) receive(it item) {
 			st.next = m.Seq
 			if m.Kind != envelope.KindBirth && st.g.LastBirth.IsZero() {
 				// Central joined mid-session: ask for the birth and inventory
-				// it missed instead of waiting a day for the next ones.
-				b.markStale(st, "no birth seen yet")
+				// it missed instead of waiting a day for the next ones. A
+				// shared instance first gives the others a reorder window
+				// to store the birth.
+				if in.shared() {
+					st.sh.birthCheck = b.now
+				} else {
+					b.markStale(st, "no birth seen yet")
+				}
 			}
 		}
 		b.apply(st, it, false)
 		st.next = m.Seq + 1
 		b.drain(st)
 	case m.Seq > st.next:
-		if _, dup := st.held[m.Seq]; dup {
+		if _, dup := st.held[m.Seq]; dup || st.sh.elsewhere[m.Seq] {
 			in.dups.Add(1)
+			b.finish(it)
 			return
 		}
 		if len(st.held) == 0 {
@@ -154,6 +166,7 @@ func (b *batchWork) receive(it item) {
 	default: // below next: a redelivery, or late (after its gap was recorded)
 		if _, dup := st.seen[m.Seq]; dup {
 			in.dups.Add(1)
+			b.finish(it)
 			return
 		}
 		if !st.optional[m.Seq] {
@@ -177,6 +190,9 @@ func (b *batchWork) drain(st *gwState) {
 		}
 		if st.optional[st.next] {
 			st.next++
+			continue
+		}
+		if st.skipElsewhere() {
 			continue
 		}
 		break
@@ -230,7 +246,7 @@ func (b *batchWork) housekeeping() {
 	sort.Strings(ids)
 	for _, id := range ids {
 		st := b.in.gws[id]
-		if len(st.held) > 0 && !st.heldSince.IsZero() && b.now.Sub(st.heldSince) >= b.in.o.ReorderWindow {
+		if len(st.held) > 0 && !st.heldSince.IsZero() && b.now.Sub(st.heldSince) >= b.in.o.ReorderWindow && b.flowing() {
 			b.gap(st)
 		}
 		if st.g.Online && !st.g.LastSeen.IsZero() && b.now.Sub(st.g.LastSeen) >= b.in.o.OfflineAfter {
@@ -254,6 +270,10 @@ func (b *batchWork) resync(st *gwState) {
 	st.g.ResyncAt = b.now
 	st.major = true
 	b.dirty[st.g.ID] = true
+	if !b.claimResync(st) {
+		b.in.log.Info("resync already requested by another central instance", "gateway", st.g.ID)
+		return
+	}
 	if b.in.o.Signer == nil || len(b.in.o.Chain) == 0 {
 		b.in.log.Warn("gateway is stale but central has no signing key to ask for a resync", "gateway", st.g.ID)
 		return
@@ -289,6 +309,8 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 	m := it.msg
 	g := &st.g
 	st.seen[m.Seq] = struct{}{}
+	b.finish(it)
+	b.mark(g.ID, m.Seq)
 	if len(st.seen) > 2*seenKeep {
 		for s := range st.seen {
 			if s+seenKeep < st.next {
@@ -449,6 +471,7 @@ func (b *batchWork) commit(ctx context.Context) error {
 	if len(b.dirty) == 0 && len(b.findings) == 0 && len(b.events) == 0 {
 		return nil
 	}
+	b.sortEvents()
 	n, err := b.in.o.Store.Apply(ctx, func(tx *store.Tx) error {
 		if err := tx.AddEvents(b.events); err != nil {
 			return err
@@ -477,15 +500,23 @@ func (b *batchWork) commit(ctx context.Context) error {
 				return err
 			}
 		}
+		if err := b.sharedWrites(tx); err != nil {
+			return err
+		}
 		busy := len(b.applied) >= busyBatch
+		ids := make([]string, 0, len(b.dirty))
 		for id := range b.dirty {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids) // one lock order for every writer
+		for _, id := range ids {
 			st := b.in.gws[id]
 			if busy && !st.major && b.now.Sub(st.flushedAt) < flushEvery {
 				st.pending = true // written by a later batch or tick
 				delete(b.dirty, id)
 				continue
 			}
-			if err := tx.PutGateway(st.g); err != nil {
+			if err := b.putGateway(tx, st); err != nil {
 				return err
 			}
 			st.major, st.pending, st.flushedAt = false, false, b.now

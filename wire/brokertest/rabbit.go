@@ -36,14 +36,17 @@ type Rabbit struct {
 // MQTT topic levels are AMQP routing-key words (/ becomes .).
 func RabbitDefinitions(gateways ...string) map[string]any {
 	var users, perms, topics []map[string]any
+	configure := "^mqtt-subscription-.*"
 	add := func(name, write, read string) {
 		users = append(users, map[string]any{"name": name, "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []string{}})
-		perms = append(perms, map[string]any{"user": name, "vhost": "/", "configure": "^mqtt-subscription-.*", "write": ".*", "read": ".*"})
+		perms = append(perms, map[string]any{"user": name, "vhost": "/", "configure": configure, "write": ".*", "read": ".*"})
 		topics = append(topics, map[string]any{"user": name, "vhost": "/", "exchange": "amq.topic", "write": write, "read": read})
 	}
 	for _, gw := range gateways {
 		add(gw, `^wardgate\.v1\.{username}\..*`, `^wardgate\.v1\.{username}\.cmd$`)
 	}
+	// central also declares and binds its shared ingest queue (wardgate-*).
+	configure = "^(mqtt-subscription-.*|wardgate-.*)$"
 	add("central", `^wardgate\.v1\..*`, `^wardgate\.v1\..*`)
 	return map[string]any{
 		"vhosts":            []map[string]any{{"name": "/"}},
