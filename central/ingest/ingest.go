@@ -118,6 +118,7 @@ type Ingester struct {
 	held                                                                    atomic.Int64
 	amqpPub                                                                 atomic.Pointer[amqpPub]
 	lastFlow                                                                time.Time // shared mode; owned by the processing goroutine
+	waiting                                                                 bool      // shared mode: some gateway waits for seqs; likewise
 	latMu                                                                   sync.Mutex
 	lat                                                                     Histogram
 }
@@ -329,9 +330,15 @@ func (in *Ingester) process(ctx context.Context) error {
 	lastPrune, lastHouse := time.Time{}, time.Time{}
 	for {
 		var batch []item
+		var recheck <-chan time.Time
+		if in.shared() && in.waiting {
+			// Another instance is committing what this one waits for.
+			recheck = in.clock.After(25 * time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-recheck:
 		case it := <-in.in:
 			batch = append(batch, it)
 		drain:
@@ -354,7 +361,7 @@ func (in *Ingester) process(ctx context.Context) error {
 			b.receive(it)
 		}
 		if in.shared() {
-			b.sharedCheck(ctx)
+			in.waiting = b.sharedCheck(ctx)
 		}
 		// Housekeeping walks every gateway: on ticks, not on every batch.
 		if len(batch) == 0 || now.Sub(lastHouse) >= period {

@@ -3,9 +3,12 @@ package ingest
 import (
 	"context"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/central/store"
+	"github.com/wardgate/wardgate/wire"
+	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 // Shared ingest (Options.AMQP): several instances consume one queue, so
@@ -48,7 +51,7 @@ func (b *batchWork) sharedBefore(ctx context.Context, batch []item) {
 	if len(batch) > 0 {
 		if gap := b.now.Sub(in.lastFlow); !in.lastFlow.IsZero() && gap >= in.stallAfter() {
 			for _, st := range in.gws {
-				if len(st.held) > 0 && !st.heldSince.IsZero() {
+				if st.ahead() > 0 && !st.heldSince.IsZero() {
 					st.heldSince = st.heldSince.Add(gap)
 				}
 				if !st.sh.birthCheck.IsZero() {
@@ -73,21 +76,25 @@ func (b *batchWork) sharedBefore(ctx context.Context, batch []item) {
 
 // sharedCheck looks up, for every gateway holding messages, the missing
 // seqs other instances applied, skips them, and applies what is then in
-// order; and it settles due birth checks.
-func (b *batchWork) sharedCheck(ctx context.Context) {
+// order; and it settles due birth checks. It reports whether some
+// gateway still waits for seqs.
+func (b *batchWork) sharedCheck(ctx context.Context) bool {
 	in := b.in
 	ids := make([]string, 0)
 	for id, st := range in.gws {
-		if len(st.held) > 0 || (!st.sh.birthCheck.IsZero() && b.now.Sub(st.sh.birthCheck) >= in.o.ReorderWindow) {
+		if st.ahead() > 0 || (!st.sh.birthCheck.IsZero() && b.now.Sub(st.sh.birthCheck) >= in.o.ReorderWindow) {
 			ids = append(ids, id)
 		}
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
 		st := in.gws[id]
-		if len(st.held) > 0 {
+		if st.ahead() > 0 {
 			hi := st.next
 			for s := range st.held {
+				hi = max(hi, s)
+			}
+			for s := range st.sh.elsewhere {
 				hi = max(hi, s)
 			}
 			found, err := in.o.Store.StoredSeqs(ctx, id, st.next, hi)
@@ -100,7 +107,7 @@ func (b *batchWork) sharedCheck(ctx context.Context) {
 					st.sh.elsewhere = map[uint64]bool{}
 				}
 				for s := range found {
-					if _, mine := st.held[s]; !mine {
+					if _, mine := st.held[s]; !mine && s >= st.next {
 						st.sh.elsewhere[s] = true
 					}
 				}
@@ -116,6 +123,46 @@ func (b *batchWork) sharedCheck(ctx context.Context) {
 			}
 		}
 	}
+	for _, st := range in.gws {
+		if st.ahead() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ahead counts the seqs above next this instance holds or knows done.
+func (st *gwState) ahead() int { return len(st.held) + len(st.sh.elsewhere) }
+
+// applyAhead stores, in shared mode, a message above next at once when
+// its kind does not change the gateway's ordered state (events other than
+// vendor.*, metrics, replies): the other instance has the seqs before it,
+// and holding it would make the two instances wait for each other's
+// commits one message at a time. Its seq counts as done for the order.
+func (b *batchWork) applyAhead(st *gwState, it item) bool {
+	if !b.in.shared() {
+		return false
+	}
+	m := it.msg
+	switch m.Kind {
+	case envelope.KindMetrics, envelope.KindReply:
+	case envelope.KindEvent:
+		var e wire.Event
+		if err := envelope.Unmarshal(m.Body, &e); err != nil || strings.HasPrefix(e.Kind, "vendor.") {
+			return false
+		}
+	default:
+		return false
+	}
+	b.apply(st, it, false)
+	if st.sh.elsewhere == nil {
+		st.sh.elsewhere = map[uint64]bool{}
+	}
+	st.sh.elsewhere[m.Seq] = true
+	if st.heldSince.IsZero() {
+		st.heldSince = b.now
+	}
+	return true
 }
 
 // skipElsewhere moves next past a seq another instance applied; drain
@@ -247,5 +294,13 @@ func (b *batchWork) failed() {
 	}
 	for _, d := range b.done {
 		d(false)
+	}
+}
+
+// markGap marks a recorded gap's seqs as handled, so that another
+// instance waiting for them records no second gap for the same seqs.
+func (b *batchWork) markGap(gw string, from, to uint64) {
+	for s := from; s <= to && s-from < maxHeld; s++ {
+		b.mark(gw, s)
 	}
 }

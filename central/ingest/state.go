@@ -66,7 +66,7 @@ type batchWork struct {
 	alarms   []alarmWrite
 	findings []store.Finding
 	dirty    map[string]bool
-	applied  []item // for latency
+	applied  []item              // for latency
 	done     []func(bool)        // source hooks of the items this batch finishes
 	marks    map[string][]uint64 // shared mode: seqs applied, for MarkSeqs
 }
@@ -154,6 +154,9 @@ func (b *batchWork) receive(it item) {
 			b.finish(it)
 			return
 		}
+		if b.applyAhead(st, it) {
+			return
+		}
 		if len(st.held) == 0 {
 			st.heldSince = b.now
 		}
@@ -180,7 +183,7 @@ func (b *batchWork) receive(it item) {
 // drain applies held messages that are next in order, skipping announced
 // death seqs that did not come.
 func (b *batchWork) drain(st *gwState) {
-	for len(st.held) > 0 {
+	for st.ahead() > 0 {
 		if it, ok := st.held[st.next]; ok {
 			delete(st.held, st.next)
 			b.in.held.Add(-1)
@@ -197,10 +200,10 @@ func (b *batchWork) drain(st *gwState) {
 		}
 		break
 	}
-	if len(st.held) > 0 && st.heldSince.IsZero() {
+	if st.ahead() > 0 && st.heldSince.IsZero() {
 		st.heldSince = b.now
 	}
-	if len(st.held) == 0 {
+	if st.ahead() == 0 {
 		st.heldSince = time.Time{}
 	}
 }
@@ -213,6 +216,11 @@ func (b *batchWork) gap(st *gwState) {
 			lowest = s
 		}
 	}
+	for s := range st.sh.elsewhere {
+		if lowest == 0 || s < lowest {
+			lowest = s
+		}
+	}
 	from, to := st.next, lowest-1
 	b.in.gaps.Add(1)
 	st.g.Gaps++
@@ -220,6 +228,7 @@ func (b *batchWork) gap(st *gwState) {
 		Detail: fmt.Sprintf("sequence numbers %d..%d did not arrive within the reorder window of %s", from, to, b.in.o.ReorderWindow)})
 	b.in.log.Warn("telemetry gap", "gateway", st.g.ID, "from", from, "to", to)
 	st.major = true
+	b.markGap(st.g.ID, from, to)
 	st.next = lowest
 	st.heldSince = time.Time{}
 	b.markStale(st, fmt.Sprintf("gap %d..%d", from, to))
@@ -246,7 +255,7 @@ func (b *batchWork) housekeeping() {
 	sort.Strings(ids)
 	for _, id := range ids {
 		st := b.in.gws[id]
-		if len(st.held) > 0 && !st.heldSince.IsZero() && b.now.Sub(st.heldSince) >= b.in.o.ReorderWindow && b.flowing() {
+		if st.ahead() > 0 && !st.heldSince.IsZero() && b.now.Sub(st.heldSince) >= b.in.o.ReorderWindow && b.flowing() {
 			b.gap(st)
 		}
 		if st.g.Online && !st.g.LastSeen.IsZero() && b.now.Sub(st.g.LastSeen) >= b.in.o.OfflineAfter {
