@@ -183,15 +183,20 @@ func (in *Ingester) amqpSetup(conn *amqp.Connection) (<-chan amqp.Delivery, erro
 	if err := ch.Qos(o.Prefetch, 0, false); err != nil {
 		return nil, fmt.Errorf("prefetch: %w", err)
 	}
-	if _, err := ch.QueueDeclare(o.Queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
-			return nil, fmt.Errorf("queue %s exists with other settings; it must be a durable quorum queue (x-queue-type: quorum): %w", o.Queue, err)
+	// An existing queue is used as it is (its operator may have set a
+	// group size or a delivery limit); a missing one is declared. A
+	// passive declare of a missing queue closes the channel.
+	if _, err := ch.QueueDeclarePassive(o.Queue, true, false, false, false, nil); err != nil {
+		if ch, err = conn.Channel(); err != nil {
+			return nil, err
 		}
-		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
-			return nil, fmt.Errorf("central's user may not declare queue %s; give it configure permission on the queue: %w", o.Queue, err)
+		if err := ch.Qos(o.Prefetch, 0, false); err != nil {
+			return nil, fmt.Errorf("prefetch: %w", err)
 		}
-		return nil, fmt.Errorf("declare queue %s: %w", o.Queue, err)
+		err = declareQueue(ch, o.Queue)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := ch.QueueBind(o.Queue, IngestBinding, topicExchange, false, nil); err != nil {
 		return nil, fmt.Errorf("bind %s to %s with %s: %w", o.Queue, topicExchange, IngestBinding, err)
@@ -201,6 +206,21 @@ func (in *Ingester) amqpSetup(conn *amqp.Connection) (<-chan amqp.Delivery, erro
 		return nil, fmt.Errorf("consume %s: %w", o.Queue, err)
 	}
 	return msgs, nil
+}
+
+// declareQueue declares the durable quorum queue.
+func declareQueue(ch *amqp.Channel, queue string) error {
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+			return fmt.Errorf("queue %s exists with other settings; it must be a durable quorum queue (x-queue-type: quorum): %w", queue, err)
+		}
+		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+			return fmt.Errorf("central's user may not declare queue %s; give it configure permission on the queue: %w", queue, err)
+		}
+		return fmt.Errorf("declare queue %s: %w", queue, err)
+	}
+	return nil
 }
 
 // amqpPublish sends a command through amq.topic and waits for the

@@ -3,6 +3,7 @@ package brokertest
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,15 @@ func (r *Rabbit) Kill() {
 	case <-time.After(10 * time.Second):
 	}
 	r.cmd = nil
+	// The start script dies first; the Erlang VM's listeners close a
+	// moment later. A restart must not mistake them for the new node's.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(r.Port), 200*time.Millisecond)
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
 }
 
 // Ctl runs rabbitmqctl against the node with its environment and returns
