@@ -235,7 +235,7 @@ func (in *Ingester) amqpPublish(topic string, payload []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conf, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, topicExchange, KeyFromTopic(topic), false, false,
-		amqp.Publishing{Body: payload, DeliveryMode: amqp.Persistent, Headers: amqp.Table{"x-mqtt-publish-qos": 1}})
+		amqp.Publishing{Body: payload, DeliveryMode: amqp.Persistent, Headers: amqp.Table{"x-mqtt-publish-qos": int8(1)}})
 	if err != nil {
 		return err
 	}

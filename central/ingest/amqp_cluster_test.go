@@ -19,6 +19,7 @@ import (
 	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/wire"
 	"github.com/wardgate/wardgate/wire/brokertest"
+	"github.com/wardgate/wardgate/wire/command"
 	"github.com/wardgate/wardgate/wire/envelope"
 )
 
@@ -248,6 +249,39 @@ func TestAMQPClusterSharedIngest(t *testing.T) {
 	}
 	if got := s0.Received + s1.Received - s0.Duplicates - s1.Duplicates; got < uint64(total) {
 		t.Errorf("received less duplicates %d < %d", got, total)
+	}
+
+	// Commands (resync requests) go out through amq.topic and reach the
+	// gateway's MQTT subscription.
+	ident := pki.Gateway(t, ids[0])
+	got := make(chan []byte, 1)
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(c.Nodes[1].URL).SetClientID(ids[0] + "-cmd").SetTLSConfig(pki.ClientTLS(ident)))
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("gateway subscriber: %v", tok.Error())
+	}
+	defer sub.Disconnect(0)
+	if tok := sub.Subscribe(wire.CommandTopic(ids[0]), 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case got <- m.Payload():
+		default:
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	cmd, err := command.Sign(central.Key, central.Chain, ids[0], command.Rebirth, nil, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ins[1].publish(wire.CommandTopic(ids[0]), cmd); err != nil {
+		t.Fatalf("command through AMQP: %v", err)
+	}
+	select {
+	case p := <-got:
+		if string(p) != string(cmd) {
+			t.Fatal("the gateway received another payload")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the command published over AMQP never reached the gateway's MQTT subscription")
 	}
 }
 
