@@ -11,6 +11,13 @@
 // whose session is not the current one is ignored. Messages that do not
 // verify are stored as findings, never dropped silently.
 //
+// With Options.AMQP the messages come instead from a durable quorum queue
+// of a RabbitMQ cluster (amqp.go), shared by several central instances:
+// each message is acknowledged only after the batch that stored it
+// committed, and the instances coordinate through the database
+// (shared.go): seq marks so that a seq another instance stored is not a
+// gap, merged gateway rows, and resync requests claimed on the row.
+//
 // An Ingester owns its goroutines: Run returns after they exit. Handle and
 // Stats are safe for concurrent use; all per-gateway state is owned by the
 // single processing goroutine.
