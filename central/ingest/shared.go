@@ -187,8 +187,10 @@ func (b *batchWork) refresh(ctx context.Context, st *gwState) {
 	}
 	g := &st.g
 	if row.Session > g.Session || (row.Session == g.Session && row.LastSeen.After(g.LastSeen)) {
-		g.Session, g.Online, g.Site, g.Version, g.ConfigHash = row.Session, row.Online, row.Site, row.Version, row.ConfigHash
-		g.Devices, g.DeathSeq, g.State, g.Signer = row.Devices, row.DeathSeq, row.State, row.Signer
+		g.Session, g.Online, g.State, g.Signer = row.Session, row.Online, row.State, row.Signer
+	}
+	if row.LastBirth.After(g.LastBirth) {
+		g.Site, g.Version, g.ConfigHash, g.Devices, g.DeathSeq = row.Site, row.Version, row.ConfigHash, row.Devices, row.DeathSeq
 	}
 	later := func(dst *time.Time, v time.Time) {
 		if v.After(*dst) {

@@ -98,9 +98,9 @@ func (s *Store) StoredSeqs(ctx context.Context, gateway string, from, to uint64)
 
 // MergeGateway writes g as one of several instances' views of the
 // gateway: session, last seq, the times and resync_ms only move forward
-// (GREATEST); the descriptive columns (online, state, site, version,
-// devices, ...) come from the newer view (higher session, then the later
-// last seen); messages and gaps add this instance's increments dMessages
+// (GREATEST); online, state, signer and clock offset come from the newer
+// view (higher session, then the later last seen); site, version, config
+// hash, death seq and devices from the view with the latest birth; messages and gaps add this instance's increments dMessages
 // and dGaps; the gateway is stale while the latest stale mark of any
 // instance is later than the latest birth.
 func (t *Tx) MergeGateway(g Gateway, dMessages, dGaps uint64) error {
@@ -112,8 +112,13 @@ func (t *Tx) MergeGateway(g Gateway, dMessages, dGaps uint64) error {
 	staleSince := gr("CASE WHEN gateways.stale = 1 THEN gateways.stale_since_ms ELSE 0 END", "CASE WHEN excluded.stale = 1 THEN excluded.stale_since_ms ELSE 0 END")
 	isStale := "(" + staleSince + " > " + gr("gateways.last_birth_ms", "excluded.last_birth_ms") + ")"
 	var set []string
-	for _, c := range []string{"site", "version", "config_hash", "signer", "death_seq", "online", "clock_offset_ms", "state", "devices"} {
+	for _, c := range []string{"signer", "online", "clock_offset_ms", "state"} {
 		set = append(set, pick(c))
+	}
+	// What a birth says comes from the latest birth: an instance that saw
+	// later messages but not the birth must not blank it.
+	for _, c := range []string{"site", "version", "config_hash", "death_seq", "devices"} {
+		set = append(set, c+" = CASE WHEN excluded.last_birth_ms >= gateways.last_birth_ms THEN excluded."+c+" ELSE gateways."+c+" END")
 	}
 	for _, c := range []string{"session", "last_seq", "resync_ms", "last_seen_ms", "last_birth_ms", "last_death_ms"} {
 		set = append(set, c+" = "+gr("gateways."+c, "excluded."+c))
