@@ -386,6 +386,11 @@ func (in *Ingester) process(ctx context.Context) error {
 			} else if n > 0 {
 				in.log.Info("retention pruned rows", "rows", n)
 			}
+			if in.shared() {
+				if _, err := in.o.Store.PruneSeqs(ctx, 4*maxHeld); err != nil {
+					in.log.Error("seq marks prune failed", "err", err)
+				}
+			}
 		}
 	}
 }

@@ -154,3 +154,16 @@ func (s *Store) ClaimResync(ctx context.Context, gateway string, now time.Time, 
 	n, _ := res.RowsAffected()
 	return n > 0, nil
 }
+
+// PruneSeqs deletes the seq marks more than keep seqs below each
+// gateway's last seq (no instance waits that far back) and returns how
+// many rows went.
+func (s *Store) PruneSeqs(ctx context.Context, keep uint64) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM ingest_seqs WHERE block * 64 + 64 + ? <
+		(SELECT g.last_seq FROM gateways g WHERE g.id = ingest_seqs.gateway)`), int64(keep))
+	if err != nil {
+		return 0, fmt.Errorf("store: prune seq marks: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

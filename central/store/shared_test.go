@@ -33,6 +33,19 @@ func TestMarkAndStoredSeqs(t *testing.T) {
 		if got, _ := s.StoredSeqs(ctx, "gw-1", 9, 3); len(got) != 0 {
 			t.Fatalf("empty range gave %v", got)
 		}
+		// gw-1 is at seq 300: marks more than 100 seqs back go; gw-2 has no row.
+		if _, err := s.Apply(ctx, func(tx *store.Tx) error { return tx.PutGateway(store.Gateway{ID: "gw-1", LastSeq: 300}) }); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.PruneSeqs(ctx, 100); err != nil || n != 2 {
+			t.Fatalf("pruned %d, %v; want the blocks of 0..127", n, err)
+		}
+		if got, _ := s.StoredSeqs(ctx, "gw-1", 0, 300); len(got) != 1 || !got[200] {
+			t.Fatalf("after pruning %v", got)
+		}
+		if got, _ := s.StoredSeqs(ctx, "gw-2", 0, 10); !got[5] {
+			t.Fatalf("gw-2's marks pruned: %v", got)
+		}
 	})
 }
 
