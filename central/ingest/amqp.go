@@ -31,7 +31,8 @@ type AMQPOptions struct {
 	// Prefetch bounds the unacknowledged messages this instance holds
 	// (stored but not yet committed, or held for reordering); default 1000.
 	Prefetch int
-	// Name is the consumer tag and connection name (the central id).
+	// Name is the consumer tag, the connection name and this instance's
+	// key in the seq marks: unique per instance (wardgate-central-ID).
 	Name string
 }
 

@@ -244,7 +244,7 @@ func (b *batchWork) sharedWrites(tx *store.Tx) error {
 	if !b.in.shared() {
 		return nil
 	}
-	return tx.MarkSeqs(b.marks)
+	return tx.MarkSeqs(b.in.o.AMQP.Name, b.marks)
 }
 
 // sortEvents orders a shared batch's events by gateway and seq, so that

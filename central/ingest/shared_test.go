@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,7 +40,7 @@ func newSharedPair(t *testing.T, dsn string, pki *certstest.MiniPKI) *sharedPair
 			t.Fatal(err)
 		}
 		in, err := New(ctx, Options{Store: st, Verify: envelope.RootsVerifier(pki.Roots()), Signer: central.Key, Chain: central.Chain,
-			AMQP:          &AMQPOptions{Name: "test"}, // shared mode without a broker: the test hands messages in
+			AMQP:          &AMQPOptions{Name: fmt.Sprint("central-", i)}, // shared mode without a broker: the test hands messages in
 			ReorderWindow: 10 * time.Second, ResyncInterval: time.Minute, OfflineAfter: time.Hour, Clock: p.clock,
 			Publish: func(topic string, payload []byte) error {
 				if _, c, err := command.Decode(payload); err == nil && c.Name == command.Rebirth {

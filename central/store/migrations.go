@@ -127,13 +127,15 @@ var migrations = []string{
 		note TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX findings_state ON findings (state, id);`,
-	// 2: seqs applied by any central instance (shared ingest): bit i of
+	// 2: seqs applied by each central instance (shared ingest): bit i of
 	// bits is seq block*64+i, so instances that share one queue can tell a
-	// seq the other one applied from one that never came.
+	// seq another one applied from one that never came. One row per
+	// instance, so that instances never wait for each other's row locks.
 	`CREATE TABLE ingest_seqs (
 		gateway TEXT NOT NULL,
 		block BIGINT NOT NULL,
+		instance TEXT NOT NULL,
 		bits BIGINT NOT NULL DEFAULT 0,
-		PRIMARY KEY (gateway, block)
+		PRIMARY KEY (gateway, block, instance)
 	);`,
 }

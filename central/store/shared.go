@@ -23,10 +23,10 @@ func (s *Store) greatest(a, b string) string {
 	return "MAX(" + a + ", " + b + ")"
 }
 
-// MarkSeqs records that seqs of each gateway were applied (by any
-// instance). Rows are written in (gateway, block) order so that two
-// instances writing the same rows never deadlock.
-func (t *Tx) MarkSeqs(seqs map[string][]uint64) error {
+// MarkSeqs records that instance applied seqs of each gateway. Each
+// instance writes its own rows (no lock waits between instances), in
+// (gateway, block) order.
+func (t *Tx) MarkSeqs(instance string, seqs map[string][]uint64) error {
 	type key struct {
 		gw    string
 		block uint64
@@ -50,16 +50,16 @@ func (t *Tx) MarkSeqs(seqs map[string][]uint64) error {
 	for len(keys) > 0 {
 		n := min(len(keys), 300)
 		var q strings.Builder
-		q.WriteString(`INSERT INTO ingest_seqs (gateway, block, bits) VALUES `)
-		args := make([]any, 0, 3*n)
+		q.WriteString(`INSERT INTO ingest_seqs (gateway, block, instance, bits) VALUES `)
+		args := make([]any, 0, 4*n)
 		for i, k := range keys[:n] {
 			if i > 0 {
 				q.WriteString(",")
 			}
-			q.WriteString("(?,?,?)")
-			args = append(args, k.gw, int64(k.block), int64(bits[k]))
+			q.WriteString("(?,?,?,?)")
+			args = append(args, k.gw, int64(k.block), instance, int64(bits[k]))
 		}
-		q.WriteString(` ON CONFLICT (gateway, block) DO UPDATE SET bits = ingest_seqs.bits | excluded.bits`)
+		q.WriteString(` ON CONFLICT (gateway, block, instance) DO UPDATE SET bits = ingest_seqs.bits | excluded.bits`)
 		if err := t.exec(q.String(), args...); err != nil {
 			return fmt.Errorf("mark seqs: %w", err)
 		}
@@ -68,7 +68,7 @@ func (t *Tx) MarkSeqs(seqs map[string][]uint64) error {
 	return nil
 }
 
-// StoredSeqs returns which seqs of gateway in from..to (inclusive) an
+// StoredSeqs returns which seqs of gateway in from..to (inclusive) any
 // instance applied, as MarkSeqs recorded them.
 func (s *Store) StoredSeqs(ctx context.Context, gateway string, from, to uint64) (map[uint64]bool, error) {
 	out := map[uint64]bool{}
