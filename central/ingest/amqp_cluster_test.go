@@ -128,8 +128,15 @@ func TestAMQPClusterSharedIngest(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
+		// Instance 1 connects as in production: amqps with central's
+		// certificate (SASL EXTERNAL); instance 2 with a password on loopback.
+		urls := []string{c.AMQPS[0], c.AMQPS[1]}
+		if i == 1 {
+			urls = []string{c.AMQP[1], c.AMQP[0]}
+		}
 		in, err := New(ctx, Options{Store: st, Verify: envelope.RootsVerifier(pki.Roots()), Signer: central.Key, Chain: central.Chain,
-			AMQP: &AMQPOptions{URLs: []string{c.AMQP[i], c.AMQP[1-i]}, Queue: brokertest.IngestQueue, Prefetch: 500,
+			TLSConfig: pki.ClientTLS(central),
+			AMQP: &AMQPOptions{URLs: urls, Queue: brokertest.IngestQueue, Prefetch: 500,
 				Name: fmt.Sprintf("central-%d", i+1)},
 			ReorderWindow: 10 * time.Second, Logger: logger.With("instance", i+1)})
 		if err != nil {

@@ -30,6 +30,10 @@ type RabbitCluster struct {
 	// AMQP are the nodes' AMQP 0-9-1 URLs (plain, loopback; user central
 	// with password "central").
 	AMQP [2]string
+	// AMQPS are the same over TLS (amqps://, the test PKI's localhost
+	// server certificate): a client certificate logs in with SASL
+	// EXTERNAL as its common name, as central does in production.
+	AMQPS [2]string
 }
 
 // StartRabbitCluster starts the cluster (slow: a minute or more on a busy
@@ -68,9 +72,9 @@ func StartRabbitCluster(t testing.TB, pki *certstest.MiniPKI, gateways ...string
 	epmd := FreePort(t)
 	cookie := fmt.Sprintf("WARDGATETEST%d", epmd)
 	var names [2]string
-	var mqtt, amqp, dist [2]int
+	var mqtt, amqp, amqps, dist [2]int
 	for i := range 2 {
-		mqtt[i], amqp[i], dist[i] = FreePort(t), FreePort(t), FreePort(t)
+		mqtt[i], amqp[i], amqps[i], dist[i] = FreePort(t), FreePort(t), FreePort(t), FreePort(t)
 		names[i] = fmt.Sprintf("wg%c%d@localhost", 'a'+i, epmd)
 	}
 	c := &RabbitCluster{}
@@ -83,18 +87,22 @@ func StartRabbitCluster(t testing.TB, pki *certstest.MiniPKI, gateways ...string
 			t.Fatal(err)
 		}
 		conf := rabbitConf(amqp[i], mqtt[i], root, certFile, keyFile, defsFile) + fmt.Sprintf(`loopback_users = none
+listeners.ssl.default = 127.0.0.1:%d
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
 cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = %s
 cluster_formation.classic_config.nodes.2 = %s
 cluster_partition_handling = ignore
 log.file.level = info
-`, names[0], names[1])
+`, amqps[i], names[0], names[1])
 		confFile := filepath.Join(dir, "rabbitmq.conf")
 		if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		plugins := filepath.Join(dir, "enabled_plugins")
-		if err := os.WriteFile(plugins, []byte("[rabbitmq_mqtt].\n"), 0o600); err != nil {
+		if err := os.WriteFile(plugins, []byte("[rabbitmq_mqtt,rabbitmq_auth_mechanism_ssl].\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		env := append(os.Environ(),
@@ -115,6 +123,7 @@ log.file.level = info
 		)
 		c.Nodes[i] = &Rabbit{Port: mqtt[i], URL: fmt.Sprintf("ssl://127.0.0.1:%d", mqtt[i]), dir: dir, bin: bin, env: env, t: t}
 		c.AMQP[i] = fmt.Sprintf("amqp://central:central@127.0.0.1:%d/", amqp[i])
+		c.AMQPS[i] = fmt.Sprintf("amqps://127.0.0.1:%d/", amqps[i])
 	}
 	// Both nodes boot together: classic peer discovery makes the second
 	// one join the first (whichever wins the boot race).
