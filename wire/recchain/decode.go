@@ -76,7 +76,6 @@ type Body struct {
 	Note    *Note     `cbor:"7,keyasint,omitempty"`
 }
 
-
 var (
 	encMode = func() cbor.EncMode {
 		m, err := cbor.EncOptions{Time: cbor.TimeRFC3339Nano}.EncMode()
