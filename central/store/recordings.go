@@ -16,12 +16,13 @@ const FindingRecordingRefused = "recording_refused"
 
 // Recording audit actions.
 const (
-	RecordingReviewed    = "reviewed"
-	RecordingHoldSet     = "hold_set"
-	RecordingHoldCleared = "hold_cleared"
-	RecordingArchived    = "archived"
-	RecordingRefused     = "refused"
-	RecordingPruned      = "pruned"
+	RecordingReviewed       = "reviewed"
+	RecordingHoldSet        = "hold_set"
+	RecordingHoldCleared    = "hold_cleared"
+	RecordingArchived       = "archived"
+	RecordingRefused        = "refused"
+	RecordingPruned         = "pruned"
+	RecordingExportedAction = "exported"
 )
 
 // Recording is a vendor session recording as central knows it: from the
@@ -262,3 +263,8 @@ func (s *Store) RecordingAuditTrail(ctx context.Context, gateway, session string
 
 // LatestSchema is the schema version this binary migrates to.
 func LatestSchema() int { return len(migrations) }
+
+// RecordingExported records that who exported the recording's bundle.
+func (s *Store) RecordingExported(ctx context.Context, gateway, session, who string, at time.Time) error {
+	return s.changeRecording(ctx, gateway, session, at, who, RecordingExportedAction, "", `reviewed_ms = reviewed_ms`)
+}
