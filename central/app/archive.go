@@ -40,7 +40,7 @@ func openArchive(ctx context.Context, cfg *config.Config, st *store.Store, id *I
 	signer := func() (crypto.Signer, []*x509.Certificate) { return id.Key, id.Chain }
 	var err error
 	r.arch, err = archive.New(archive.Options{Dir: a.Dir, TrustDomain: cfg.Central.TrustDomain, MaxSize: int64(a.MaxSize),
-		Verifier: id.Verifier, Signer: signer, Clock: o.Clock, Logger: o.Logger,
+		Verifier: id.Verifier, MaxCertLifetime: gatewayCertLifetime(cfg), Signer: signer, Clock: o.Clock, Logger: o.Logger,
 		ExpectedHead: func(ctx context.Context, gw, session string) ([]byte, error) {
 			rec, err := st.Recording(ctx, gw, session)
 			if errors.Is(err, store.ErrNotFound) {
@@ -114,6 +114,13 @@ func (r *recordings) prune(ctx context.Context) {
 	}
 }
 
+// gatewayCertLifetime bounds the lifetime of gateway certificates on the
+// HTTPS listener: operator_cert_lifetime, and at least a day (the longest
+// identity.lifetime a gateway may request).
+func gatewayCertLifetime(cfg *config.Config) time.Duration {
+	return max(cfg.Central.OperatorCertLifetime.D(), certs.DefaultMaxPeerLifetime)
+}
+
 // listenerTLS is the HTTPS listener's TLS: approvers (operators, with
 // their certificate lifetime bound) and, when the archive is mounted,
 // gateways (the handler lets them reach the upload protocol only).
@@ -124,14 +131,19 @@ func listenerTLS(cfg *config.Config, id *Identity, gateways bool) *tls.Config {
 	if !gateways {
 		return c
 	}
-	gws := certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/gateway/*")}}
+	gws := certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/gateway/*")},
+		MaxLifetime: gatewayCertLifetime(cfg)}
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
 		_, err := id.Verifier.Verify(cs.PeerCertificates, operators)
 		if err == nil {
 			return nil
 		}
-		if _, gerr := id.Verifier.Verify(cs.PeerCertificates, gws); gerr == nil {
+		gid, gerr := id.Verifier.Verify(cs.PeerCertificates, gws)
+		if gerr == nil {
 			return nil
+		}
+		if gid.Kind == certs.KindGateway {
+			return gerr
 		}
 		return err
 	}

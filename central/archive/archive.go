@@ -74,6 +74,9 @@ type Options struct {
 	// empty. Nil: the chain crypto/tls verified (ClientAuth
 	// RequireAndVerifyClientCert) is used.
 	Verifier *certs.Verifier
+	// MaxCertLifetime bounds the gateway certificate's lifetime when
+	// Verifier is set (0: certs.DefaultMaxPeerLifetime).
+	MaxCertLifetime time.Duration
 	// MaxSize bounds one recording (default 4 GiB).
 	MaxSize int64
 	Clock   clockwork.Clock // default: real clock
@@ -193,7 +196,7 @@ func (a *Archive) authorize(r *http.Request, gw string) error {
 			return errors.New("a gateway client certificate is required")
 		}
 		if _, err := a.o.Verifier.Verify(r.TLS.PeerCertificates, certs.PeerPolicy{TrustDomain: a.o.TrustDomain,
-			Allow: []certs.Pattern{certs.MustCompilePattern(want)}}); err != nil {
+			Allow: []certs.Pattern{certs.MustCompilePattern(want)}, MaxLifetime: a.o.MaxCertLifetime}); err != nil {
 			return fmt.Errorf("the client certificate is not %s: %w", want, err)
 		}
 		return nil
