@@ -127,7 +127,9 @@ var idRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
 // ValidKey reports whether gw and session can name an archived recording
 // (a gateway id, and a session id of letters, digits, '.', '_' and '-').
-func ValidKey(gw, session string) bool { return envelope.ValidGatewayID(gw) && idRe.MatchString(session) }
+func ValidKey(gw, session string) bool {
+	return envelope.ValidGatewayID(gw) && idRe.MatchString(session)
+}
 
 func (a *Archive) lock(key string) func() {
 	a.mu.Lock()

@@ -1,7 +1,7 @@
 package web
 
 import (
-		"crypto"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
