@@ -223,6 +223,12 @@ func Verify(r io.Reader, fn func(Frame)) (*Decoded, error) {
 // *ChainError naming the first bad frame if verification fails; the frames
 // before it are printed.
 func Replay(r io.Reader, w io.Writer) error {
+	_, err := ReplaySummary(r, w)
+	return err
+}
+
+// ReplaySummary is Replay that also returns what Verify learned.
+func ReplaySummary(r io.Reader, w io.Writer) (*Decoded, error) {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	var start time.Time
@@ -246,7 +252,7 @@ func Replay(r io.Reader, w io.Writer) error {
 	})
 	if err != nil {
 		fmt.Fprintf(bw, "\nFAILED: %v\n", err)
-		return err
+		return s, err
 	}
 	tr := s.Trailer
 	fmt.Fprintf(bw, "\nend     %s (duration %s", tr.End.UTC().Format(time.RFC3339Nano), tr.End.Sub(s.Header.Start).Round(time.Millisecond))
@@ -255,7 +261,7 @@ func Replay(r io.Reader, w io.Writer) error {
 	}
 	fmt.Fprintf(bw, ")\nbytes   vendor->device %d, device->vendor %d\n", tr.ToDevice, tr.FromDev)
 	fmt.Fprintf(bw, "chain verified: %d frames, final hash %s\n", s.Frames, hex.EncodeToString(s.FinalHash))
-	return nil
+	return s, nil
 }
 func preview(p []byte, n int) string {
 	var sb strings.Builder
