@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +46,7 @@ func centralBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "wardgate-central")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binPath,
+		out, err := exec.Command("go", "build", "-o", binPath,
 			"github.com/wardgate/wardgate/cmd/wardgate-central").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v: %s", err, out)
