@@ -36,6 +36,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the built binary after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // centralBinary builds cmd/wardgate-central once per test binary.
 func centralBinary(t testing.TB) string {
 	t.Helper()
