@@ -129,8 +129,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	rec, err := openArchive(ctx, cfg, st, id, o)
+	if err != nil {
+		return err
+	}
 	srv, err = web.New(web.Options{Store: st, TrustDomain: cfg.Central.TrustDomain, Stats: in.Stats, Version: o.Version,
-		Clock: o.Clock, Logger: o.Logger})
+		Clock: o.Clock, Logger: o.Logger, Recordings: rec.web})
 	if err != nil {
 		return err
 	}
@@ -141,10 +145,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return fmt.Errorf("central.listen %s: %w", cfg.Central.Listen, err)
 		}
 	}
-	tlsLn := tls.NewListener(ln, id.Verifier.ServerTLSConfig(certs.Static(&id.Cert), web.ApproverPolicy(cfg.Central.TrustDomain, cfg.Central.OperatorCertLifetime.D()), nil))
+	tlsLn := tls.NewListener(ln, listenerTLS(cfg, id, rec.web != nil))
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	wg.Add(3)
+	errs := make(chan error, 4)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		rec.prune(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := siemRun(ctx); err != nil {

@@ -177,8 +177,12 @@ func (in *Ingester) Handle(ctx context.Context, topic string, payload []byte) {
 	if in.o.OnLine != nil {
 		in.o.OnLine(line)
 	}
+	var keep []byte // events keep their signed bytes (a session-end event is archived as received)
+	if msg != nil && msg.Kind == envelope.KindEvent {
+		keep = payload
+	}
 	select {
-	case in.in <- item{raw: raw{topic: topic, payload: nil, received: now}, line: line, msg: msg}:
+	case in.in <- item{raw: raw{topic: topic, payload: keep, received: now}, line: line, msg: msg}:
 	case <-ctx.Done():
 	}
 }

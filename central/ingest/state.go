@@ -65,6 +65,10 @@ type batchWork struct {
 	findings []store.Finding
 	dirty    map[string]bool
 	applied  []item // for latency
+
+	// recordings are vendor.session_end events with their signed bytes,
+	// for the recordings archive.
+	recordings []store.Recording
 }
 
 type invWrite struct {
@@ -375,6 +379,11 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		if strings.HasPrefix(e.Kind, "vendor.") && e.Attrs["grant"] != "" {
 			b.sessions = append(b.sessions, ev)
 		}
+		if e.Kind == "vendor.session_end" && e.Attrs["session"] != "" {
+			b.recordings = append(b.recordings, store.Recording{Gateway: g.ID, Session: e.Attrs["session"], Grant: e.Attrs["grant"],
+				Vendor: e.Attrs["vendor"], Device: e.Attrs["device"], Seq: m.Seq, Ended: at, Received: it.received, Hash: e.Attrs["hash"],
+				EventCOSE: it.payload})
+		}
 	case envelope.KindInventory:
 		inv, err := wire.DecodeInventory(m.Body)
 		if err != nil {
@@ -474,6 +483,11 @@ func (b *batchWork) commit(ctx context.Context) error {
 		}
 		for _, f := range b.findings {
 			if err := tx.AddFinding(f); err != nil {
+				return err
+			}
+		}
+		for _, r := range b.recordings {
+			if err := tx.PutRecordingEnd(r); err != nil {
 				return err
 			}
 		}

@@ -127,4 +127,41 @@ var migrations = []string{
 		note TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX findings_state ON findings (state, id);`,
+	// 2: recordings: the signed session-end events the archive checks
+	// uploads against (kept apart from events, whose retention is shorter),
+	// review marks, legal holds, and their audit trail.
+	`CREATE TABLE recordings (
+		gateway TEXT NOT NULL,
+		session_id TEXT NOT NULL,
+		grant_id TEXT NOT NULL DEFAULT '',
+		vendor TEXT NOT NULL DEFAULT '',
+		device TEXT NOT NULL DEFAULT '',
+		seq BIGINT NOT NULL DEFAULT 0,
+		end_ms BIGINT NOT NULL DEFAULT 0,
+		received_ms BIGINT NOT NULL DEFAULT 0,
+		hash TEXT NOT NULL DEFAULT '',
+		event_cose TEXT NOT NULL DEFAULT '',
+		archived_ms BIGINT NOT NULL DEFAULT 0,
+		size BIGINT NOT NULL DEFAULT 0,
+		refused TEXT NOT NULL DEFAULT '',
+		pruned_ms BIGINT NOT NULL DEFAULT 0,
+		reviewed_by TEXT NOT NULL DEFAULT '',
+		reviewed_ms BIGINT NOT NULL DEFAULT 0,
+		hold INTEGER NOT NULL DEFAULT 0,
+		hold_by TEXT NOT NULL DEFAULT '',
+		hold_ms BIGINT NOT NULL DEFAULT 0,
+		hold_reason TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (gateway, session_id)
+	);
+	CREATE INDEX recordings_end ON recordings (end_ms);
+	CREATE TABLE recording_audit (
+		id {{id}},
+		gateway TEXT NOT NULL,
+		session_id TEXT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		actor TEXT NOT NULL,
+		action TEXT NOT NULL,
+		note TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX recording_audit_rec ON recording_audit (gateway, session_id, id);`,
 }

@@ -31,6 +31,9 @@ type Options struct {
 	// User names the authenticated user of r; default: the SPIFFE
 	// identity of the TLS client certificate, which must be an approver.
 	User func(r *http.Request) (string, error)
+	// Recordings, when set, mounts the recordings archive: gateways'
+	// certificates reach its upload protocol and nothing else.
+	Recordings *RecordingsOptions
 }
 
 // Server serves the API, the pages, /live and /metrics.
@@ -95,6 +98,10 @@ func (s *Server) Handler() http.Handler {
 	cop := http.NewCrossOriginProtection()
 	inner := cop.Handler(s.mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.gatewayPeer(r) {
+			s.serveGateway(w, r)
+			return
+		}
 		user, err := s.o.User(r)
 		if err != nil {
 			http.Error(w, "forbidden: "+err.Error()+"; present an approver certificate (spiffe://"+s.o.TrustDomain+"/approver/ROLE/PERSON)", http.StatusForbidden)
