@@ -47,7 +47,9 @@ func TestCommandsAndLockSets(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.Apply(ctx, func(tx *store.Tx) error { return tx.AddCommand(store.Command{ID: "c3", Nonce: "aa", Scope: "fleet", Name: "deny"}, nil) })
+		_, err := s.Apply(ctx, func(tx *store.Tx) error {
+			return tx.AddCommand(store.Command{ID: "c3", Nonce: "aa", Scope: "fleet", Name: "deny"}, nil)
+		})
 		if !errors.Is(err, store.ErrDuplicate) {
 			t.Fatalf("same nonce: %v", err)
 		}
