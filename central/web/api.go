@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /metrics", s.metrics)
 	m.HandleFunc("GET /live", s.live)
 	s.pageRoutes()
+	s.commandRoutes()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
