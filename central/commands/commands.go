@@ -361,9 +361,9 @@ func Check(p command.Payload, now time.Time) error {
 	case len(p.Nonce) < command.MinNonce || len(p.Nonce) > command.MaxNonce:
 		return fmt.Errorf("nonce of %d bytes (%d..%d)", len(p.Nonce), command.MinNonce, command.MaxNonce)
 	}
-	for _, a := range p.Args {
-		if a == "" || len(a) > 256 {
-			return errors.New("an argument is empty or longer than 256 bytes")
+	for i, a := range p.Args {
+		if (i == 0 && a == "") || len(a) > 256 {
+			return errors.New("the first argument is empty, or an argument is longer than 256 bytes")
 		}
 	}
 	if p.Name == command.Approve {
