@@ -176,7 +176,9 @@ type apiErr struct {
 	msg  string
 }
 
-func (e *apiErr) Error() string { return fmt.Sprintf("central refused (%d %s): %s", e.code, http.StatusText(e.code), e.msg) }
+func (e *apiErr) Error() string {
+	return fmt.Sprintf("central refused (%d %s): %s", e.code, http.StatusText(e.code), e.msg)
+}
 
 // commonFlags are the flags every API-facing subcommand takes.
 type commonFlags struct {

@@ -188,7 +188,9 @@ func fleetCommands(t *testing.T, db string) {
 	ann, bob := pki.Approver(t, "security", "ann"), pki.Approver(t, "security", "bob")
 	annCert, annKey := ann.WriteFiles(t, dir, "ann")
 	bobCert, bobKey := bob.WriteFiles(t, dir, "bob")
-	as := func(cert, key string) []string { return []string{"--api", e.api, "--cert", cert, "--key", key, "--ca", root} }
+	as := func(cert, key string) []string {
+		return []string{"--api", e.api, "--cert", cert, "--key", key, "--ca", root}
+	}
 
 	// Two gateways of site st-a report; gw-off then goes offline.
 	onDir, offDir := t.TempDir(), t.TempDir()
