@@ -465,12 +465,10 @@ func (s *Service) publish(ctx context.Context, c store.Command, t store.CommandT
 }
 
 // birth delivers what waits for gw: commands addressed to it, and site or
-// fleet commands that are still valid and it has not had yet.
+// fleet commands that are still valid and it has not had yet (publish
+// marks the expired ones instead).
 func (s *Service) birth(ctx context.Context, gw, site string) error {
 	now := s.clock.Now()
-	if _, err := s.o.Store.ExpireTargets(ctx, now); err != nil {
-		return err
-	}
 	scoped, err := s.o.Store.ScopedActive(ctx, gw, site, now)
 	if err != nil {
 		return err

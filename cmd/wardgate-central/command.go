@@ -23,6 +23,7 @@ import (
 	"github.com/wardgate/wardgate/certs"
 	gwconfig "github.com/wardgate/wardgate/config"
 	"github.com/wardgate/wardgate/wire/command"
+	"github.com/wardgate/wardgate/wire/envelope"
 	"github.com/wardgate/wardgate/wire/lockset"
 )
 
@@ -490,6 +491,13 @@ func cmdLockSet(stdout, stderr io.Writer, args []string) int {
 		named := false
 		for _, a := range s.Approvers {
 			named = named || a == op.uri
+		}
+		var sigs [][]byte
+		_ = envelope.Unmarshal(data, &sigs)
+		for _, raw := range sigs {
+			if sg, err := envelope.Parse(raw); err == nil && len(sg.Chain) > 0 && len(sg.Chain[0].URIs) == 1 && sg.Chain[0].URIs[0].String() == op.uri {
+				return fail(exitUsage, "%s: you (%s) signed it already; the other approvers it names cosign it: %v", *in, op.uri, s.Approvers)
+			}
 		}
 		if !named {
 			return fail(exitUsage, "%s names approvers %v, not you (%s): the first signer must name you with --cosigner", *in, s.Approvers, op.uri)
