@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -146,6 +147,9 @@ func (s *Service) Observe(m *envelope.Message) {
 		}
 		s.push(job{kind: jobReply, gw: m.Gateway, at: at, reply: r})
 	case envelope.KindEvent:
+		if !bytes.Contains(m.Body, lockSetKind) {
+			return // most events: skip the decode on ingest's goroutine
+		}
 		var e wire.Event
 		if err := envelope.Unmarshal(m.Body, &e); err != nil {
 			return
@@ -155,6 +159,8 @@ func (s *Service) Observe(m *envelope.Message) {
 		}
 	}
 }
+
+var lockSetKind = []byte("authority.lockset_")
 
 // The gateway's lock-set events (gateway/authority; the wire contract is
 // the kind and the scope and version attributes).
