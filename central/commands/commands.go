@@ -51,8 +51,18 @@ type Options struct {
 	Publish func(topic string, payload []byte, retain bool) error
 	// SweepEvery is how often expired targets are marked; default 10s.
 	SweepEvery time.Duration
-	Clock      clockwork.Clock
-	Logger     *slog.Logger
+	// Endorser is central's own key and chain (spiffe://TD/svc/central):
+	// every lock set is published with central's endorsement
+	// (lockset.Endorse), which keeps it acceptable after its approvers'
+	// day-long certificates expired. Nil: published as the approvers
+	// signed it.
+	Endorser *lockset.Signer
+	// ReendorseEvery is how often the newest unexpired set of every scope
+	// is endorsed and published again; default 12h (well within central's
+	// certificate lifetime).
+	ReendorseEvery time.Duration
+	Clock          clockwork.Clock
+	Logger         *slog.Logger
 	// OnChange, when set, is called after the queue changed state (for
 	// live pages); keep it short.
 	OnChange func()
@@ -80,6 +90,7 @@ const (
 	jobLockSetEvent                  // authority.lockset_* from gw
 	jobConnected                     // central (re)subscribed
 	jobPublishLockSet                // publish a stored lock set: scope
+	jobRepublish                     // endorse and publish every scope's set again
 )
 
 type job struct {
@@ -105,6 +116,9 @@ func New(o Options) (*Service, error) {
 	}
 	if o.SweepEvery <= 0 {
 		o.SweepEvery = 10 * time.Second
+	}
+	if o.ReendorseEvery <= 0 {
+		o.ReendorseEvery = 12 * time.Hour
 	}
 	s := &Service{o: o, clock: o.Clock, log: o.Logger.With("component", "central-commands"), wake: make(chan struct{}, 1)}
 	s.push(job{kind: jobConnected}) // at start, Run re-checks what is due
@@ -178,12 +192,16 @@ func (s *Service) Connected() { s.push(job{kind: jobConnected}) }
 func (s *Service) Run(ctx context.Context) error {
 	t := s.clock.NewTicker(s.o.SweepEvery)
 	defer t.Stop()
+	re := s.clock.NewTicker(s.o.ReendorseEvery)
+	defer re.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.Chan():
 			s.sweep(ctx)
+		case <-re.Chan():
+			s.push(job{kind: jobRepublish})
 		case <-s.wake:
 			for {
 				s.mu.Lock()
@@ -235,6 +253,8 @@ func (s *Service) do(ctx context.Context, j job) {
 		err = s.lockSetEvent(ctx, j.gw, j.event, j.at)
 	case jobConnected:
 		err = s.connected(ctx)
+	case jobRepublish:
+		err = s.republish(ctx)
 	case jobPublishLockSet:
 		err = s.publishLockSet(ctx, j.id)
 	}
@@ -538,14 +558,8 @@ func clip(s string) string {
 }
 
 func (s *Service) connected(ctx context.Context) error {
-	sets, err := s.o.Store.LockSets(ctx)
-	if err != nil {
+	if err := s.republish(ctx); err != nil {
 		return err
-	}
-	for _, ls := range sets {
-		if err := s.publishSet(ls); err != nil {
-			s.log.Warn("lock set not published; retried at central's next reconnection", "scope", ls.Scope, "version", ls.Version, "err", err)
-		}
 	}
 	if _, err := s.o.Store.ExpireTargets(ctx, s.clock.Now()); err != nil {
 		return err

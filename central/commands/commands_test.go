@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"crypto/x509/pkix"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -43,6 +45,8 @@ type env struct {
 	pki   *certstest.MiniPKI
 	ann   *certstest.Identity
 	bob   *certstest.Identity
+	// central is central's identity, valid for 30 days (it endorses).
+	central lockset.Signer
 
 	mu  sync.Mutex
 	pub []published
@@ -56,9 +60,14 @@ func newEnv(t *testing.T, dsn string) *env {
 	}
 	e := &env{t: t, ctx: ctx, clock: clockwork.NewFakeClockAt(time.Now()), st: st, pki: certstest.NewMini(t)}
 	e.ann, e.bob = e.pki.Approver(t, "security", "ann"), e.pki.Approver(t, "security", "bob")
+	u, _ := url.Parse(certs.ServiceURI(td, "central"))
+	leaf, key := e.pki.Sign(t, &x509.Certificate{Subject: pkix.Name{CommonName: "central"}, URIs: []*url.URL{u},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+		time.Now().Add(-time.Hour), time.Now().Add(30*24*time.Hour))
+	e.central = lockset.Signer{Key: key, Chain: []*x509.Certificate{leaf, e.pki.CA.Intermediate}}
 	v := certs.NewVerifier(certs.NewBundle(e.pki.CA.Root), e.clock)
 	pol := certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")}, MaxLifetime: 48 * time.Hour}
-	e.svc, err = commands.New(commands.Options{Store: st, TrustDomain: td, Clock: e.clock,
+	e.svc, err = commands.New(commands.Options{Store: st, TrustDomain: td, Clock: e.clock, Endorser: &e.central,
 		Approver: func(chain []*x509.Certificate, _ time.Time) (string, error) {
 			id, err := v.Verify(chain, pol)
 			return id.URI, err
@@ -389,11 +398,57 @@ func TestLockSets(t *testing.T) {
 		e.svc.Connected()
 		e.await("republished at reconnection", func() bool { return e.publishedTo(fleet) == 3 && e.publishedTo(lockset.Topic(lockset.Site("a"))) == 2 })
 
+		// The published set carries central's endorsement: a gateway
+		// accepts it after its approvers' certificates expired, and refuses
+		// the approvers' signatures alone then. Two approvers with
+		// certificates of two hours sign version 4.
+		short := func(person string) *certstest.Identity {
+			u, _ := url.Parse("spiffe://" + td + "/approver/security/" + person)
+			leaf, key := e.pki.Sign(t, &x509.Certificate{Subject: pkix.Name{CommonName: person}, URIs: []*url.URL{u},
+				KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+				time.Now().Add(-time.Hour), time.Now().Add(2*time.Hour))
+			return &certstest.Identity{Key: key, Chain: []*x509.Certificate{leaf, e.pki.CA.Intermediate}}
+		}
+		dave, erin := short("dave"), short("erin")
+		if _, err := e.svc.SubmitLockSet(e.ctx, e.lockSet(lockset.ScopeFleet, 4, dave, erin), uri(dave)); err != nil {
+			t.Fatal(err)
+		}
+		e.await("v4 published", func() bool { return e.publishedTo(fleet) == 4 })
+		v := certs.NewVerifier(certs.NewBundle(e.pki.CA.Root), nil)
+		at := func(p certs.PeerPolicy) command.VerifyApprover {
+			return func(chain []*x509.Certificate, now time.Time) (string, error) {
+				id, err := v.VerifyAt(chain, p, now)
+				return id.URI, err
+			}
+		}
+		opts := lockset.VerifyOptions{
+			Approver: at(certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")}, MaxLifetime: 48 * time.Hour}),
+			Central:  at(certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern(certs.ServiceURI(td, "central"))}, MaxLifetime: 90 * 24 * time.Hour})}
+		later := time.Now().Add(3 * time.Hour) // past dave's and erin's certificates, within the set's day
+		var endorsed []byte
+		e.mu.Lock()
+		for _, p := range e.pub {
+			if p.topic == fleet {
+				endorsed = p.data
+			}
+		}
+		e.mu.Unlock()
+		if s, err := lockset.VerifyWith(endorsed, td, later, opts); err != nil || s.Version != 4 {
+			t.Fatalf("endorsed set after its approvers' certificates: %v", err)
+		}
+		stored, _ := e.st.LockSet(e.ctx, lockset.ScopeFleet)
+		if _, err := lockset.VerifyWith(stored.Signed, td, later, opts); err == nil || !strings.Contains(err.Error(), "expired") {
+			t.Fatalf("the approvers' signatures alone later: %v", err)
+		}
+		// Central endorses and publishes its sets again every 12 hours.
+		e.clock.Advance(12 * time.Hour)
+		e.await("re-endorsed", func() bool { return e.publishedTo(fleet) == 5 })
+
 		ev := func(gw, kind, version string) {
 			body, _ := wire.EventBody(wire.Event{Kind: kind, Severity: "warning", Attrs: map[string]string{"scope": "fleet", "version": version, "reason": "older"}})
 			e.svc.Observe(&envelope.Message{Envelope: envelope.Envelope{Gateway: gw, Kind: envelope.KindEvent, Time: e.clock.Now().UnixMilli(), Body: body}})
 		}
-		ev("gw-1", commands.EvLockSetApplied, "3")
+		ev("gw-1", commands.EvLockSetApplied, "4")
 		ev("gw-2", commands.EvLockSetApplied, "1")
 		ev("gw-2", commands.EvLockSetRefused, "1")
 		var view commands.LockSetView
@@ -401,7 +456,7 @@ func TestLockSets(t *testing.T) {
 			view, err = commands.LockSet(e.ctx, e.st, lockset.ScopeFleet)
 			return err == nil && view.Current == 1 && view.Behind == 2
 		})
-		if view.Version != 3 || len(view.Gateways) != 3 || view.Gateways[1].Version != 1 || view.Gateways[1].RefusedReason != "older" || view.Gateways[2].Version != 0 {
+		if view.Version != 4 || len(view.Gateways) != 3 || view.Gateways[1].Version != 1 || view.Gateways[1].RefusedReason != "older" || view.Gateways[2].Version != 0 {
 			t.Fatalf("view %+v", view)
 		}
 		all, err := commands.LockSets(e.ctx, e.st)

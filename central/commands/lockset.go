@@ -83,12 +83,37 @@ func (s *Service) publishLockSet(ctx context.Context, scope string) error {
 	return nil
 }
 
-// publishSet publishes ls retained on its scope's topic.
+// republish endorses and publishes the newest unexpired set of every
+// scope again.
+func (s *Service) republish(ctx context.Context) error {
+	sets, err := s.o.Store.LockSets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ls := range sets {
+		if err := s.publishSet(ls); err != nil {
+			s.log.Warn("lock set not published; retried at central's next reconnection", "scope", ls.Scope, "version", ls.Version, "err", err)
+		}
+	}
+	return nil
+}
+
+// publishSet publishes ls, with central's endorsement made now, retained
+// on its scope's topic. An expired set is not published again (gateways
+// would only refuse it); a newer version replaces it.
 func (s *Service) publishSet(ls store.LockSet) error {
-	if s.o.Publish == nil {
+	now := s.clock.Now()
+	if s.o.Publish == nil || !now.Before(ls.Expires) {
 		return nil
 	}
-	return s.o.Publish(lockset.Topic(ls.Scope), ls.Signed, true)
+	data := ls.Signed
+	if s.o.Endorser != nil {
+		var err error
+		if data, err = lockset.Endorse(ls.Signed, *s.o.Endorser, now); err != nil {
+			return err
+		}
+	}
+	return s.o.Publish(lockset.Topic(ls.Scope), data, true)
 }
 
 // lockSetEvent records what a gateway reported about a lock set.

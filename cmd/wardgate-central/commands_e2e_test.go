@@ -103,7 +103,15 @@ func startGateway(t *testing.T, pki *certstest.MiniPKI, brokerURL, id, site, sta
 		},
 		LockSetTopics: lockset.Topics(id, site),
 		LockSets: func(topic string, data []byte) {
-			s, err := lockset.Verify(data, td, time.Now(), verify(approverPol))
+			// As gateway/agent does: central's endorsement vouches for a
+			// set once its approvers' certificates expired.
+			at := func(p certs.PeerPolicy) command.VerifyApprover {
+				return func(chain []*x509.Certificate, now time.Time) (string, error) {
+					i, err := v.VerifyAt(chain, p, now)
+					return i.URI, err
+				}
+			}
+			s, err := lockset.VerifyWith(data, td, time.Now(), lockset.VerifyOptions{Approver: at(approverPol), Central: at(centralPol)})
 			if err == nil && !s.Applies(id, site) {
 				err = fmt.Errorf("lock set for %s does not apply", s.Scope)
 			}
