@@ -522,6 +522,11 @@ func (b *batchWork) commit(ctx context.Context) error {
 		}
 	}
 	b.in.latMu.Unlock()
+	if b.in.o.OnApplied != nil {
+		for _, it := range b.applied {
+			b.in.o.OnApplied(it.msg)
+		}
+	}
 	if b.in.o.OnChange != nil {
 		ch := Change{Events: n, Findings: len(b.findings)}
 		for id := range b.dirty {

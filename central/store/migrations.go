@@ -164,4 +164,62 @@ var migrations = []string{
 		note TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX recording_audit_rec ON recording_audit (gateway, session_id, id);`,
+	// 3: durable fleet commands, their per-gateway delivery, lock sets and
+	// the lock-set version each gateway applied (central/commands).
+	`CREATE TABLE commands (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		args TEXT NOT NULL DEFAULT '[]',
+		scope TEXT NOT NULL,
+		nonce TEXT NOT NULL,
+		signer TEXT NOT NULL,
+		submitted_by TEXT NOT NULL,
+		note TEXT NOT NULL DEFAULT '',
+		issued_ms BIGINT NOT NULL,
+		expires_ms BIGINT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		signed TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX commands_nonce ON commands (nonce);
+	CREATE INDEX commands_expires ON commands (expires_ms);
+	CREATE TABLE command_targets (
+		command TEXT NOT NULL,
+		gateway TEXT NOT NULL,
+		state TEXT NOT NULL,
+		queued_ms BIGINT NOT NULL DEFAULT 0,
+		delivered_ms BIGINT NOT NULL DEFAULT 0,
+		deliveries INTEGER NOT NULL DEFAULT 0,
+		applied_ms BIGINT NOT NULL DEFAULT 0,
+		rejected_ms BIGINT NOT NULL DEFAULT 0,
+		expired_ms BIGINT NOT NULL DEFAULT 0,
+		reason TEXT NOT NULL DEFAULT '',
+		result TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (command, gateway)
+	);
+	CREATE INDEX command_targets_gateway ON command_targets (gateway, state);
+	CREATE TABLE locksets (
+		scope TEXT NOT NULL,
+		version BIGINT NOT NULL,
+		issued_ms BIGINT NOT NULL,
+		expires_ms BIGINT NOT NULL,
+		approvers TEXT NOT NULL DEFAULT '[]',
+		locks TEXT NOT NULL DEFAULT '[]',
+		submitted_by TEXT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		signed TEXT NOT NULL,
+		PRIMARY KEY (scope, version)
+	);
+	CREATE TABLE lockset_applied (
+		gateway TEXT NOT NULL,
+		scope TEXT NOT NULL,
+		version BIGINT NOT NULL DEFAULT 0,
+		applied_ms BIGINT NOT NULL DEFAULT 0,
+		refused_version BIGINT NOT NULL DEFAULT 0,
+		refused_ms BIGINT NOT NULL DEFAULT 0,
+		refused_reason TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (gateway, scope)
+	);`,
 }
+
+// LatestSchema is the schema version this binary migrates to.
+func LatestSchema() int { return len(migrations) }

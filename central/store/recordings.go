@@ -261,9 +261,6 @@ func (s *Store) RecordingAuditTrail(ctx context.Context, gateway, session string
 	return out, rows.Err()
 }
 
-// LatestSchema is the schema version this binary migrates to.
-func LatestSchema() int { return len(migrations) }
-
 // RecordingExported records that who exported the recording's bundle.
 func (s *Store) RecordingExported(ctx context.Context, gateway, session, who string, at time.Time) error {
 	return s.changeRecording(ctx, gateway, session, at, who, RecordingExportedAction, "", `reviewed_ms = reviewed_ms`)

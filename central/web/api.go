@@ -34,6 +34,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /live", s.live)
 	s.pageRoutes()
 	s.recordingRoutes()
+	s.commandRoutes()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -123,7 +123,7 @@ func newRecFixture(t *testing.T, dsn string, clock clockwork.Clock) *recFixture 
 	return &recFixture{st: st, srv: srv, pki: pki, arch: arch}
 }
 
-func post(t *testing.T, h http.Handler, path, ctype, body string) *httptest.ResponseRecorder {
+func postForm(t *testing.T, h http.Handler, path, ctype, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("POST", path, strings.NewReader(body))
@@ -158,19 +158,19 @@ func TestRecordings(t *testing.T) {
 			t.Fatalf("live refresh of the playback: %d", frag.Code)
 		}
 		// Review and hold through the forms.
-		if r := post(t, h, "/recordings/gw-1/S-1/review", "application/x-www-form-urlencoded", "note=ok"); r.Code != http.StatusSeeOther {
+		if r := postForm(t, h, "/recordings/gw-1/S-1/review", "application/x-www-form-urlencoded", "note=ok"); r.Code != http.StatusSeeOther {
 			t.Fatalf("review: %d %s", r.Code, r.Body)
 		}
-		if r := post(t, h, "/recordings/gw-1/S-1/hold", "application/x-www-form-urlencoded", "action=set&reason="); r.Code != 400 {
+		if r := postForm(t, h, "/recordings/gw-1/S-1/hold", "application/x-www-form-urlencoded", "action=set&reason="); r.Code != 400 {
 			t.Fatalf("hold without reason: %d", r.Code)
 		}
-		if r := post(t, h, "/recordings/gw-1/S-1/hold", "application/x-www-form-urlencoded", "action=set&reason="+url.QueryEscape("case 42")); r.Code != http.StatusSeeOther {
+		if r := postForm(t, h, "/recordings/gw-1/S-1/hold", "application/x-www-form-urlencoded", "action=set&reason="+url.QueryEscape("case 42")); r.Code != http.StatusSeeOther {
 			t.Fatalf("hold: %d %s", r.Code, r.Body)
 		}
-		if r := post(t, h, "/recordings/gw-1/S-1/hold", "application/x-www-form-urlencoded", "action=maybe"); r.Code != 400 {
+		if r := postForm(t, h, "/recordings/gw-1/S-1/hold", "application/x-www-form-urlencoded", "action=maybe"); r.Code != 400 {
 			t.Fatalf("bad action: %d", r.Code)
 		}
-		if r := post(t, h, "/recordings/gw-1/nope/review", "application/x-www-form-urlencoded", ""); r.Code != 404 {
+		if r := postForm(t, h, "/recordings/gw-1/nope/review", "application/x-www-form-urlencoded", ""); r.Code != 404 {
 			t.Fatalf("review of a missing recording: %d", r.Code)
 		}
 		_, body, _ = get(t, h, "/recordings/gw-1/S-1")
@@ -201,10 +201,10 @@ func TestRecordings(t *testing.T) {
 		if code, _, _ := get(t, h, "/api/v1/recordings/gw-1/nope"); code != 404 {
 			t.Fatalf("missing: %d", code)
 		}
-		if r := post(t, h, "/api/v1/recordings/gw-1/S-1/hold", "application/json", `{"hold":false,"reason":"case closed"}`); r.Code != 200 {
+		if r := postForm(t, h, "/api/v1/recordings/gw-1/S-1/hold", "application/json", `{"hold":false,"reason":"case closed"}`); r.Code != 200 {
 			t.Fatalf("api hold clear: %d %s", r.Code, r.Body)
 		}
-		if r := post(t, h, "/api/v1/recordings/gw-1/S-1/review", "application/json", `{"nope":1}`); r.Code != 400 {
+		if r := postForm(t, h, "/api/v1/recordings/gw-1/S-1/review", "application/json", `{"nope":1}`); r.Code != 400 {
 			t.Fatalf("unknown field: %d", r.Code)
 		}
 		// The bundle verifies; the awaiting one has none.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/wardgate/wardgate/central/commands"
 	"github.com/wardgate/wardgate/central/ingest"
 	"github.com/wardgate/wardgate/central/store"
 	"github.com/wardgate/wardgate/certs"
@@ -28,6 +29,9 @@ type Options struct {
 	Version string
 	Clock   clockwork.Clock
 	Logger  *slog.Logger
+	// Commands queues submitted commands and lock sets; nil: the submit
+	// endpoints answer 503 (reads still work).
+	Commands *commands.Service
 	// User names the authenticated user of r; default: the SPIFFE
 	// identity of the TLS client certificate, which must be an approver.
 	User func(r *http.Request) (string, error)
