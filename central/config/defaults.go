@@ -14,6 +14,10 @@ const (
 	DefaultOperatorCert   = 24 * time.Hour
 	DefaultAMQPQueue      = "wardgate-central-ingest"
 	DefaultAMQPPrefetch   = 1000
+	// DefaultArchiveRetention keeps recordings six years.
+	DefaultArchiveRetention  = 2190 * 24 * time.Hour
+	DefaultArchivePruneEvery = time.Hour
+	DefaultArchiveMaxSize    = 4 << 30
 )
 
 func applyDefaults(c *Config) {
@@ -41,6 +45,13 @@ func applyDefaults(c *Config) {
 		str(&c.AMQP.Queue, DefaultAMQPQueue)
 		if c.AMQP.Prefetch == 0 {
 			c.AMQP.Prefetch = DefaultAMQPPrefetch
+		}
+	}
+	if a := c.Archive; a != nil {
+		dur(&a.Retention.Default, DefaultArchiveRetention)
+		dur(&a.PruneEvery, DefaultArchivePruneEvery)
+		if a.MaxSize == 0 {
+			a.MaxSize = DefaultArchiveMaxSize
 		}
 	}
 }

@@ -225,8 +225,13 @@ func declareQueue(ch *amqp.Channel, queue string) error {
 }
 
 // amqpPublish sends a command through amq.topic and waits for the
-// broker's confirmation.
-func (in *Ingester) amqpPublish(topic string, payload []byte) error {
+// broker's confirmation. AMQP cannot ask the MQTT plugin to retain a
+// message: a retained publish (a lock set) reaches the gateways
+// subscribed now, and is logged once.
+func (in *Ingester) amqpPublish(topic string, payload []byte, retain bool) error {
+	if retain && in.retainWarned.CompareAndSwap(false, true) {
+		in.log.Warn("with amqp: a retained publish reaches only the gateways connected now (the MQTT plugin retains only MQTT publishes); gateways get it at the next republish", "topic", topic)
+	}
 	p := in.amqpPub.Load()
 	if p == nil {
 		return errors.New("not connected to a broker")

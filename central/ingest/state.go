@@ -69,6 +69,10 @@ type batchWork struct {
 	applied  []item              // for latency
 	done     []func(bool)        // source hooks of the items this batch finishes
 	marks    map[string][]uint64 // shared mode: seqs applied, for MarkSeqs
+
+	// recordings are vendor.session_end events with their signed bytes,
+	// for the recordings archive.
+	recordings []store.Recording
 }
 
 type invWrite struct {
@@ -406,6 +410,11 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		if strings.HasPrefix(e.Kind, "vendor.") && e.Attrs["grant"] != "" {
 			b.sessions = append(b.sessions, ev)
 		}
+		if e.Kind == "vendor.session_end" && e.Attrs["session"] != "" {
+			b.recordings = append(b.recordings, store.Recording{Gateway: g.ID, Session: e.Attrs["session"], Grant: e.Attrs["grant"],
+				Vendor: e.Attrs["vendor"], Device: e.Attrs["device"], Seq: m.Seq, Ended: at, Received: it.received, Hash: e.Attrs["hash"],
+				EventCOSE: it.payload})
+		}
 	case envelope.KindInventory:
 		inv, err := wire.DecodeInventory(m.Body)
 		if err != nil {
@@ -509,6 +518,11 @@ func (b *batchWork) commit(ctx context.Context) error {
 				return err
 			}
 		}
+		for _, r := range b.recordings {
+			if err := tx.PutRecordingEnd(r); err != nil {
+				return err
+			}
+		}
 		if err := b.sharedWrites(tx); err != nil {
 			return err
 		}
@@ -548,6 +562,11 @@ func (b *batchWork) commit(ctx context.Context) error {
 		}
 	}
 	b.in.latMu.Unlock()
+	if b.in.o.OnApplied != nil {
+		for _, it := range b.applied {
+			b.in.o.OnApplied(it.msg)
+		}
+	}
 	if b.in.o.OnChange != nil {
 		ch := Change{Events: n, Findings: len(b.findings)}
 		for id := range b.dirty {

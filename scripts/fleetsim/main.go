@@ -54,10 +54,15 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 1000, "messages per second of the latency phase")
 	flag.DurationVar(&o.steady, "for", 10*time.Second, "length of the latency phase")
 	flag.DurationVar(&o.budget, "budget", 4*time.Minute, "give up after this long")
+	flag.StringVar(&o.mode, "mode", "ingest", "ingest (throughput and latency) or lock (fleet lock-set delivery, lockbench.go)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), o.budget)
 	defer cancel()
-	err := run(ctx, os.Stdout, o)
+	runMode := run
+	if o.mode == "lock" {
+		runMode = runLock
+	}
+	err := runMode(ctx, os.Stdout, o)
 	storetest.Stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleetsim:", err)
@@ -67,6 +72,7 @@ func main() {
 
 type opts struct {
 	central, db     string
+	mode            string
 	gateways, burst int
 	rate            int
 	steady, budget  time.Duration
