@@ -145,8 +145,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	approvers := web.ApproverPolicy(cfg.Central.TrustDomain, cfg.Central.OperatorCertLifetime.D())
 	cmds, err = commands.New(commands.Options{Store: st, TrustDomain: cfg.Central.TrustDomain, Publish: in.Publish,
-		Endorser: &lockset.Signer{Key: id.Key, Chain: id.Chain},
-		Clock:    o.Clock, Logger: o.Logger,
+		Endorser: &lockset.Signer{Key: id.Key, Chain: id.Chain}, NoRetain: cfg.AMQP != nil,
+		Clock: o.Clock, Logger: o.Logger,
 		Approver: func(chain []*x509.Certificate, _ time.Time) (string, error) {
 			who, err := id.Verifier.Verify(chain, approvers)
 			if err != nil {

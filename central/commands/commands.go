@@ -57,6 +57,12 @@ type Options struct {
 	// day-long certificates expired. Nil: published as the approvers
 	// signed it.
 	Endorser *lockset.Signer
+	// NoRetain says the broker connection cannot retain (the AMQP source:
+	// RabbitMQ's MQTT plugin retains only MQTT publishes). Central then
+	// publishes the newest sets that apply to a gateway on the gateway's
+	// own lock-set topic at each of its births, so a gateway that was
+	// offline still converges as soon as it is back.
+	NoRetain bool
 	// ReendorseEvery is how often the newest unexpired set of every scope
 	// is endorsed and published again; default 12h (well within central's
 	// certificate lifetime).
@@ -513,6 +519,9 @@ func (s *Service) birth(ctx context.Context, gw, site string) error {
 		if err := s.publish(ctx, p.Command, p.Target); err != nil {
 			return err
 		}
+	}
+	if s.o.NoRetain {
+		return s.lockSetsAtBirth(ctx, gw, site)
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ type env struct {
 	pub []published
 }
 
-func newEnv(t *testing.T, dsn string) *env {
+func newEnv(t *testing.T, dsn string, mods ...func(*commands.Options)) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
@@ -67,7 +67,7 @@ func newEnv(t *testing.T, dsn string) *env {
 	e.central = lockset.Signer{Key: key, Chain: []*x509.Certificate{leaf, e.pki.CA.Intermediate}}
 	v := certs.NewVerifier(certs.NewBundle(e.pki.CA.Root), e.clock)
 	pol := certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern("spiffe://" + td + "/approver/**")}, MaxLifetime: 48 * time.Hour}
-	e.svc, err = commands.New(commands.Options{Store: st, TrustDomain: td, Clock: e.clock, Endorser: &e.central,
+	o := commands.Options{Store: st, TrustDomain: td, Clock: e.clock, Endorser: &e.central,
 		Approver: func(chain []*x509.Certificate, _ time.Time) (string, error) {
 			id, err := v.Verify(chain, pol)
 			return id.URI, err
@@ -77,7 +77,11 @@ func newEnv(t *testing.T, dsn string) *env {
 			defer e.mu.Unlock()
 			e.pub = append(e.pub, published{topic, data, retain})
 			return nil
-		}})
+		}}
+	for _, m := range mods {
+		m(&o)
+	}
+	e.svc, err = commands.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,6 +466,38 @@ func TestLockSets(t *testing.T) {
 		all, err := commands.LockSets(e.ctx, e.st)
 		if err != nil || len(all) != 2 || all[1].Scope != "site/a" || len(all[1].Gateways) != 2 {
 			t.Fatalf("all %+v %v", all, err)
+		}
+	})
+}
+
+// TestLockSetsWithoutRetain: over AMQP nothing is retained, so central
+// sends the sets that apply to a gateway on its own topic at its birth.
+func TestLockSetsWithoutRetain(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn, func(o *commands.Options) { o.NoRetain = true })
+		if _, err := e.svc.SubmitLockSet(e.ctx, e.lockSet(lockset.Site("a"), 1, e.ann), uri(e.ann)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.SubmitLockSet(e.ctx, e.lockSet(lockset.ScopeFleet, 1, e.ann, e.bob), uri(e.ann)); err != nil {
+			t.Fatal(err)
+		}
+		gw2, gw3 := lockset.Topic(lockset.Gateway("gw-2")), lockset.Topic(lockset.Gateway("gw-3"))
+		e.birth("gw-2", "a")
+		e.birth("gw-3", "b")
+		e.await("sets sent at the births", func() bool { return e.publishedTo(gw2) == 2 && e.publishedTo(gw3) == 1 })
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, p := range e.pub {
+			if p.topic != gw2 && p.topic != gw3 {
+				continue
+			}
+			if p.retain {
+				t.Fatalf("a set sent at a birth was retained on %s", p.topic)
+			}
+			s, err := lockset.Decode(p.data)
+			if err != nil || (p.topic == gw3 && s.Scope != lockset.ScopeFleet) {
+				t.Fatalf("%s got %+v %v", p.topic, s, err)
+			}
 		}
 	})
 }

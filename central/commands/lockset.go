@@ -102,6 +102,10 @@ func (s *Service) republish(ctx context.Context) error {
 // on its scope's topic. An expired set is not published again (gateways
 // would only refuse it); a newer version replaces it.
 func (s *Service) publishSet(ls store.LockSet) error {
+	return s.publishSetTo(ls, lockset.Topic(ls.Scope), true)
+}
+
+func (s *Service) publishSetTo(ls store.LockSet, topic string, retain bool) error {
 	now := s.clock.Now()
 	if s.o.Publish == nil || !now.Before(ls.Expires) {
 		return nil
@@ -113,7 +117,27 @@ func (s *Service) publishSet(ls store.LockSet) error {
 			return err
 		}
 	}
-	return s.o.Publish(lockset.Topic(ls.Scope), data, true)
+	return s.o.Publish(topic, data, retain)
+}
+
+// lockSetsAtBirth publishes, without retain, the newest sets of the
+// fleet, of gw's site and of gw on gw's own lock-set topic (NoRetain).
+// The gateway checks each set's scope, not the topic it came on, and
+// quietly ignores a version it already applied.
+func (s *Service) lockSetsAtBirth(ctx context.Context, gw, site string) error {
+	sets, err := s.o.Store.LockSets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ls := range sets {
+		if ls.Scope != lockset.ScopeFleet && ls.Scope != lockset.Gateway(gw) && (site == "" || ls.Scope != lockset.Site(site)) {
+			continue
+		}
+		if err := s.publishSetTo(ls, lockset.Topic(lockset.Gateway(gw)), false); err != nil {
+			s.log.Warn("lock set not sent at birth", "gateway", gw, "scope", ls.Scope, "version", ls.Version, "err", err)
+		}
+	}
+	return nil
 }
 
 // lockSetEvent records what a gateway reported about a lock set.

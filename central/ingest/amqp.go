@@ -230,7 +230,7 @@ func declareQueue(ch *amqp.Channel, queue string) error {
 // subscribed now, and is logged once.
 func (in *Ingester) amqpPublish(topic string, payload []byte, retain bool) error {
 	if retain && in.retainWarned.CompareAndSwap(false, true) {
-		in.log.Warn("with amqp: a retained publish reaches only the gateways connected now (the MQTT plugin retains only MQTT publishes); gateways get it at the next republish", "topic", topic)
+		in.log.Info("with amqp: a retained publish reaches only the gateways connected now (the MQTT plugin retains only MQTT publishes); central sends lock sets to the others at their births", "topic", topic)
 	}
 	p := in.amqpPub.Load()
 	if p == nil {
