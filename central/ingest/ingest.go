@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -245,8 +246,33 @@ func (in *Ingester) connection(ctx context.Context) bool {
 		c.Disconnect(0)
 		return false
 	}
+	// Verifying (an ECDSA check per message) is most of a message's cost:
+	// a fixed pool of workers, one per core, does it in parallel. paho's
+	// per-message goroutines only hand messages over, so they stay small
+	// instead of each growing a stack for the verification.
+	work := make(chan paho.Message, 256)
+	stop := make(chan struct{})
+	var workers sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				select {
+				case m := <-work:
+					in.Handle(ctx, m.Topic(), m.Payload())
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); workers.Wait() }()
 	st := c.Subscribe(wire.TopicPrefix+"+/#", 1, func(_ paho.Client, m paho.Message) {
-		in.Handle(ctx, m.Topic(), m.Payload())
+		select {
+		case work <- m:
+		case <-stop:
+		}
 	})
 	if !waitToken(ctx, st) || st.Error() != nil {
 		in.log.Warn("mqtt subscribe failed", "err", st.Error())

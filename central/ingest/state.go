@@ -478,6 +478,8 @@ func (b *batchWork) commit(ctx context.Context) error {
 			}
 		}
 		busy := len(b.applied) >= busyBatch
+		var rows []store.Gateway
+		var written []*gwState
 		for id := range b.dirty {
 			st := b.in.gws[id]
 			if busy && !st.major && b.now.Sub(st.flushedAt) < flushEvery {
@@ -485,9 +487,12 @@ func (b *batchWork) commit(ctx context.Context) error {
 				delete(b.dirty, id)
 				continue
 			}
-			if err := tx.PutGateway(st.g); err != nil {
-				return err
-			}
+			rows, written = append(rows, st.g), append(written, st)
+		}
+		if err := tx.PutGateways(rows); err != nil {
+			return err
+		}
+		for _, st := range written {
 			st.major, st.pending, st.flushedAt = false, false, b.now
 		}
 		return nil

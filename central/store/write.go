@@ -151,19 +151,47 @@ func (s *Store) Apply(ctx context.Context, fn func(*Tx) error) (int, error) {
 }
 
 // PutGateway writes g (insert or replace).
-func (t *Tx) PutGateway(g Gateway) error {
-	return t.exec(`INSERT INTO gateways (id, site, version, config_hash, signer, session, last_seq, death_seq, online, stale,
-		stale_reason, stale_since_ms, resync_ms, first_seen_ms, last_seen_ms, last_birth_ms, last_death_ms, clock_offset_ms,
-		gaps, messages, state, devices) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (id) DO UPDATE SET site=excluded.site, version=excluded.version, config_hash=excluded.config_hash,
-		signer=excluded.signer, session=excluded.session, last_seq=excluded.last_seq, death_seq=excluded.death_seq,
-		online=excluded.online, stale=excluded.stale, stale_reason=excluded.stale_reason, stale_since_ms=excluded.stale_since_ms,
-		resync_ms=excluded.resync_ms, first_seen_ms=excluded.first_seen_ms, last_seen_ms=excluded.last_seen_ms,
-		last_birth_ms=excluded.last_birth_ms, last_death_ms=excluded.last_death_ms, clock_offset_ms=excluded.clock_offset_ms,
-		gaps=excluded.gaps, messages=excluded.messages, state=excluded.state, devices=excluded.devices`,
-		g.ID, g.Site, g.Version, g.ConfigHash, g.Signer, int64(g.Session), int64(g.LastSeq), int64(g.DeathSeq), b2i(g.Online), b2i(g.Stale),
-		g.StaleReason, ms(g.StaleSince), ms(g.ResyncAt), ms(g.FirstSeen), ms(g.LastSeen), ms(g.LastBirth), ms(g.LastDeath), g.ClockOffsetMS,
-		int64(g.Gaps), int64(g.Messages), g.State, g.Devices)
+func (t *Tx) PutGateway(g Gateway) error { return t.PutGateways([]Gateway{g}) }
+
+const gatewayInsert = `INSERT INTO gateways (id, site, version, config_hash, signer, session, last_seq, death_seq, online, stale,
+	stale_reason, stale_since_ms, resync_ms, first_seen_ms, last_seen_ms, last_birth_ms, last_death_ms, clock_offset_ms,
+	gaps, messages, state, devices) VALUES `
+
+const gatewayUpsert = ` ON CONFLICT (id) DO UPDATE SET site=excluded.site, version=excluded.version, config_hash=excluded.config_hash,
+	signer=excluded.signer, session=excluded.session, last_seq=excluded.last_seq, death_seq=excluded.death_seq,
+	online=excluded.online, stale=excluded.stale, stale_reason=excluded.stale_reason, stale_since_ms=excluded.stale_since_ms,
+	resync_ms=excluded.resync_ms, first_seen_ms=excluded.first_seen_ms, last_seen_ms=excluded.last_seen_ms,
+	last_birth_ms=excluded.last_birth_ms, last_death_ms=excluded.last_death_ms, clock_offset_ms=excluded.clock_offset_ms,
+	gaps=excluded.gaps, messages=excluded.messages, state=excluded.state, devices=excluded.devices`
+
+// gatewaysPerInsert bounds the rows of one multi-row gateway upsert (22
+// parameters each).
+const gatewaysPerInsert = 100
+
+// PutGateways writes gs (insert or replace) in multi-row statements. The
+// ids must be distinct (a statement cannot upsert one row twice).
+func (t *Tx) PutGateways(gs []Gateway) error {
+	for len(gs) > 0 {
+		n := min(len(gs), gatewaysPerInsert)
+		var q strings.Builder
+		q.WriteString(gatewayInsert)
+		args := make([]any, 0, n*22)
+		for i, g := range gs[:n] {
+			if i > 0 {
+				q.WriteString(",")
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+			args = append(args, g.ID, g.Site, g.Version, g.ConfigHash, g.Signer, int64(g.Session), int64(g.LastSeq), int64(g.DeathSeq), b2i(g.Online), b2i(g.Stale),
+				g.StaleReason, ms(g.StaleSince), ms(g.ResyncAt), ms(g.FirstSeen), ms(g.LastSeen), ms(g.LastBirth), ms(g.LastDeath), g.ClockOffsetMS,
+				int64(g.Gaps), int64(g.Messages), g.State, g.Devices)
+		}
+		q.WriteString(gatewayUpsert)
+		if err := t.exec(q.String(), args...); err != nil {
+			return err
+		}
+		gs = gs[n:]
+	}
+	return nil
 }
 
 // AddEvent stores e unless an event with the same gateway and seq exists.
