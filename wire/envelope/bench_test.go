@@ -24,7 +24,9 @@ func BenchmarkVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	trusted := func(chain []*x509.Certificate, _ time.Time) (string, error) { return "spiffe://hospital.example/gateway/gw-bench", nil }
+	trusted := func(chain []*x509.Certificate, _ time.Time) (string, error) {
+		return "spiffe://hospital.example/gateway/gw-bench", nil
+	}
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
