@@ -195,29 +195,20 @@ func (t *Tx) PutGateways(gs []Gateway) error {
 }
 
 // AddEvent stores e unless an event with the same gateway and seq exists.
-func (t *Tx) AddEvent(e Event) error {
-	if e.Attrs == nil {
-		e.Attrs = map[string]string{}
-	}
-	res, err := t.tx.Exec(t.s.rebind(`INSERT INTO events (gateway, session, seq, time_ms, received_ms, kind, severity, device, identity, historical, attrs)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (gateway, seq) DO NOTHING`),
-		e.Gateway, int64(e.Session), int64(e.Seq), ms(e.Time), ms(e.Received), e.Kind, e.Severity, e.Device, e.Identity, b2i(e.Historical), js(e.Attrs))
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		t.EventsInserted++
-	}
-	return nil
-}
+func (t *Tx) AddEvent(e Event) error { return t.AddEvents([]Event{e}) }
 
 // eventsPerInsert bounds the rows of one multi-row INSERT (11 parameters
 // each, well below both databases' parameter limits).
 const eventsPerInsert = 200
 
+// hourMS is the width of an event_hours bucket.
+const hourMS = 3600000
+
 // AddEvents stores es in multi-row statements, skipping events whose
-// gateway and seq are already stored.
+// gateway and seq are already stored, and counts the new ones in
+// event_hours.
 func (t *Tx) AddEvents(es []Event) error {
+	hours := map[int64]int64{}
 	for len(es) > 0 {
 		n := min(len(es), eventsPerInsert)
 		var q strings.Builder
@@ -234,17 +225,59 @@ func (t *Tx) AddEvents(es []Event) error {
 			args = append(args, e.Gateway, int64(e.Session), int64(e.Seq), ms(e.Time), ms(e.Received), e.Kind, e.Severity, e.Device,
 				e.Identity, b2i(e.Historical), js(e.Attrs))
 		}
-		q.WriteString(" ON CONFLICT (gateway, seq) DO NOTHING")
-		res, err := t.tx.Exec(t.s.rebind(q.String()), args...)
+		// RETURNING names only the rows inserted (not the skipped
+		// duplicates), on both databases.
+		q.WriteString(" ON CONFLICT (gateway, seq) DO NOTHING RETURNING time_ms")
+		rows, err := t.tx.Query(t.s.rebind(q.String()), args...)
 		if err != nil {
 			return err
 		}
-		if k, _ := res.RowsAffected(); k > 0 {
-			t.EventsInserted += int(k)
+		for rows.Next() {
+			var at int64
+			if err := rows.Scan(&at); err != nil {
+				rows.Close()
+				return err
+			}
+			hours[at/hourMS]++
+			t.EventsInserted++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
 		}
 		es = es[n:]
 	}
-	return nil
+	return t.countHours(hours)
+}
+
+// countHours adds n[hour] to event_hours.
+func (t *Tx) countHours(n map[int64]int64) error {
+	var q strings.Builder
+	var args []any
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		q.WriteString(` ON CONFLICT (hour) DO UPDATE SET n = event_hours.n + excluded.n`)
+		err := t.exec(q.String(), args...)
+		q.Reset()
+		args = args[:0]
+		return err
+	}
+	for h, k := range n {
+		if len(args) == 0 {
+			q.WriteString(`INSERT INTO event_hours (hour, n) VALUES (?,?)`)
+		} else {
+			q.WriteString(",(?,?)")
+		}
+		args = append(args, h, k)
+		if len(args) >= 2000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 // PutInventory replaces the devices, accounts and exceptions of gateway.
