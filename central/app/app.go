@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	stopPprof, err := servePprof(cfg.Central.PprofListen, log)
+	stopPprof, _, err := servePprof(cfg.Central.PprofListen, log)
 	if err != nil {
 		return err
 	}

@@ -13,15 +13,16 @@ import (
 
 // servePprof serves Go's profiler on addr (central.pprof_listen, a
 // loopback address checked by the config) until the returned stop is
-// called; with addr empty it does nothing. The profiler has no
-// authentication: it is for an operator on the host, never for the network.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+// called, and returns the address it listens on; with addr empty it does
+// nothing. The profiler has no authentication: it is for an operator on
+// the host, never for the network.
+func servePprof(addr string, log *slog.Logger) (stop func(), bound string, err error) {
 	if addr == "" {
-		return func() {}, nil
+		return func() {}, "", nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("central.pprof_listen %s: %w", addr, err)
+		return nil, "", fmt.Errorf("central.pprof_listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -43,5 +44,5 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		<-done
-	}, nil
+	}, ln.Addr().String(), nil
 }

@@ -47,6 +47,22 @@ const flushEvery = time.Second
 // busyBatch is the batch size from which minor changes are throttled.
 const busyBatch = 64
 
+// busyRate is the messages per second from which minor changes are
+// throttled even when batches are small (a steady stream verified as fast
+// as it arrives comes in many small batches).
+const busyRate = 256
+
+// busy says whether central is under load: a large batch, or at least
+// busyRate messages applied within the current or the previous second.
+func (in *Ingester) busy(now time.Time, applied int) bool {
+	if now.Sub(in.rateStart) >= time.Second || now.Before(in.rateStart) {
+		in.ratePrev, in.rateStart, in.rateN = in.rateN, now, 0
+	}
+	in.rateN += applied
+	in.loaded = applied >= busyBatch || in.rateN >= busyRate || in.ratePrev >= busyRate
+	return in.loaded
+}
+
 func newState(g store.Gateway) *gwState {
 	st := &gwState{g: g, held: map[uint64]item{}, optional: map[uint64]bool{}, seen: map[uint64]struct{}{}}
 	if g.LastSeq > 0 {
@@ -477,7 +493,7 @@ func (b *batchWork) commit(ctx context.Context) error {
 				return err
 			}
 		}
-		busy := len(b.applied) >= busyBatch
+		busy := b.in.busy(b.now, len(b.applied))
 		var rows []store.Gateway
 		var written []*gwState
 		for id := range b.dirty {
