@@ -110,7 +110,6 @@ type Ingester struct {
 	// before (owned by the processing goroutine; see busy)
 	rateStart       time.Time
 	rateN, ratePrev int
-	loaded          bool // the last batch was stored under load
 
 	client                                                                  atomic.Pointer[paho.Client]
 	connected                                                               atomic.Bool
@@ -331,10 +330,6 @@ func (in *Ingester) publish(topic string, payload []byte) error {
 // maxBatch bounds the messages stored in one transaction.
 const maxBatch = 2000
 
-// batchLinger is how long, under load, the processing goroutine waits to
-// fill a batch: it adds at most this much to the publish-to-stored time.
-const batchLinger = 10 * time.Millisecond
-
 // process is the single goroutine that owns the per-gateway state. It
 // takes whatever is queued as one batch and stores it in one transaction.
 func (in *Ingester) process(ctx context.Context) error {
@@ -356,23 +351,6 @@ func (in *Ingester) process(ctx context.Context) error {
 					batch = append(batch, it)
 				default:
 					break drain
-				}
-			}
-			if in.loaded && len(batch) < maxBatch/4 {
-				// Under load, wait a little for more: each commit writes
-				// the touched index pages again, so a few large
-				// transactions cost much less than many small ones.
-				linger := in.clock.After(batchLinger)
-			more:
-				for len(batch) < maxBatch {
-					select {
-					case it := <-in.in:
-						batch = append(batch, it)
-					case <-linger:
-						break more
-					case <-ctx.Done():
-						return nil
-					}
 				}
 			}
 		case <-tick.Chan():

@@ -59,8 +59,7 @@ func (in *Ingester) busy(now time.Time, applied int) bool {
 		in.ratePrev, in.rateStart, in.rateN = in.rateN, now, 0
 	}
 	in.rateN += applied
-	in.loaded = applied >= busyBatch || in.rateN >= busyRate || in.ratePrev >= busyRate
-	return in.loaded
+	return applied >= busyBatch || in.rateN >= busyRate || in.ratePrev >= busyRate
 }
 
 func newState(g store.Gateway) *gwState {
