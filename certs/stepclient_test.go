@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -125,20 +126,39 @@ func TestStepClientUntrustedTLS(t *testing.T) {
 
 func TestParseTokenClaims(t *testing.T) {
 	key, _ := GenerateKey()
+	// Tokens are minted by step's own JOSE implementation, as `step ca
+	// token` does.
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, new(jose.SignerOptions).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	mk := func(c any) string {
-		tok, err := signJWT(key, c, nil)
+		tok, err := jose.Signed(signer).Claims(c).Serialize()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
-	tok := mk(tokenPayload{Claims: jose.Claims{Subject: "gw-01", Audience: jose.Audience{"https://ca.example:9000/1.0/sign"}, Expiry: jose.NewNumericDate(time.Now().Add(time.Minute))}, SANs: []string{"gw-01", "10.0.0.1"}})
+	type stepClaims struct {
+		jose.Claims
+		SANs []string `json:"sans"`
+	}
+	tok := mk(stepClaims{Claims: jose.Claims{Subject: "gw-01", Audience: jose.Audience{"https://ca.example:9000/1.0/sign"}, Expiry: jose.NewNumericDate(time.Now().Add(time.Minute))}, SANs: []string{"gw-01", "10.0.0.1"}})
 	c, err := ParseTokenClaims(" " + tok + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Subject != "gw-01" || len(c.SANs) != 2 || CAURLFromAudience(c.Audience) != "https://ca.example:9000" {
+	if c.Subject != "gw-01" || len(c.SANs) != 2 || CAURLFromAudience(c.Audience) != "https://ca.example:9000" ||
+		time.Until(c.Expiry) <= 0 || time.Until(c.Expiry) > time.Minute {
 		t.Fatalf("claims %+v", c)
+	}
+	// "aud" may be a single string (RFC 7519 4.1.3).
+	c, err = ParseTokenClaims(mk(map[string]any{"sub": "gw-03", "aud": "https://ca.example:9000/1.0/sign"}))
+	if err != nil || CAURLFromAudience(c.Audience) != "https://ca.example:9000" {
+		t.Fatalf("string aud: %+v %v", c, err)
+	}
+	if _, err := ParseTokenClaims(mk(map[string]any{"sub": "gw-04", "aud": 7})); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("numeric aud: %v", err)
 	}
 	c, _ = ParseTokenClaims(mk(jose.Claims{Subject: "gw-02"}))
 	if len(c.SANs) != 1 || c.SANs[0] != "gw-02" {
@@ -178,6 +198,14 @@ func TestRenewTokenShape(t *testing.T) {
 	}
 	if c.Subject != "gw-01" || c.Issuer != "step-ca-client/1.0" || c.ID == "" || c.Audience[0] != "https://ca:9000/1.0/renew" {
 		t.Fatalf("claims %+v", c)
+	}
+	if err := c.ValidateWithLeeway(jose.Expected{Time: time.Now(), AnyAudience: jose.Audience{"https://ca:9000/1.0/renew"}}, time.Minute); err != nil {
+		t.Fatalf("step's validation: %v", err)
+	}
+	// ES256 only: a key of another kind is refused with a clear error.
+	_, ed, _ := ed25519.GenerateKey(nil)
+	if _, err := renewToken(ed, chain, "https://ca:9000/1.0/renew", time.Now()); err == nil || !strings.Contains(err.Error(), "P-256") {
+		t.Fatalf("ed25519 key: %v", err)
 	}
 }
 

@@ -111,11 +111,17 @@ func (v *Verifier) ClientCAs() *x509.CertPool { return v.bundle.Pool() }
 // within validity, a valid identity in p.TrustDomain, allowed by p.Allow,
 // lifetime not above the maximum, not locked. Refusals are *PeerError.
 func (v *Verifier) Verify(chain []*x509.Certificate, p PeerPolicy) (Identity, error) {
+	return v.VerifyAt(chain, p, v.clock.Now())
+}
+
+// VerifyAt is Verify at time at instead of the clock's: for signatures
+// checked after the signer's certificate expired, at the time they were
+// made (wire/lockset uses it with central's endorsement).
+func (v *Verifier) VerifyAt(chain []*x509.Certificate, p PeerPolicy, now time.Time) (Identity, error) {
 	if len(chain) == 0 || chain[0] == nil {
 		return Identity{}, &PeerError{Reason: ReasonNoCertificate, Err: errors.New("no client certificate presented")}
 	}
 	leaf := chain[0]
-	now := v.clock.Now()
 	chains, err := v.verifyChain(chain, now, p.Usage)
 	if err != nil {
 		return Identity{}, err

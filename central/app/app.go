@@ -12,9 +12,11 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/wardgate/wardgate/central/commands"
 	"github.com/wardgate/wardgate/central/config"
 	"github.com/wardgate/wardgate/central/ingest"
 	"github.com/wardgate/wardgate/central/store"
@@ -22,6 +24,7 @@ import (
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/wire"
 	"github.com/wardgate/wardgate/wire/envelope"
+	"github.com/wardgate/wardgate/wire/lockset"
 	"github.com/wardgate/wardgate/wire/siem"
 )
 
@@ -113,6 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return err
 	}
 	var srv *web.Server
+	var cmds *commands.Service // set before in.Run starts: the hooks run after
 	in, err := ingest.New(ctx, ingest.Options{
 		Store: st, Brokers: cfg.MQTT.Brokers, ClientID: "wardgate-central-" + cfg.Central.ID,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{id.Cert}},
@@ -125,12 +129,37 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				srv.Notify(c)
 			}
 		},
+		OnApplied:   func(m *envelope.Message) { cmds.Observe(m) },
+		OnConnected: func() { cmds.Connected() },
 	})
 	if err != nil {
 		return err
 	}
-	srv, err = web.New(web.Options{Store: st, TrustDomain: cfg.Central.TrustDomain, Stats: in.Stats, Version: o.Version,
-		Clock: o.Clock, Logger: o.Logger})
+	rec, err := openArchive(ctx, cfg, st, id, o)
+	if err != nil {
+		return err
+	}
+	approvers := web.ApproverPolicy(cfg.Central.TrustDomain, cfg.Central.OperatorCertLifetime.D())
+	cmds, err = commands.New(commands.Options{Store: st, TrustDomain: cfg.Central.TrustDomain, Publish: in.Publish,
+		Endorser: &lockset.Signer{Key: id.Key, Chain: id.Chain},
+		Clock:    o.Clock, Logger: o.Logger,
+		Approver: func(chain []*x509.Certificate, _ time.Time) (string, error) {
+			who, err := id.Verifier.Verify(chain, approvers)
+			if err != nil {
+				return "", err
+			}
+			return who.URI, nil
+		},
+		OnChange: func() {
+			if srv != nil {
+				srv.Notify(ingest.Change{})
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	srv, err = web.New(web.Options{Store: st, TrustDomain: cfg.Central.TrustDomain, Stats: in.Stats, Version: o.Version, Commands: cmds,
+		Clock: o.Clock, Logger: o.Logger, Recordings: rec.web})
 	if err != nil {
 		return err
 	}
@@ -146,10 +175,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return fmt.Errorf("central.listen %s: %w", cfg.Central.Listen, err)
 		}
 	}
-	tlsLn := tls.NewListener(ln, id.Verifier.ServerTLSConfig(certs.Static(&id.Cert), web.ApproverPolicy(cfg.Central.TrustDomain, cfg.Central.OperatorCertLifetime.D()), nil))
+	tlsLn := tls.NewListener(ln, listenerTLS(cfg, id, rec.web != nil))
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	wg.Add(3)
+	errs := make(chan error, 5)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		rec.prune(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := cmds.Run(ctx); err != nil {
+			errs <- fmt.Errorf("commands: %w", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := siemRun(ctx); err != nil {

@@ -62,6 +62,21 @@ type Options struct {
 	// (0: for good) and whether it is under legal hold (kept regardless).
 	// Nil: kept for good.
 	Retention func(gateway, session string) (keep time.Duration, hold bool)
+	// OnArchived is called after a recording verified and was stored
+	// (nil: logged only).
+	OnArchived func(gateway, session string, size int64)
+	// OnPruned is called for each recording Prune deleted.
+	OnPruned func(gateway, session string)
+	// Verifier, when set, verifies the client's chain
+	// (r.TLS.PeerCertificates) itself against the gateway's identity: for
+	// listeners that check client certificates in VerifyConnection (as
+	// certs.Verifier.ServerTLSConfig does), where r.TLS.VerifiedChains is
+	// empty. Nil: the chain crypto/tls verified (ClientAuth
+	// RequireAndVerifyClientCert) is used.
+	Verifier *certs.Verifier
+	// MaxCertLifetime bounds the gateway certificate's lifetime when
+	// Verifier is set (0: certs.DefaultMaxPeerLifetime).
+	MaxCertLifetime time.Duration
 	// MaxSize bounds one recording (default 4 GiB).
 	MaxSize int64
 	Clock   clockwork.Clock // default: real clock
@@ -109,6 +124,12 @@ func New(o Options) (*Archive, error) {
 }
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+
+// ValidKey reports whether gw and session can name an archived recording
+// (a gateway id, and a session id of letters, digits, '.', '_' and '-').
+func ValidKey(gw, session string) bool {
+	return envelope.ValidGatewayID(gw) && idRe.MatchString(session)
+}
 
 func (a *Archive) lock(key string) func() {
 	a.mu.Lock()
@@ -171,10 +192,20 @@ func (a *Archive) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Archive) authorize(r *http.Request, gw string) error {
+	want := "spiffe://" + a.o.TrustDomain + "/gateway/" + gw
+	if a.o.Verifier != nil {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			return errors.New("a gateway client certificate is required")
+		}
+		if _, err := a.o.Verifier.Verify(r.TLS.PeerCertificates, certs.PeerPolicy{TrustDomain: a.o.TrustDomain,
+			Allow: []certs.Pattern{certs.MustCompilePattern(want)}, MaxLifetime: a.o.MaxCertLifetime}); err != nil {
+			return fmt.Errorf("the client certificate is not %s: %w", want, err)
+		}
+		return nil
+	}
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		return errors.New("a verified client certificate is required")
 	}
-	want := "spiffe://" + a.o.TrustDomain + "/gateway/" + gw
 	for _, u := range r.TLS.VerifiedChains[0][0].URIs {
 		if u.String() == want {
 			return nil
@@ -314,6 +345,9 @@ func (a *Archive) complete(w http.ResponseWriter, ctx context.Context, gw, sessi
 	}
 	syncDir(filepath.Dir(final))
 	a.log.Info("recording archived", "gateway", gw, "session", session, "bytes", n)
+	if a.o.OnArchived != nil {
+		a.o.OnArchived(gw, session, n)
+	}
 	w.Header().Set("Content-Type", "application/cose")
 	w.Header().Set("Upload-Complete", "1")
 	w.WriteHeader(http.StatusCreated)
@@ -335,11 +369,45 @@ func syncDir(dir string) {
 // Path returns the archived file of gateway's session ("" when not
 // archived), for playback and export.
 func (a *Archive) Path(gw, session string) string {
+	if !ValidKey(gw, session) {
+		return ""
+	}
 	_, final, _, _ := a.paths(gw, session)
 	if _, err := os.Stat(final); err != nil {
 		return ""
 	}
 	return final
+}
+
+// ReceiptPath returns the receipt file of gateway's session ("" when
+// there is none).
+func (a *Archive) ReceiptPath(gw, session string) string {
+	if !ValidKey(gw, session) {
+		return ""
+	}
+	_, _, rcpt, _ := a.paths(gw, session)
+	if _, err := os.Stat(rcpt); err != nil {
+		return ""
+	}
+	return rcpt
+}
+
+// IsUploadPath reports whether r is a request of the upload protocol
+// (HEAD or PUT of a recording, GET of its receipt): the only requests a
+// gateway's certificate may make on a listener shared with operators.
+func IsUploadPath(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
+	if !ok {
+		return false
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 2:
+		return r.Method == http.MethodHead || r.Method == http.MethodPut
+	case len(parts) == 3 && parts[2] == "receipt":
+		return r.Method == http.MethodGet || r.Method == http.MethodHead
+	}
+	return false
 }
 
 // Prune deletes archived recordings whose retention (Options.Retention,
@@ -377,6 +445,9 @@ func (a *Archive) Prune() (int, error) {
 				continue
 			}
 			n++
+			if a.o.OnPruned != nil {
+				a.o.OnPruned(g.Name(), session)
+			}
 		}
 	}
 	return n, errors.Join(errs...)

@@ -31,6 +31,10 @@ type Config struct {
 	// on stdout or a syslog TCP/TLS receiver through a disk queue, and
 	// signed webhooks for vendor requests, alarms and findings).
 	SIEM *siem.OutputConfig `yaml:"siem"`
+	// Archive, when set, mounts the recordings archive on central.listen:
+	// gateways upload vendor session recordings there (gateway.recordings.
+	// upload.url), operators review and export them.
+	Archive *Archive `yaml:"archive"`
 	// File is the path the configuration was loaded from.
 	File string `yaml:"-"`
 }
@@ -89,6 +93,36 @@ type Retention struct {
 	Sessions Duration `yaml:"sessions"`
 }
 
+// Archive is the recordings archive.
+type Archive struct {
+	// Dir holds the recordings, a directory per gateway (created 0700).
+	Dir string `yaml:"dir"`
+	// Retention says how long an archived recording is kept; recordings
+	// under legal hold are kept regardless.
+	Retention ArchiveRetention `yaml:"retention"`
+	// PruneEvery is how often expired recordings are deleted.
+	PruneEvery Duration `yaml:"prune_every"`
+	// MaxSize bounds one recording, in bytes (suffixes KiB, MiB, GiB).
+	MaxSize Size `yaml:"max_size"`
+}
+
+// ArchiveRetention is the retention of recordings, by site.
+type ArchiveRetention struct {
+	// Default applies to sites not listed in Sites.
+	Default Duration `yaml:"default"`
+	// Sites overrides Default per gateway site (the site a gateway's
+	// birth names).
+	Sites map[string]Duration `yaml:"sites"`
+}
+
+// For returns the retention of recordings from site.
+func (r ArchiveRetention) For(site string) time.Duration {
+	if d, ok := r.Sites[site]; ok {
+		return d.D()
+	}
+	return r.Default.D()
+}
+
 // Duration is a duration written as 90s, 15m, 4h or 30d.
 type Duration time.Duration
 
@@ -102,6 +136,19 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
 	*d = Duration(v)
+	return nil
+}
+
+// Size is a byte count written as 4GiB, 500MB or a plain number.
+type Size int64
+
+// UnmarshalYAML parses a scalar with the gateway's size syntax.
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := gwconfig.ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*z = Size(v)
 	return nil
 }
 

@@ -12,6 +12,10 @@ const (
 	DefaultOfflineAfter   = 10 * time.Minute
 	DefaultRetention      = 400 * 24 * time.Hour
 	DefaultOperatorCert   = 24 * time.Hour
+	// DefaultArchiveRetention keeps recordings six years.
+	DefaultArchiveRetention  = 2190 * 24 * time.Hour
+	DefaultArchivePruneEvery = time.Hour
+	DefaultArchiveMaxSize    = 4 << 30
 )
 
 func applyDefaults(c *Config) {
@@ -35,4 +39,11 @@ func applyDefaults(c *Config) {
 	dur(&c.Retention.Events, DefaultRetention)
 	dur(&c.Retention.Findings, DefaultRetention)
 	dur(&c.Retention.Sessions, DefaultRetention)
+	if a := c.Archive; a != nil {
+		dur(&a.Retention.Default, DefaultArchiveRetention)
+		dur(&a.PruneEvery, DefaultArchivePruneEvery)
+		if a.MaxSize == 0 {
+			a.MaxSize = DefaultArchiveMaxSize
+		}
+	}
 }

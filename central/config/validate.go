@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 var (
 	labelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	siteRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	tdRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$`)
 )
 
@@ -108,6 +110,29 @@ func validate(c *Config, file string, lines map[string]int) gwconfig.Problems {
 	for k, d := range map[string]Duration{"retention.events": c.Retention.Events, "retention.findings": c.Retention.Findings, "retention.sessions": c.Retention.Sessions} {
 		if d.D() < 24*time.Hour {
 			add(k, "%s is less than a day; audit data must outlive an incident review", d.D())
+		}
+	}
+	if a := c.Archive; a != nil {
+		switch {
+		case a.Dir == "":
+			add("archive.dir", "missing; the directory that holds the recordings, e.g. /var/lib/wardgate-central/recordings")
+		case !filepath.IsAbs(a.Dir):
+			add("archive.dir", "%q is not an absolute path; write it from /", a.Dir)
+		}
+		if a.Retention.Default.D() < 24*time.Hour {
+			add("archive.retention.default", "%s is less than a day; recordings must outlive an incident review (default 2190d)", a.Retention.Default.D())
+		}
+		for site, d := range a.Retention.Sites {
+			if !siteRe.MatchString(site) {
+				add("archive.retention.sites."+site, "%q is not a site id (letters, digits, '.', '_' and '-')", site)
+			}
+			if d.D() < 24*time.Hour {
+				add("archive.retention.sites."+site, "%s is less than a day; recordings must outlive an incident review", d.D())
+			}
+		}
+		pos("archive.prune_every", a.PruneEvery, time.Minute, 7*24*time.Hour)
+		if a.MaxSize < 1<<20 || a.MaxSize > 1<<40 {
+			add("archive.max_size", "%d bytes is outside 1MiB..1TiB", a.MaxSize)
 		}
 	}
 	if c.SIEM != nil {

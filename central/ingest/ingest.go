@@ -65,6 +65,14 @@ type Options struct {
 	// the MQTT client's goroutines: it may block (back-pressure on the
 	// broker) but must be safe for concurrent use.
 	OnLine func(wire.Line)
+	// OnApplied, when set, is told of every verified message applied, in
+	// order, after its batch is stored, on the processing goroutine: it
+	// must not block (central/commands queues births, replies and lock-set
+	// events for its own goroutine).
+	OnApplied func(m *envelope.Message)
+	// OnConnected, when set, is called after each successful subscription
+	// (central/commands re-publishes the retained lock sets then).
+	OnConnected func()
 }
 
 // Change says what a stored batch touched.
@@ -178,12 +186,19 @@ func (in *Ingester) Stats() Stats {
 func (in *Ingester) Handle(ctx context.Context, topic string, payload []byte) {
 	now := in.clock.Now()
 	in.received.Add(1)
+	if strings.HasSuffix(topic, "/lockset") {
+		return // central's own retained lock sets (central/commands), not telemetry
+	}
 	line, msg, _ := wire.InspectMessage(topic, payload, in.o.Verify, now)
 	if in.o.OnLine != nil {
 		in.o.OnLine(line)
 	}
+	var keep []byte // events keep their signed bytes (a session-end event is archived as received)
+	if msg != nil && msg.Kind == envelope.KindEvent {
+		keep = payload
+	}
 	select {
-	case in.in <- item{raw: raw{topic: topic, payload: nil, received: now}, line: line, msg: msg}:
+	case in.in <- item{raw: raw{topic: topic, payload: keep, received: now}, line: line, msg: msg}:
 	case <-ctx.Done():
 	}
 }
@@ -293,6 +308,9 @@ func (in *Ingester) connection(ctx context.Context) bool {
 	in.client.Store(&c)
 	in.connected.Store(true)
 	in.log.Info("mqtt subscribed", "topic", wire.TopicPrefix+"+/#")
+	if in.o.OnConnected != nil {
+		in.o.OnConnected()
+	}
 	select {
 	case <-ctx.Done():
 	case <-lost:
@@ -313,6 +331,14 @@ func waitToken(ctx context.Context, t paho.Token) bool {
 }
 
 func (in *Ingester) publish(topic string, payload []byte) error {
+	return in.Publish(topic, payload, false)
+}
+
+// Publish sends payload on topic with QoS 1 (retained when retain is set)
+// over central's MQTT connection, or through Options.Publish when set
+// (which ignores retain). It fails when central is not connected. Safe
+// for concurrent use.
+func (in *Ingester) Publish(topic string, payload []byte, retain bool) error {
 	if in.o.Publish != nil {
 		return in.o.Publish(topic, payload)
 	}
@@ -320,7 +346,7 @@ func (in *Ingester) publish(topic string, payload []byte) error {
 	if cp == nil {
 		return errors.New("not connected to a broker")
 	}
-	t := (*cp).Publish(topic, 1, false, payload)
+	t := (*cp).Publish(topic, 1, retain, payload)
 	if !t.WaitTimeout(10 * time.Second) {
 		return errors.New("publish timed out")
 	}

@@ -80,6 +80,10 @@ type batchWork struct {
 	findings []store.Finding
 	dirty    map[string]bool
 	applied  []item // for latency
+
+	// recordings are vendor.session_end events with their signed bytes,
+	// for the recordings archive.
+	recordings []store.Recording
 }
 
 type invWrite struct {
@@ -390,6 +394,11 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		if strings.HasPrefix(e.Kind, "vendor.") && e.Attrs["grant"] != "" {
 			b.sessions = append(b.sessions, ev)
 		}
+		if e.Kind == "vendor.session_end" && e.Attrs["session"] != "" {
+			b.recordings = append(b.recordings, store.Recording{Gateway: g.ID, Session: e.Attrs["session"], Grant: e.Attrs["grant"],
+				Vendor: e.Attrs["vendor"], Device: e.Attrs["device"], Seq: m.Seq, Ended: at, Received: it.received, Hash: e.Attrs["hash"],
+				EventCOSE: it.payload})
+		}
 	case envelope.KindInventory:
 		inv, err := wire.DecodeInventory(m.Body)
 		if err != nil {
@@ -492,6 +501,11 @@ func (b *batchWork) commit(ctx context.Context) error {
 				return err
 			}
 		}
+		for _, r := range b.recordings {
+			if err := tx.PutRecordingEnd(r); err != nil {
+				return err
+			}
+		}
 		busy := b.in.busy(b.now, len(b.applied))
 		var rows []store.Gateway
 		var written []*gwState
@@ -528,6 +542,11 @@ func (b *batchWork) commit(ctx context.Context) error {
 		}
 	}
 	b.in.latMu.Unlock()
+	if b.in.o.OnApplied != nil {
+		for _, it := range b.applied {
+			b.in.o.OnApplied(it.msg)
+		}
+	}
 	if b.in.o.OnChange != nil {
 		ch := Change{Events: n, Findings: len(b.findings)}
 		for id := range b.dirty {

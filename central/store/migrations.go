@@ -127,7 +127,99 @@ var migrations = []string{
 		note TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX findings_state ON findings (state, id);`,
-	// 2: events counted per hour of message time, kept in step with the
+	// 2: recordings: the signed session-end events the archive checks
+	// uploads against (kept apart from events, whose retention is shorter),
+	// review marks, legal holds, and their audit trail.
+	`CREATE TABLE recordings (
+		gateway TEXT NOT NULL,
+		session_id TEXT NOT NULL,
+		grant_id TEXT NOT NULL DEFAULT '',
+		vendor TEXT NOT NULL DEFAULT '',
+		device TEXT NOT NULL DEFAULT '',
+		seq BIGINT NOT NULL DEFAULT 0,
+		end_ms BIGINT NOT NULL DEFAULT 0,
+		received_ms BIGINT NOT NULL DEFAULT 0,
+		hash TEXT NOT NULL DEFAULT '',
+		event_cose TEXT NOT NULL DEFAULT '',
+		archived_ms BIGINT NOT NULL DEFAULT 0,
+		size BIGINT NOT NULL DEFAULT 0,
+		refused TEXT NOT NULL DEFAULT '',
+		pruned_ms BIGINT NOT NULL DEFAULT 0,
+		reviewed_by TEXT NOT NULL DEFAULT '',
+		reviewed_ms BIGINT NOT NULL DEFAULT 0,
+		hold INTEGER NOT NULL DEFAULT 0,
+		hold_by TEXT NOT NULL DEFAULT '',
+		hold_ms BIGINT NOT NULL DEFAULT 0,
+		hold_reason TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (gateway, session_id)
+	);
+	CREATE INDEX recordings_end ON recordings (end_ms);
+	CREATE TABLE recording_audit (
+		id {{id}},
+		gateway TEXT NOT NULL,
+		session_id TEXT NOT NULL,
+		time_ms BIGINT NOT NULL,
+		actor TEXT NOT NULL,
+		action TEXT NOT NULL,
+		note TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX recording_audit_rec ON recording_audit (gateway, session_id, id);`,
+	// 3: durable fleet commands, their per-gateway delivery, lock sets and
+	// the lock-set version each gateway applied (central/commands).
+	`CREATE TABLE commands (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		args TEXT NOT NULL DEFAULT '[]',
+		scope TEXT NOT NULL,
+		nonce TEXT NOT NULL,
+		signer TEXT NOT NULL,
+		submitted_by TEXT NOT NULL,
+		note TEXT NOT NULL DEFAULT '',
+		issued_ms BIGINT NOT NULL,
+		expires_ms BIGINT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		signed TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX commands_nonce ON commands (nonce);
+	CREATE INDEX commands_expires ON commands (expires_ms);
+	CREATE TABLE command_targets (
+		command TEXT NOT NULL,
+		gateway TEXT NOT NULL,
+		state TEXT NOT NULL,
+		queued_ms BIGINT NOT NULL DEFAULT 0,
+		delivered_ms BIGINT NOT NULL DEFAULT 0,
+		deliveries INTEGER NOT NULL DEFAULT 0,
+		applied_ms BIGINT NOT NULL DEFAULT 0,
+		rejected_ms BIGINT NOT NULL DEFAULT 0,
+		expired_ms BIGINT NOT NULL DEFAULT 0,
+		reason TEXT NOT NULL DEFAULT '',
+		result TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (command, gateway)
+	);
+	CREATE INDEX command_targets_gateway ON command_targets (gateway, state);
+	CREATE TABLE locksets (
+		scope TEXT NOT NULL,
+		version BIGINT NOT NULL,
+		issued_ms BIGINT NOT NULL,
+		expires_ms BIGINT NOT NULL,
+		approvers TEXT NOT NULL DEFAULT '[]',
+		locks TEXT NOT NULL DEFAULT '[]',
+		submitted_by TEXT NOT NULL,
+		created_ms BIGINT NOT NULL,
+		signed TEXT NOT NULL,
+		PRIMARY KEY (scope, version)
+	);
+	CREATE TABLE lockset_applied (
+		gateway TEXT NOT NULL,
+		scope TEXT NOT NULL,
+		version BIGINT NOT NULL DEFAULT 0,
+		applied_ms BIGINT NOT NULL DEFAULT 0,
+		refused_version BIGINT NOT NULL DEFAULT 0,
+		refused_ms BIGINT NOT NULL DEFAULT 0,
+		refused_reason TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (gateway, scope)
+	);`,
+	// 4: events counted per hour of message time, kept in step with the
 	// events table by every write and prune (store/write.go, Prune), so
 	// that charts and totals never count a million rows on a page render;
 	// indexes for the sessions page (open grants, recent, per vendor).
@@ -140,3 +232,6 @@ var migrations = []string{
 	CREATE INDEX sessions_updated ON sessions (updated_ms);
 	CREATE INDEX sessions_vendor ON sessions (vendor)`,
 }
+
+// LatestSchema is the schema version this binary migrates to.
+func LatestSchema() int { return len(migrations) }

@@ -33,6 +33,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /metrics", s.metrics)
 	m.HandleFunc("GET /live", s.live)
 	s.pageRoutes()
+	s.recordingRoutes()
+	s.commandRoutes()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

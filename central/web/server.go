@@ -14,6 +14,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/wardgate/wardgate/central/commands"
 	"github.com/wardgate/wardgate/central/ingest"
 	"github.com/wardgate/wardgate/central/store"
 	"github.com/wardgate/wardgate/certs"
@@ -28,9 +29,15 @@ type Options struct {
 	Version string
 	Clock   clockwork.Clock
 	Logger  *slog.Logger
+	// Commands queues submitted commands and lock sets; nil: the submit
+	// endpoints answer 503 (reads still work).
+	Commands *commands.Service
 	// User names the authenticated user of r; default: the SPIFFE
 	// identity of the TLS client certificate, which must be an approver.
 	User func(r *http.Request) (string, error)
+	// Recordings, when set, mounts the recordings archive: gateways'
+	// certificates reach its upload protocol and nothing else.
+	Recordings *RecordingsOptions
 }
 
 // Server serves the API, the pages, /live and /metrics.
@@ -95,6 +102,10 @@ func (s *Server) Handler() http.Handler {
 	cop := http.NewCrossOriginProtection()
 	inner := cop.Handler(s.mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.gatewayPeer(r) {
+			s.serveGateway(w, r)
+			return
+		}
 		user, err := s.o.User(r)
 		if err != nil {
 			http.Error(w, "forbidden: "+err.Error()+"; present an approver certificate (spiffe://"+s.o.TrustDomain+"/approver/ROLE/PERSON)", http.StatusForbidden)

@@ -43,6 +43,9 @@ usage:
   wardgate-central run --config FILE     ingest telemetry, store it, serve the web UI and API
   wardgate-central config check FILE     validate; print every problem as FILE:LINE: path: message
   wardgate-central config example        print a complete, commented example configuration
+  wardgate-central command ...           sign a command with your approver key and queue it at central
+                                         (command list|show ID: its delivery per gateway)
+  wardgate-central lockset sign|cosign|submit|show ...   the signed lock set of the fleet, a site or a gateway
   wardgate-central version               print version, commit, build time and platform
 `
 
@@ -71,6 +74,10 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 		return cmdConfig(stdout, stderr, args[1:])
 	case "run":
 		return cmdRun(ctx, stderr, args[1:])
+	case "command":
+		return cmdCommand(stdout, stderr, args[1:])
+	case "lockset":
+		return cmdLockSet(stdout, stderr, args[1:])
 	}
 	fmt.Fprintf(stderr, "wardgate-central: unknown command %q\n\n%s", args[0], usageText)
 	return exitUsage

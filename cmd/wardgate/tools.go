@@ -17,6 +17,8 @@ import (
 	"github.com/wardgate/wardgate/gateway/access"
 	"github.com/wardgate/wardgate/gateway/access/recording"
 	"github.com/wardgate/wardgate/wire/command"
+	"github.com/wardgate/wardgate/wire/recbundle"
+	"github.com/wardgate/wardgate/wire/recchain"
 )
 
 func init() {
@@ -36,12 +38,21 @@ carried TLS or SSH is noted: its bytes are ciphertext).
 
 --expect HASH compares the recording's final hash with the one the session-end
 event carried (central has it signed): exit 1 with a clear message if they
-differ, so a file can be checked against what central received.`
+differ, so a file can be checked against what central received.
+
+FILE may also be an export bundle from central (GET
+/api/v1/recordings/GATEWAY/SESSION/bundle, a tar file): then every part is
+checked offline, central's signed manifest and receipt, the gateway's signed
+session-end event and the recording's chain against the event's hash, and
+the timeline is printed. --ca FILE (the hospital's root CA bundle, PEM)
+anchors the signatures; without it they are checked only against the
+certificates inside the bundle, and the output says so.`
 
 func cmdReplay(e *env, args []string) int {
-	fs := newFlags(e, "replay [--text] [--expect HASH] FILE", replayAbout)
+	fs := newFlags(e, "replay [--text] [--expect HASH] [--ca FILE] FILE|BUNDLE", replayAbout)
 	text := fs.Bool("text", false, "print the whole transcript (text, hex for other bytes, timing, notes)")
 	expect := fs.String("expect", "", "the session-end event's final `HASH` (hex) the recording must end in")
+	caFile := fs.String("ca", "", "root CA bundle (PEM `FILE`) that anchors a bundle's signatures")
 	pos, code, ok := parseAll(e, fs, args)
 	if !ok {
 		return code
@@ -56,6 +67,13 @@ func cmdReplay(e *env, args []string) int {
 		return exitUsage
 	}
 	defer f.Close()
+	if isTar(f) {
+		return replayBundle(e, f, pos[0], *text, *expect, *caFile)
+	}
+	if *caFile != "" {
+		fmt.Fprintf(e.stderr, "wardgate replay: --ca applies to bundles; %s is a plain recording\n", pos[0])
+		return exitUsage
+	}
 	var sum *recording.Summary
 	if *text {
 		sum, err = recording.ReplayText(f, e.stdout)
@@ -276,4 +294,56 @@ func cmdSignCommand(e *env, args []string) int {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0 && !strings.HasPrefix(f.Name(), "/dev/null")
+}
+
+// isTar reports whether f starts with a tar header ("ustar" at 257); it
+// rewinds f.
+func isTar(f *os.File) bool {
+	var h [262]byte
+	n, _ := io.ReadFull(f, h[:])
+	_, _ = f.Seek(0, io.SeekStart)
+	return n == len(h) && string(h[257:262]) == "ustar"
+}
+
+// replayBundle verifies an export bundle and prints its timeline.
+func replayBundle(e *env, f *os.File, name string, text bool, expect, caFile string) int {
+	var roots *x509.CertPool
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "wardgate replay: --ca: %v\n", err)
+			return exitUsage
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			fmt.Fprintf(e.stderr, "wardgate replay: --ca %s holds no PEM certificate: give the hospital's root CA bundle\n", caFile)
+			return exitUsage
+		}
+	}
+	rep, err := recbundle.Verify(f, roots, func(r io.Reader) (*recchain.Decoded, error) {
+		if text {
+			return recchain.ReplayText(r, e.stdout)
+		}
+		return recchain.ReplaySummary(r, e.stdout)
+	})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "wardgate replay: %s: %v\n", name, err)
+		return exitFailure
+	}
+	m := rep.Manifest
+	fmt.Fprintf(e.stdout, "bundle verified: %s/%s, exported by %s at %s\n", m.Gateway, m.Session, m.Exporter,
+		time.UnixMilli(m.Created).UTC().Format(time.RFC3339))
+	fmt.Fprintf(e.stdout, "  manifest and receipt signed by %s\n  session-end event signed by %s\n", rep.Central, rep.Gateway)
+	fmt.Fprintf(e.stdout, "  recording: %d frames, final hash %x = the signed session-end event's\n", rep.Recording.Frames, rep.Recording.FinalHash)
+	if !rep.Anchored {
+		fmt.Fprintln(e.stdout, "  WARNING: signatures checked only against the certificates in the bundle; give --ca ROOT_CA.crt to anchor them")
+	}
+	if expect != "" {
+		if err := recchain.CheckHash(rep.Recording, expect); err != nil {
+			fmt.Fprintf(e.stderr, "wardgate replay: %s: %v\n", name, err)
+			return exitFailure
+		}
+		fmt.Fprintf(e.stdout, "final hash matches the expected hash %s\n", strings.ToLower(strings.TrimSpace(expect)))
+	}
+	return exitOK
 }

@@ -86,16 +86,21 @@ func (a *Agent) lockSet(topic string, data []byte) {
 		return
 	}
 	cfg := a.cfg()
-	s, err := lockset.Verify(data, cfg.Gateway.TrustDomain, a.clock.Now(), func(chain []*x509.Certificate, now time.Time) (string, error) {
-		if err := a.auth.CheckClock(); err != nil {
-			return "", err
+	if err := a.auth.CheckClock(); err != nil {
+		a.auth.RefuseLockSet(topic, err)
+		return
+	}
+	pol := a.pol.Load()
+	as := func(p certs.PeerPolicy) command.VerifyApprover {
+		return func(chain []*x509.Certificate, at time.Time) (string, error) {
+			id, err := a.verifier.VerifyAt(chain, p, at)
+			return id.URI, err
 		}
-		id, err := a.verifier.Verify(chain, a.pol.Load().approver)
-		if err != nil {
-			return "", err
-		}
-		return id.URI, nil
-	})
+	}
+	// Approvers' certificates last a day, a set up to a week: once they
+	// expired, central's endorsement vouches for the set (lockset.VerifyWith).
+	s, err := lockset.VerifyWith(data, cfg.Gateway.TrustDomain, a.clock.Now(),
+		lockset.VerifyOptions{Approver: as(pol.approver), Central: as(pol.central)})
 	if err == nil && !s.Applies(cfg.Gateway.ID, cfg.Gateway.Site) {
 		err = fmt.Errorf("lock set for %s does not apply to gateway %s at site %q", s.Scope, cfg.Gateway.ID, cfg.Gateway.Site)
 	}

@@ -56,10 +56,15 @@ func main() {
 	flag.DurationVar(&o.budget, "budget", 4*time.Minute, "give up after this long")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write central's CPU profile of the burst to this file (via central.pprof_listen)")
 	flag.DurationVar(&o.profileFor, "profile-for", 6*time.Second, "length of the -cpuprofile capture from the start of the burst")
+	flag.StringVar(&o.mode, "mode", "ingest", "ingest (throughput and latency) or lock (fleet lock-set delivery, lockbench.go)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), o.budget)
 	defer cancel()
-	err := run(ctx, os.Stdout, o)
+	runMode := run
+	if o.mode == "lock" {
+		runMode = runLock
+	}
+	err := runMode(ctx, os.Stdout, o)
 	storetest.Stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleetsim:", err)
@@ -69,6 +74,7 @@ func main() {
 
 type opts struct {
 	central, db     string
+	mode            string
 	gateways, burst int
 	rate            int
 	steady, budget  time.Duration

@@ -17,11 +17,24 @@
 // names its approvers; Verify requires exactly those to have signed, each
 // once, and a fleet-wide set needs two distinct persons.
 //
-//	lockset-msg = [1*4 bstr .cbor COSE_Sign1_Tagged]
+//	lockset-msg = [1*4 bstr .cbor COSE_Sign1_Tagged, ? endorsement]
+//	endorsement = bstr .cbor COSE_Sign1_Tagged  ; by spiffe://TD/svc/central
 //	payload = {1: trust-domain, 2: version, 3: iat-ms, 4: exp-ms,
 //	           5: scope, 6: [* lock], 7: [1*4 approver-uri]}
 //	lock = {1: target, ? 2: until-ms, ? 3: reason}
 //	scope = "fleet" / "site/" SITE / "gateway/" GATEWAY-ID
+//
+//	endorsement payload = {1: "wardgate-lockset-endorsement",
+//	                       2: SHA-256(payload), 3: endorsed-at-ms}
+//
+// Approver certificates live a day at most, a set up to MaxValidity. A
+// gateway checks each approver's chain at its own clock; once one has
+// expired, it checks the chain at the set's iat instead and then requires
+// central's endorsement: central's signature, by a certificate valid now,
+// over the set's digest, made at or after iat (VerifyWith). Central keeps
+// re-endorsing the sets it publishes, so a gateway offline for a week
+// still converges at its next connection; nobody holding only an expired
+// approver key can make a set the gateways accept.
 //
 // Retained MQTT topics carry the newest set of each scope (see Topic), so
 // a gateway that was offline gets it within seconds of connecting.

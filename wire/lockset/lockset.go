@@ -3,6 +3,7 @@ package lockset
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -43,7 +44,22 @@ var (
 	ErrTooLong     = errors.New("lock set validity longer than 7 days")
 	ErrNotYet      = errors.New("lock set issued in the future")
 	ErrOtherDomain = errors.New("lock set for another trust domain")
+	// ErrEndorsement: an approver's certificate has expired since the set
+	// was signed and central's endorsement is missing or invalid.
+	ErrEndorsement = errors.New("lock set needs central's endorsement")
 )
+
+// endorsementKind names the payload of an endorsement.
+const endorsementKind = "wardgate-lockset-endorsement"
+
+// Endorsement is what central signs to stand behind a lock set after its
+// approvers' short-lived certificates have expired: the SHA-256 of the
+// set's payload and when central endorsed it.
+type Endorsement struct {
+	Kind   string `cbor:"1,keyasint"`
+	Digest []byte `cbor:"2,keyasint"`
+	At     int64  `cbor:"3,keyasint"` // ms since epoch
+}
 
 // Lock is one desired lock.
 type Lock struct {
@@ -196,7 +212,7 @@ func Sign(s *Set, signers ...Signer) ([]byte, error) {
 // Cosign adds signer's signature over the payload of msg (signed by
 // someone else already). It does not verify the earlier signatures.
 func Cosign(msg []byte, signer Signer) ([]byte, error) {
-	sigs, s, err := decode(msg)
+	sigs, s, _, err := decode(msg)
 	if err != nil {
 		return nil, err
 	}
@@ -219,34 +235,74 @@ type sig struct {
 	s   *envelope.Signed
 }
 
-// decode parses the container and every COSE_Sign1, and checks that they
-// carry the same payload; it returns the first.
-func decode(data []byte) ([]sig, *envelope.Signed, error) {
+// decode parses the container and every COSE_Sign1, and checks that the
+// approvers' signatures carry the same payload; it returns them, the
+// first, and central's endorsement (the last element, nil when absent).
+func decode(data []byte) ([]sig, *envelope.Signed, *endorsed, error) {
 	var raws [][]byte
 	if err := envelope.Unmarshal(data, &raws); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if len(raws) == 0 || len(raws) > MaxSigners {
-		return nil, nil, fmt.Errorf("%w: %d signatures (1..%d)", ErrMalformed, len(raws), MaxSigners)
+	if len(raws) == 0 || len(raws) > MaxSigners+1 {
+		return nil, nil, nil, fmt.Errorf("%w: %d signatures (1..%d and an endorsement)", ErrMalformed, len(raws), MaxSigners)
 	}
 	out := make([]sig, 0, len(raws))
+	var end *endorsed
 	for i, r := range raws {
 		s, err := envelope.Parse(r)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: signature %d: %w", ErrUnsigned, i, err)
+			return nil, nil, nil, fmt.Errorf("%w: signature %d: %w", ErrUnsigned, i, err)
 		}
 		if i > 0 && !bytes.Equal(s.Payload, out[0].s.Payload) {
-			return nil, nil, fmt.Errorf("%w: signature %d covers another payload", ErrMalformed, i)
+			var e Endorsement
+			if i != len(raws)-1 || envelope.Unmarshal(s.Payload, &e) != nil || e.Kind != endorsementKind {
+				return nil, nil, nil, fmt.Errorf("%w: signature %d covers another payload", ErrMalformed, i)
+			}
+			end = &endorsed{raw: r, s: s, e: e}
+			break
 		}
 		out = append(out, sig{raw: r, s: s})
 	}
-	return out, out[0].s, nil
+	if len(out) > MaxSigners {
+		return nil, nil, nil, fmt.Errorf("%w: %d signatures (1..%d)", ErrMalformed, len(out), MaxSigners)
+	}
+	return out, out[0].s, end, nil
+}
+
+type endorsed struct {
+	raw []byte
+	s   *envelope.Signed
+	e   Endorsement
+}
+
+// Endorse returns msg with central's endorsement (signed by signer, at
+// at) in place of any earlier one. It does not verify the approvers'
+// signatures: central endorses what it verified when it accepted the set.
+func Endorse(msg []byte, signer Signer, at time.Time) ([]byte, error) {
+	sigs, first, _, err := decode(msg)
+	if err != nil {
+		return nil, err
+	}
+	digest := sha256.Sum256(first.Payload)
+	payload, err := envelope.Marshal(Endorsement{Kind: endorsementKind, Digest: digest[:], At: at.UnixMilli()})
+	if err != nil {
+		return nil, fmt.Errorf("endorse lock set: %w", err)
+	}
+	b, err := envelope.Sign(signer.Key, signer.Chain, payload)
+	if err != nil {
+		return nil, fmt.Errorf("endorse lock set: %w", err)
+	}
+	raw := make([][]byte, 0, len(sigs)+1)
+	for _, x := range sigs {
+		raw = append(raw, x.raw)
+	}
+	return envelope.Marshal(append(raw, b))
 }
 
 // Decode parses a lock set without verifying anything but its structure.
 // It is exposed for fuzzing and tools.
 func Decode(data []byte) (*Set, error) {
-	_, first, err := decode(data)
+	_, first, _, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
@@ -263,29 +319,67 @@ func Decode(data []byte) (*Set, error) {
 // Verify checks every signature, that each signer is an approver (hook),
 // that the signers are exactly the set's approvers, the trust domain, and
 // the validity at now. It does not know versions: the gateway compares
-// the version with the newest it accepted for the scope.
+// the version with the newest it accepted for the scope. It is VerifyWith
+// without central: every approver's certificate must be valid at now.
 func Verify(data []byte, trustDomain string, now time.Time, approver command.VerifyApprover) (*Set, error) {
-	sigs, first, err := decode(data)
+	return VerifyWith(data, trustDomain, now, VerifyOptions{Approver: approver})
+}
+
+// VerifyOptions are the identity checks of VerifyWith.
+type VerifyOptions struct {
+	// Approver checks an approver's chain at a time and returns its
+	// identity. Required.
+	Approver command.VerifyApprover
+	// Central checks the chain of central's endorsement at a time (it
+	// must be spiffe://TD/svc/central). Nil: endorsements are ignored.
+	Central command.VerifyApprover
+}
+
+// VerifyWith is Verify, with central's endorsement for sets that outlive
+// their signers' certificates. Approver certificates are short-lived (a
+// day at most) while a set may stay valid for MaxValidity, so that a
+// gateway offline for days still converges at its next connection. Each
+// approver's chain must be valid at now; failing that, valid when the
+// set was issued, and then the set must carry central's endorsement,
+// signed over the set's digest at or after it was issued by a chain
+// valid at now. Central re-endorses the sets it publishes well within its
+// own certificate's lifetime.
+func VerifyWith(data []byte, trustDomain string, now time.Time, o VerifyOptions) (*Set, error) {
+	sigs, first, end, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
+	var s Set
+	if err := envelope.Unmarshal(first.Payload, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	issued := time.UnixMilli(s.IssuedAt)
 	var signers []string
+	needEndorsement := false
 	for i, x := range sigs {
 		if err := x.s.VerifySignature(); err != nil {
 			return nil, fmt.Errorf("%w: signature %d: %w", ErrUnsigned, i, err)
 		}
-		who, err := approver(x.s.Chain, now)
-		if err != nil {
-			return nil, fmt.Errorf("%w: signature %d: %w", ErrNotApprover, i, err)
+		who, errNow := o.Approver(x.s.Chain, now)
+		if errNow != nil {
+			if o.Central == nil || end == nil {
+				return nil, fmt.Errorf("%w: signature %d: %w", ErrNotApprover, i, errNow)
+			}
+			var errThen error
+			if who, errThen = o.Approver(x.s.Chain, issued); errThen != nil {
+				return nil, fmt.Errorf("%w: signature %d: now: %w; when issued: %w", ErrNotApprover, i, errNow, errThen)
+			}
+			needEndorsement = true
 		}
 		if slices.Contains(signers, who) {
 			return nil, fmt.Errorf("%w: %s signed twice", ErrSigners, who)
 		}
 		signers = append(signers, who)
 	}
-	var s Set
-	if err := envelope.Unmarshal(first.Payload, &s); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	if needEndorsement {
+		if err := end.verify(first.Payload, s.IssuedAt, now, o.Central); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.Check(); err != nil {
 		return nil, err
@@ -309,4 +403,24 @@ func Verify(data []byte, trustDomain string, now time.Time, approver command.Ver
 		return nil, fmt.Errorf("%w: at %s", ErrNotYet, time.UnixMilli(s.IssuedAt).UTC().Format(time.RFC3339))
 	}
 	return &s, nil
+}
+
+// verify checks central's endorsement of payload (issued at issuedMS).
+func (e *endorsed) verify(payload []byte, issuedMS int64, now time.Time, central command.VerifyApprover) error {
+	if err := e.s.VerifySignature(); err != nil {
+		return fmt.Errorf("%w: %w", ErrEndorsement, err)
+	}
+	if _, err := central(e.s.Chain, now); err != nil {
+		return fmt.Errorf("%w: endorser: %w", ErrEndorsement, err)
+	}
+	digest := sha256.Sum256(payload)
+	switch {
+	case !bytes.Equal(e.e.Digest, digest[:]):
+		return fmt.Errorf("%w: it endorses another set", ErrEndorsement)
+	case e.e.At < issuedMS-MaxSkew.Milliseconds():
+		return fmt.Errorf("%w: endorsed before the set was issued", ErrEndorsement)
+	case e.e.At > now.Add(MaxSkew).UnixMilli():
+		return fmt.Errorf("%w: endorsed in the future", ErrEndorsement)
+	}
+	return nil
 }

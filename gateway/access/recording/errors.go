@@ -1,13 +1,17 @@
 package recording
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/wardgate/wardgate/wire/recchain"
+)
 
 // Sentinel errors of this package, matched with errors.Is. Returned errors
 // wrap them with the session or file concerned.
 var (
 	// ErrBroken is matched by every *ChainError: the recording's hash chain
 	// does not verify.
-	ErrBroken = errors.New("recording chain broken")
+	ErrBroken = recchain.ErrBroken
 
 	// ErrFull is returned by Store.Create when the recordings already use the
 	// store's cap (after pruning). The message is shown to vendors and
@@ -30,5 +34,5 @@ var (
 
 	// ErrHashMismatch: the recording verifies but its final hash is not the
 	// one expected (the hash the session-end event carried).
-	ErrHashMismatch = errors.New("recording final hash does not match the expected hash")
+	ErrHashMismatch = recchain.ErrHashMismatch
 )

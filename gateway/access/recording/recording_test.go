@@ -2,13 +2,16 @@ package recording
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/wardgate/wardgate/wire/recchain"
 )
 
 var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
@@ -80,9 +83,9 @@ func frameOffsets(t *testing.T, data []byte) []int {
 	rest := data
 	for len(rest) > 0 {
 		offs = append(offs, len(data)-len(rest))
-		var w wire
+		var w [2][]byte
 		var err error
-		rest, err = decMode.UnmarshalFirst(rest, &w)
+		rest, err = cbor.UnmarshalFirst(rest, &w)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,10 +171,8 @@ func TestTruncatedAndReordered(t *testing.T) {
 
 func TestForgedChainNeedsHeaderFirst(t *testing.T) {
 	// A well-chained sequence whose first frame is data is refused.
-	raw, _ := encMode.Marshal(body{Type: TypeData, Time: 1, Dir: ToDevice, Data: []byte("x")})
 	var prev [32]byte
-	h := sha256.Sum256(append(prev[:], raw...))
-	out, _ := encMode.Marshal(wire{Body: raw, Hash: h[:]})
+	out, _ := recchain.EncodeFrame(&prev, recchain.Body{Type: TypeData, Time: 1, Dir: ToDevice, Data: []byte("x")})
 	_, err := Verify(bytes.NewReader(out), nil)
 	var ce *ChainError
 	if !errors.As(err, &ce) || ce.Frame != 0 || !strings.Contains(ce.Reason, "not a header") {

@@ -39,16 +39,20 @@ import (
 const clientURI = "spiffe://hospital.example/svc/pump-server"
 
 func main() {
-	mode := flag.String("mode", "bench", "bench | serve | plain")
+	mode := flag.String("mode", "bench", "bench | serve | plain | archive")
 	listen := flag.String("listen", "127.0.0.1:0", "listen address (serve, plain)")
 	backend := flag.String("backend", "", "device address (serve, plain)")
 	dir := flag.String("dir", "", "PKI directory (serve)")
 	mb := flag.Int("mb", 128, "MiB per throughput run")
+	uploadURL := flag.String("upload", "", "central's archive URL: the relay also uploads DIR/recordings (serve)")
+	uploadRate := flag.Int64("upload-rate", 256<<10, "upload bytes per second (serve)")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "serve":
-		err = serve(*listen, *backend, *dir)
+		err = serve(*listen, *backend, *dir, *uploadURL, *uploadRate)
+	case "archive":
+		err = serveArchive(*listen, *dir)
 	case "plain":
 		err = plain(*listen, *backend)
 	default:
@@ -69,7 +73,7 @@ func waitSignal() {
 	<-ch
 }
 
-func serve(listen, backend, dir string) error {
+func serve(listen, backend, dir, uploadURL string, uploadRate int64) error {
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	if err != nil {
 		return err
@@ -109,6 +113,13 @@ func serve(listen, backend, dir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
+	if uploadURL != "" {
+		go func() {
+			if err := runUploader(ctx, uploadURL, dir, uploadRate); err != nil {
+				log.Printf("uploader: %v", err)
+			}
+		}()
+	}
 	announce(ln)
 	waitSignal()
 	cancel()
@@ -226,6 +237,9 @@ func makePKI(dir string) (*pkiFiles, error) {
 	}
 	sk, err := certs.EncodeKeyPEM(srv.PrivateKey.(crypto.Signer))
 	if err != nil {
+		return nil, err
+	}
+	if err := makeUploadPKI(ca, dir); err != nil {
 		return nil, err
 	}
 	if err := errors.Join(
@@ -635,7 +649,17 @@ func bench(mb int) error {
 	}
 	fmt.Printf("| wardgate / plain relay | %.2fx | %.2fx | %.2fx | | | throughput >= 0.7x |\n",
 		w.up/pr.up, w.down/pr.down, float64(w.p99)/float64(pr.p99))
-	fmt.Printf("\nwardgate RSS: idle %.1f MB (target <= 20 MB), %.1f KB per idle session (target <= 40 KB). Took %s.\n",
-		float64(w.rssIdle)/1024, float64(w.rssLoaded-w.rssIdle)/1000, time.Since(start).Round(time.Second))
+	fmt.Printf("\nwardgate RSS: idle %.1f MB (target <= 20 MB), %.1f KB per idle session (target <= 40 KB).\n",
+		float64(w.rssIdle)/1024, float64(w.rssLoaded-w.rssIdle)/1000)
+	var wgt *target
+	for _, t := range targets {
+		if t.proc == wg {
+			wgt = t
+		}
+	}
+	if err := benchUploadBeside(dir, be, wgt, p.clientTLS, size); err != nil {
+		return err
+	}
+	fmt.Printf("\nTook %s.\n", time.Since(start).Round(time.Second))
 	return nil
 }
