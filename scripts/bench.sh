@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench.sh runs every benchmark, each side by side with its baseline, and
 # writes the tables into docs/BENCHMARKS.md (also printed). Bounded to about
-# 12 minutes on a 2-core machine; medians of several runs where noisy.
-# scripts/bench/*.sh: the clinical relay against its baselines, the stripped
-# binary sizes for ARM, and startup from exec to serving.
+# 25 minutes on a 2-core machine; medians of several runs where noisy.
+# scripts/bench/*.sh: the clinical relay against its baselines, central's
+# ingest (fleetsim) and page renders (BenchmarkRender, run there and skipped
+# below: it seeds a million events), the stripped binary sizes for ARM, and
+# startup from exec to serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${BENCH_OUT:-docs/BENCHMARKS.md}"
@@ -31,9 +33,9 @@ section() { echo; echo "## $*"; echo; }
 	done
 
 	section "Go benchmarks (median of 5 runs)"
-	echo "\`go test -run='^\$' -bench=. -benchmem -count=5 ./certs/... ./gateway/... ./hal/... ./wire/siem/... ./central/...\`"
+	echo "\`go test -run='^\$' -bench=. -skip='^BenchmarkRender\$' -benchmem -count=5 ./certs/... ./gateway/... ./hal/... ./wire/siem/... ./wire/envelope/... ./central/...\`"
 	echo
-	go test -run='^$' -bench=. -benchmem -count=5 -benchtime=1s -timeout 8m ./certs/... ./gateway/... ./hal/... ./wire/siem/... ./central/... 2>&1 \
+	go test -run='^$' -bench=. -skip='^BenchmarkRender$' -benchmem -count=5 -benchtime=1s -timeout 8m ./certs/... ./gateway/... ./hal/... ./wire/siem/... ./wire/envelope/... ./central/... 2>&1 \
 		| grep -E '^(Benchmark|pkg:)' >"$tmp/go.txt" || true
 	go run ./scripts/benchtable <"$tmp/go.txt"
 	echo

@@ -167,6 +167,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	stopPprof, _, err := servePprof(cfg.Central.PprofListen, log)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	ln := o.Listener
 	if ln == nil {
 		ln, err = net.Listen("tcp", cfg.Central.Listen)

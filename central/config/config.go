@@ -57,6 +57,10 @@ type Central struct {
 	// OperatorCertLifetime is the longest lifetime of an approver
 	// certificate admitted to the web UI and API (short-lived is enforced).
 	OperatorCertLifetime Duration `yaml:"operator_cert_lifetime"`
+	// PprofListen, when set, serves Go's profiler (net/http/pprof) over
+	// plain HTTP on this loopback HOST:PORT, for diagnosing performance.
+	// Off by default; only loopback addresses are accepted.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // TLS is central's own identity (spiffe://TD/svc/central) and the trust

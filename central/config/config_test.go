@@ -53,6 +53,8 @@ func TestProblems(t *testing.T) {
 		{"bad db", strings.Replace(base, "trust_domain: hospital.example", "trust_domain: hospital.example, db: mysql://x", 1), []string{":2: central.db"}},
 		{"empty sqlite", strings.Replace(base, "trust_domain: hospital.example", "trust_domain: hospital.example, db: \"sqlite:\"", 1), []string{"needs a file path"}},
 		{"listen", strings.Replace(base, "trust_domain: hospital.example", "trust_domain: hospital.example, listen: nope", 1), []string{"central.listen"}},
+		{"pprof not host:port", strings.Replace(base, "trust_domain: hospital.example", "trust_domain: hospital.example, pprof_listen: nope", 1), []string{"central.pprof_listen", "HOST:PORT"}},
+		{"pprof not loopback", strings.Replace(base, "trust_domain: hospital.example", "trust_domain: hospital.example, pprof_listen: \"0.0.0.0:6060\"", 1), []string{"central.pprof_listen", "loopback"}},
 		{"no tls", strings.Replace(base, "tls: {cert: a, key: b, ca: c}\n", "", 1), []string{"tls.cert: missing", "tls.key: missing", "tls.ca: missing"}},
 		{"no brokers", strings.Replace(base, "mqtt: {brokers: [\"mqtts://b:8883\"]}\n", "", 1), []string{"mqtt.brokers: missing"}},
 		{"plain broker", strings.Replace(base, "mqtts://b:8883", "tcp://b:1883", 1), []string{"mqtt.brokers[0]", "only connects with TLS"}},

@@ -58,6 +58,13 @@ func validate(c *Config, file string, lines map[string]int) gwconfig.Problems {
 	if _, _, err := net.SplitHostPort(c.Central.Listen); err != nil {
 		add("central.listen", "%q is not HOST:PORT: %v", c.Central.Listen, err)
 	}
+	if c.Central.PprofListen != "" {
+		if host, _, err := net.SplitHostPort(c.Central.PprofListen); err != nil {
+			add("central.pprof_listen", "%q is not HOST:PORT: %v", c.Central.PprofListen, err)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			add("central.pprof_listen", "%q is not a loopback address: the profiler has no authentication, use 127.0.0.1:PORT", c.Central.PprofListen)
+		}
+	}
 	switch {
 	case strings.HasPrefix(c.Central.DB, "sqlite:"):
 		if strings.TrimPrefix(c.Central.DB, "sqlite:") == "" {

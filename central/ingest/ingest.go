@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -119,6 +120,10 @@ type Ingester struct {
 	gws map[string]*gwState // owned by the processing goroutine
 	// findings folded per gateway and kind within a minute
 	fold map[string]*foldState
+	// messages applied in the second from rateStart, and in the one
+	// before (owned by the processing goroutine; see busy)
+	rateStart       time.Time
+	rateN, ratePrev int
 
 	client                                                                  atomic.Pointer[paho.Client]
 	connected                                                               atomic.Bool
@@ -285,8 +290,33 @@ func (in *Ingester) connection(ctx context.Context) bool {
 		c.Disconnect(0)
 		return false
 	}
+	// Verifying (an ECDSA check per message) is most of a message's cost:
+	// a fixed pool of workers, one per core, does it in parallel. paho's
+	// per-message goroutines only hand messages over, so they stay small
+	// instead of each growing a stack for the verification.
+	work := make(chan paho.Message, 256)
+	stop := make(chan struct{})
+	var workers sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				select {
+				case m := <-work:
+					in.Handle(ctx, m.Topic(), m.Payload())
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); workers.Wait() }()
 	st := c.Subscribe(wire.TopicPrefix+"+/#", 1, func(_ paho.Client, m paho.Message) {
-		in.Handle(ctx, m.Topic(), m.Payload())
+		select {
+		case work <- m:
+		case <-stop:
+		}
 	})
 	if !waitToken(ctx, st) || st.Error() != nil {
 		in.log.Warn("mqtt subscribe failed", "err", st.Error())
@@ -351,6 +381,9 @@ func (in *Ingester) Publish(topic string, payload []byte, retain bool) error {
 	return t.Error()
 }
 
+// maxBatch bounds the messages stored in one transaction.
+const maxBatch = 2000
+
 // process is the single goroutine that owns the per-gateway state. It
 // takes whatever is queued as one batch and stores it in one transaction.
 func (in *Ingester) process(ctx context.Context) error {
@@ -372,7 +405,7 @@ func (in *Ingester) process(ctx context.Context) error {
 		case it := <-in.in:
 			batch = append(batch, it)
 		drain:
-			for len(batch) < 2000 {
+			for len(batch) < maxBatch {
 				select {
 				case it := <-in.in:
 					batch = append(batch, it)

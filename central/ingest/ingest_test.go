@@ -204,9 +204,14 @@ func TestIngestOrderGapsResync(t *testing.T) {
 		// The late seq 15 is still stored; a redelivered 12 is not stored twice.
 		h.send(g.msg(t, 1, 15, now(), envelope.KindEvent, wire.Event{Kind: "late.one"}))
 		h.send(g.msg(t, 1, 12, now(), envelope.KindEvent, wire.Event{Kind: "vendor.request", Attrs: map[string]string{"grant": "g1"}}))
-		h.until("late and dup", func() bool { s := h.in.Stats(); return s.Late >= 1 && s.Duplicates >= 1 })
+		// Late is counted on receipt, before the commit: wait for the row.
 		var late int
-		_, _ = h.st.Events(context.Background(), store.EventQuery{Kind: "late.one"}, func(store.Event) error { late++; return nil })
+		h.until("late and dup", func() bool {
+			s := h.in.Stats()
+			late = 0
+			_, _ = h.st.Events(context.Background(), store.EventQuery{Kind: "late.one"}, func(store.Event) error { late++; return nil })
+			return s.Late >= 1 && s.Duplicates >= 1 && late > 0
+		})
 		if late != 1 {
 			t.Fatalf("late event stored %d times", late)
 		}

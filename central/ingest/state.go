@@ -48,6 +48,21 @@ const flushEvery = time.Second
 // busyBatch is the batch size from which minor changes are throttled.
 const busyBatch = 64
 
+// busyRate is the messages per second from which minor changes are
+// throttled even when batches are small (a steady stream verified as fast
+// as it arrives comes in many small batches).
+const busyRate = 256
+
+// busy says whether central is under load: a large batch, or at least
+// busyRate messages applied within the current or the previous second.
+func (in *Ingester) busy(now time.Time, applied int) bool {
+	if now.Sub(in.rateStart) >= time.Second || now.Before(in.rateStart) {
+		in.ratePrev, in.rateStart, in.rateN = in.rateN, now, 0
+	}
+	in.rateN += applied
+	return applied >= busyBatch || in.rateN >= busyRate || in.ratePrev >= busyRate
+}
+
 func newState(g store.Gateway) *gwState {
 	st := &gwState{g: g, held: map[uint64]item{}, optional: map[uint64]bool{}, seen: map[uint64]struct{}{}}
 	if g.LastSeq > 0 {
@@ -526,7 +541,9 @@ func (b *batchWork) commit(ctx context.Context) error {
 		if err := b.sharedWrites(tx); err != nil {
 			return err
 		}
-		busy := len(b.applied) >= busyBatch
+		busy := b.in.busy(b.now, len(b.applied))
+		var rows []store.Gateway
+		var written []*gwState
 		ids := make([]string, 0, len(b.dirty))
 		for id := range b.dirty {
 			ids = append(ids, id)
@@ -539,9 +556,20 @@ func (b *batchWork) commit(ctx context.Context) error {
 				delete(b.dirty, id)
 				continue
 			}
-			if err := b.putGateway(tx, st); err != nil {
-				return err
+			if b.in.shared() {
+				// merged row by row, never moving another instance's view back
+				if err := b.putGateway(tx, st); err != nil {
+					return err
+				}
+			} else {
+				rows = append(rows, st.g)
 			}
+			written = append(written, st)
+		}
+		if err := tx.PutGateways(rows); err != nil {
+			return err
+		}
+		for _, st := range written {
 			st.major, st.pending, st.flushedAt = false, false, b.now
 		}
 		return nil

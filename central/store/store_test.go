@@ -179,3 +179,44 @@ func TestAddEventsChunks(t *testing.T) {
 		}
 	})
 }
+
+// TestEventHours: event_hours follows inserts (not duplicates) and
+// prunes, and EventsPerHour counts a partial first hour from the events.
+func TestEventHours(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		s := open(t, dsn)
+		h0 := t0.Truncate(time.Hour)
+		var es []store.Event
+		for i := range 300 { // 100 per hour over three hours
+			es = append(es, store.Event{Gateway: "gw-1", Seq: uint64(i + 1), Time: h0.Add(time.Duration(i) * 36 * time.Second), Received: t0, Kind: "k"})
+		}
+		if _, err := s.Apply(ctx, func(tx *store.Tx) error { return tx.AddEvents(es) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Apply(ctx, func(tx *store.Tx) error { return tx.AddEvents(es[:150]) }); err != nil { // duplicates
+			t.Fatal(err)
+		}
+		tot, err := s.Totals(ctx)
+		if err != nil || tot.Events != 300 {
+			t.Fatalf("totals %+v %v", tot, err)
+		}
+		// From half past the first hour: 50 of it, then 100 and 100.
+		ph, err := s.EventsPerHour(ctx, h0.Add(30*time.Minute))
+		if err != nil || len(ph) != 3 || ph[0].N != 50 || ph[1].N != 100 || ph[2].N != 100 || ph[0].Label != h0.UTC().Format("15:04") {
+			t.Fatalf("per hour %+v %v", ph, err)
+		}
+		// Keep events from the middle of the second hour on.
+		pruned, err := s.Prune(ctx, h0.Add(25*time.Hour+30*time.Minute), store.Retention{Events: 24 * time.Hour})
+		if err != nil || pruned != 150 {
+			t.Fatalf("pruned %d %v", pruned, err)
+		}
+		ph, err = s.EventsPerHour(ctx, h0)
+		if err != nil || len(ph) != 2 || ph[0].N != 50 || ph[1].N != 100 {
+			t.Fatalf("per hour after prune %+v %v", ph, err)
+		}
+		if tot, err := s.Totals(ctx); err != nil || tot.Events != 150 {
+			t.Fatalf("totals after prune %+v %v", tot, err)
+		}
+	})
+}

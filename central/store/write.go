@@ -151,45 +151,64 @@ func (s *Store) Apply(ctx context.Context, fn func(*Tx) error) (int, error) {
 }
 
 // PutGateway writes g (insert or replace).
-func (t *Tx) PutGateway(g Gateway) error {
-	return t.exec(`INSERT INTO gateways (id, site, version, config_hash, signer, session, last_seq, death_seq, online, stale,
-		stale_reason, stale_since_ms, resync_ms, first_seen_ms, last_seen_ms, last_birth_ms, last_death_ms, clock_offset_ms,
-		gaps, messages, state, devices) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (id) DO UPDATE SET site=excluded.site, version=excluded.version, config_hash=excluded.config_hash,
-		signer=excluded.signer, session=excluded.session, last_seq=excluded.last_seq, death_seq=excluded.death_seq,
-		online=excluded.online, stale=excluded.stale, stale_reason=excluded.stale_reason, stale_since_ms=excluded.stale_since_ms,
-		resync_ms=excluded.resync_ms, first_seen_ms=excluded.first_seen_ms, last_seen_ms=excluded.last_seen_ms,
-		last_birth_ms=excluded.last_birth_ms, last_death_ms=excluded.last_death_ms, clock_offset_ms=excluded.clock_offset_ms,
-		gaps=excluded.gaps, messages=excluded.messages, state=excluded.state, devices=excluded.devices`,
-		g.ID, g.Site, g.Version, g.ConfigHash, g.Signer, int64(g.Session), int64(g.LastSeq), int64(g.DeathSeq), b2i(g.Online), b2i(g.Stale),
-		g.StaleReason, ms(g.StaleSince), ms(g.ResyncAt), ms(g.FirstSeen), ms(g.LastSeen), ms(g.LastBirth), ms(g.LastDeath), g.ClockOffsetMS,
-		int64(g.Gaps), int64(g.Messages), g.State, g.Devices)
-}
+func (t *Tx) PutGateway(g Gateway) error { return t.PutGateways([]Gateway{g}) }
 
-// AddEvent stores e unless an event with the same gateway and seq exists.
-func (t *Tx) AddEvent(e Event) error {
-	if e.Attrs == nil {
-		e.Attrs = map[string]string{}
-	}
-	res, err := t.tx.Exec(t.s.rebind(`INSERT INTO events (gateway, session, seq, time_ms, received_ms, kind, severity, device, identity, historical, attrs)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (gateway, seq) DO NOTHING`),
-		e.Gateway, int64(e.Session), int64(e.Seq), ms(e.Time), ms(e.Received), e.Kind, e.Severity, e.Device, e.Identity, b2i(e.Historical), js(e.Attrs))
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		t.EventsInserted++
+const gatewayInsert = `INSERT INTO gateways (id, site, version, config_hash, signer, session, last_seq, death_seq, online, stale,
+	stale_reason, stale_since_ms, resync_ms, first_seen_ms, last_seen_ms, last_birth_ms, last_death_ms, clock_offset_ms,
+	gaps, messages, state, devices) VALUES `
+
+const gatewayUpsert = ` ON CONFLICT (id) DO UPDATE SET site=excluded.site, version=excluded.version, config_hash=excluded.config_hash,
+	signer=excluded.signer, session=excluded.session, last_seq=excluded.last_seq, death_seq=excluded.death_seq,
+	online=excluded.online, stale=excluded.stale, stale_reason=excluded.stale_reason, stale_since_ms=excluded.stale_since_ms,
+	resync_ms=excluded.resync_ms, first_seen_ms=excluded.first_seen_ms, last_seen_ms=excluded.last_seen_ms,
+	last_birth_ms=excluded.last_birth_ms, last_death_ms=excluded.last_death_ms, clock_offset_ms=excluded.clock_offset_ms,
+	gaps=excluded.gaps, messages=excluded.messages, state=excluded.state, devices=excluded.devices`
+
+// gatewaysPerInsert bounds the rows of one multi-row gateway upsert (22
+// parameters each).
+const gatewaysPerInsert = 100
+
+// PutGateways writes gs (insert or replace) in multi-row statements. The
+// ids must be distinct (a statement cannot upsert one row twice).
+func (t *Tx) PutGateways(gs []Gateway) error {
+	for len(gs) > 0 {
+		n := min(len(gs), gatewaysPerInsert)
+		var q strings.Builder
+		q.WriteString(gatewayInsert)
+		args := make([]any, 0, n*22)
+		for i, g := range gs[:n] {
+			if i > 0 {
+				q.WriteString(",")
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+			args = append(args, g.ID, g.Site, g.Version, g.ConfigHash, g.Signer, int64(g.Session), int64(g.LastSeq), int64(g.DeathSeq), b2i(g.Online), b2i(g.Stale),
+				g.StaleReason, ms(g.StaleSince), ms(g.ResyncAt), ms(g.FirstSeen), ms(g.LastSeen), ms(g.LastBirth), ms(g.LastDeath), g.ClockOffsetMS,
+				int64(g.Gaps), int64(g.Messages), g.State, g.Devices)
+		}
+		q.WriteString(gatewayUpsert)
+		if err := t.exec(q.String(), args...); err != nil {
+			return err
+		}
+		gs = gs[n:]
 	}
 	return nil
 }
+
+// AddEvent stores e unless an event with the same gateway and seq exists.
+func (t *Tx) AddEvent(e Event) error { return t.AddEvents([]Event{e}) }
 
 // eventsPerInsert bounds the rows of one multi-row INSERT (11 parameters
 // each, well below both databases' parameter limits).
 const eventsPerInsert = 200
 
+// hourMS is the width of an event_hours bucket.
+const hourMS = 3600000
+
 // AddEvents stores es in multi-row statements, skipping events whose
-// gateway and seq are already stored.
+// gateway and seq are already stored, and counts the new ones in
+// event_hours.
 func (t *Tx) AddEvents(es []Event) error {
+	hours := map[int64]int64{}
 	for len(es) > 0 {
 		n := min(len(es), eventsPerInsert)
 		var q strings.Builder
@@ -206,17 +225,59 @@ func (t *Tx) AddEvents(es []Event) error {
 			args = append(args, e.Gateway, int64(e.Session), int64(e.Seq), ms(e.Time), ms(e.Received), e.Kind, e.Severity, e.Device,
 				e.Identity, b2i(e.Historical), js(e.Attrs))
 		}
-		q.WriteString(" ON CONFLICT (gateway, seq) DO NOTHING")
-		res, err := t.tx.Exec(t.s.rebind(q.String()), args...)
+		// RETURNING names only the rows inserted (not the skipped
+		// duplicates), on both databases.
+		q.WriteString(" ON CONFLICT (gateway, seq) DO NOTHING RETURNING time_ms")
+		rows, err := t.tx.Query(t.s.rebind(q.String()), args...)
 		if err != nil {
 			return err
 		}
-		if k, _ := res.RowsAffected(); k > 0 {
-			t.EventsInserted += int(k)
+		for rows.Next() {
+			var at int64
+			if err := rows.Scan(&at); err != nil {
+				rows.Close()
+				return err
+			}
+			hours[at/hourMS]++
+			t.EventsInserted++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
 		}
 		es = es[n:]
 	}
-	return nil
+	return t.countHours(hours)
+}
+
+// countHours adds n[hour] to event_hours.
+func (t *Tx) countHours(n map[int64]int64) error {
+	var q strings.Builder
+	var args []any
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		q.WriteString(` ON CONFLICT (hour) DO UPDATE SET n = event_hours.n + excluded.n`)
+		err := t.exec(q.String(), args...)
+		q.Reset()
+		args = args[:0]
+		return err
+	}
+	for h, k := range n {
+		if len(args) == 0 {
+			q.WriteString(`INSERT INTO event_hours (hour, n) VALUES (?,?)`)
+		} else {
+			q.WriteString(",(?,?)")
+		}
+		args = append(args, h, k)
+		if len(args) >= 2000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 // PutInventory replaces the devices, accounts and exceptions of gateway.

@@ -54,6 +54,8 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 1000, "messages per second of the latency phase")
 	flag.DurationVar(&o.steady, "for", 10*time.Second, "length of the latency phase")
 	flag.DurationVar(&o.budget, "budget", 4*time.Minute, "give up after this long")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write central's CPU profile of the burst to this file (via central.pprof_listen)")
+	flag.DurationVar(&o.profileFor, "profile-for", 6*time.Second, "length of the -cpuprofile capture from the start of the burst")
 	flag.StringVar(&o.mode, "mode", "ingest", "ingest (throughput and latency) or lock (fleet lock-set delivery, lockbench.go)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), o.budget)
@@ -76,6 +78,8 @@ type opts struct {
 	gateways, burst int
 	rate            int
 	steady, budget  time.Duration
+	cpuprofile      string
+	profileFor      time.Duration
 }
 
 type gateway struct {
@@ -206,13 +210,25 @@ func run(ctx context.Context, w io.Writer, o opts) error {
 	if err != nil {
 		return err
 	}
+	pprofAddr := ""
+	if o.cpuprofile != "" {
+		pport, err := freePort()
+		if err != nil {
+			return err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pport)
+	}
+	pprofKey := ""
+	if pprofAddr != "" {
+		pprofKey = fmt.Sprintf(", pprof_listen: %q", pprofAddr)
+	}
 	cfg := filepath.Join(dir, "central.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `version: 1
-central: {id: bench, trust_domain: %s, listen: "127.0.0.1:%d", db: %q}
+central: {id: bench, trust_domain: %s, listen: "127.0.0.1:%d", db: %q%s}
 tls: {cert: %s, key: %s, ca: %s}
 mqtt: {brokers: [%q]}
 ingest: {reorder_window: 5s, offline_after: 1h}
-`, td, hport, db, cenCert, cenKey, root, brokerURL), 0o600); err != nil {
+`, td, hport, db, pprofKey, cenCert, cenKey, root, brokerURL), 0o600); err != nil {
 		return err
 	}
 	logf, err := os.Create(filepath.Join(dir, "central.log"))
@@ -315,7 +331,14 @@ ingest: {reorder_window: 5s, offline_after: 1h}
 		}
 	}
 	before := sent.Load()
+	prof := make(chan error, 1)
+	if pprofAddr != "" {
+		go func() { prof <- saveProfile(ctx, pprofAddr, o.profileFor, o.cpuprofile) }()
+	} else {
+		prof <- nil
+	}
 	start := time.Now()
+	cpu0 := [3]time.Duration{cpuTime(central.Process.Pid), cpuTime(mos.Process.Pid), cpuTime(os.Getpid())}
 	var pw sync.WaitGroup
 	for i, g := range gws {
 		pw.Add(1)
@@ -339,7 +362,15 @@ ingest: {reorder_window: 5s, offline_after: 1h}
 	}
 	el := time.Since(start)
 	burst := sent.Load() - before
-	fmt.Fprintf(w, "BenchmarkCentralIngest/%s/%dgw/burst 1 %.0f msgs/s %d msgs\n", o.db, len(gws), float64(burst)/el.Seconds(), burst)
+	cpu1 := [3]time.Duration{cpuTime(central.Process.Pid), cpuTime(mos.Process.Pid), cpuTime(os.Getpid())}
+	perMsg := func(i int) float64 { return float64((cpu1[i] - cpu0[i]).Microseconds()) / float64(max(burst, 1)) }
+	// CPU per message (from /proc, so steadier than msgs/s on a shared
+	// machine): central, mosquitto, and the simulated fleet itself.
+	fmt.Fprintf(w, "BenchmarkCentralIngest/%s/%dgw/burst 1 %.0f msgs/s %d msgs %.0f central-cpu-us/msg %.0f broker-cpu-us/msg %.0f fleet-cpu-us/msg\n",
+		o.db, len(gws), float64(burst)/el.Seconds(), burst, perMsg(0), perMsg(1), perMsg(2))
+	if err := <-prof; err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
 
 	// Phase 2: a steady rate; p99 of message time to commit.
 	h0, err := api.hist(ctx)
@@ -370,6 +401,52 @@ ingest: {reorder_window: 5s, offline_after: 1h}
 	}
 	fmt.Fprintf(w, "BenchmarkCentralIngest/%s/%dgw/steady%d 1 %.0f p99-ms %d msgs\n", o.db, len(gws), o.rate, 1000*quantile(h0, h1, 0.99), i)
 	return nil
+}
+
+// saveProfile fetches central's CPU profile over d into file.
+func saveProfile(ctx context.Context, addr string, d time.Duration, file string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(int(d.Seconds()), 1)), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// cpuTime is the user+system CPU time of process pid so far, from
+// /proc/PID/stat (0 when it cannot be read).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields after its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 func tail(b []byte) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -28,10 +29,15 @@ func TestFleetsim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, &out, opts{central: bin, db: "sqlite", gateways: 5, burst: 200, rate: 100, steady: time.Second}); err != nil {
+	prof := filepath.Join(t.TempDir(), "central.prof")
+	if err := run(ctx, &out, opts{central: bin, db: "sqlite", gateways: 5, burst: 200, rate: 100, steady: time.Second,
+		cpuprofile: prof, profileFor: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	for _, re := range []string{`(?m)^BenchmarkCentralIngest/sqlite/5gw/burst 1 \d+ msgs/s 200 msgs$`, `(?m)^BenchmarkCentralIngest/sqlite/5gw/steady100 1 \d+ p99-ms \d+ msgs$`} {
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Errorf("central's CPU profile (via central.pprof_listen) not written: %v", err)
+	}
+	for _, re := range []string{`(?m)^BenchmarkCentralIngest/sqlite/5gw/burst 1 \d+ msgs/s 200 msgs \d+ central-cpu-us/msg \d+ broker-cpu-us/msg \d+ fleet-cpu-us/msg$`, `(?m)^BenchmarkCentralIngest/sqlite/5gw/steady100 1 \d+ p99-ms \d+ msgs$`} {
 		if !regexp.MustCompile(re).Match(out.Bytes()) {
 			t.Errorf("output lacks %s:\n%s", re, out.String())
 		}

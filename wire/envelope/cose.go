@@ -63,7 +63,9 @@ func chainDER(chain []*x509.Certificate) any {
 type Signed struct {
 	// Payload is the attached payload bytes.
 	Payload []byte
-	// Chain is the signer chain from the x5chain header, leaf first.
+	// Chain is the signer chain from the x5chain header, leaf first. The
+	// certificates may be shared with other messages of the same signer
+	// (parsed once, see certCache): treat them as read-only.
 	Chain []*x509.Certificate
 	msg   *cose.Sign1Message
 }
@@ -119,7 +121,7 @@ func parseChain(v any) ([]*x509.Certificate, error) {
 	}
 	chain := make([]*x509.Certificate, 0, len(ders))
 	for _, d := range ders {
-		c, err := x509.ParseCertificate(d)
+		c, err := parseCert(d)
 		if err != nil {
 			return nil, fmt.Errorf("%w: x5chain: %w", ErrMalformed, err)
 		}
