@@ -224,6 +224,13 @@ func TestIngestOrderGapsResync(t *testing.T) {
 		}
 		h.send(g.msg(t, 1, 9, now(), envelope.KindDeath, wire.Death{Reason: "offline"}))
 		h.until("offline", func() bool { return !h.gateway("gw-1").Online })
+		// A message of the dead session verified after its death (sent
+		// before it) is stored but does not bring the gateway back online.
+		h.send(g.msg(t, 1, 22, now(), envelope.KindEvent, wire.Event{Kind: "after.death"}))
+		h.until("after-death event stored", func() bool { return h.gateway("gw-1").LastSeq == 22 })
+		if h.gateway("gw-1").Online {
+			t.Fatal("a message of the dead session brought the gateway back online")
+		}
 		if n := h.in.Stats().Late; n != 2 { // 15 and the old session's death; the announced Will is not late
 			t.Logf("late %d", n)
 		}

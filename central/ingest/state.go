@@ -38,7 +38,11 @@ type gwState struct {
 	major     bool
 	flushedAt time.Time
 	pending   bool // changed but not written yet
-	sh        sharedGW
+	// deadSession is the session whose death was applied: its messages
+	// still verified later (sent before the death, verified in parallel)
+	// do not bring the gateway back online; only a birth does.
+	deadSession uint64
+	sh          sharedGW
 }
 
 // flushEvery bounds how long minor gateway changes (last seen, last seq,
@@ -384,6 +388,7 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 			return
 		}
 		g.Session, g.Online, g.LastBirth, g.DeathSeq = m.Session, true, at, birth.DeathSeq
+		st.deadSession = 0
 		g.Site, g.Version, g.ConfigHash, g.Devices = birth.Site, birth.Version, birth.ConfigHash, birth.Inventory.Devices
 		st.needBirth, st.major = false, true
 	case envelope.KindDeath:
@@ -396,6 +401,7 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 			b.in.log.Info("death of an old session ignored", "gateway", g.ID, "session", m.Session, "current", g.Session)
 		} else {
 			g.Online, g.LastDeath = false, at
+			st.deadSession = m.Session
 		}
 		b.events = append(b.events, ev)
 	case envelope.KindStatus:
@@ -450,7 +456,8 @@ func (b *batchWork) apply(st *gwState, it item, late bool) {
 		ev.Identity = r.Approver
 		b.events = append(b.events, ev)
 	}
-	if !m.Historical && !late && m.Kind != envelope.KindDeath && m.Session >= g.Session {
+	if !m.Historical && !late && m.Kind != envelope.KindDeath && m.Session >= g.Session &&
+		(m.Kind == envelope.KindBirth || m.Session != st.deadSession) {
 		g.Online, g.Session = true, m.Session
 	}
 	if g.Stale && !st.needBirth && !st.needInv {
