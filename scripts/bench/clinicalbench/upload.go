@@ -219,7 +219,7 @@ func benchUploadBeside(dir, be string, base *target, clientTLS *tls.Config, size
 	fmt.Println()
 	fmt.Printf("Recordings upload beside the clinical relay: the relay process also uploads %d recordings of %d MiB to\n", uploadRecordings, uploadRecordSize>>20)
 	fmt.Printf("central's archive (HTTPS, mTLS, chunked, receipts) at the rate given; clinical runs alternate with the\n")
-	fmt.Printf("relay that does not upload (median of 3 each). The default rate is gateway.recordings.upload.max_rate's.\n\n")
+	fmt.Printf("relay that does not upload (median of 5 each). The default rate is gateway.recordings.upload.max_rate's.\n\n")
 	fmt.Println("| upload max_rate | upload achieved | clinical upload MB/s (without / with) | clinical download MB/s (without / with) | ratio up | ratio down | target |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---|")
 	for _, rate := range []int64{256 << 10, 8 << 20} {
@@ -238,7 +238,7 @@ func benchUploadBeside(dir, be string, base *target, clientTLS *tls.Config, size
 		with := &target{name: "with upload", addr: rl.addr, tls: clientTLS, proc: rl}
 		var bu, wu, bd, wd []float64
 		start, sent0 := time.Now(), archivedBytes(dir)
-		for range 3 {
+		for range 5 {
 			for _, m := range []struct {
 				t   *target
 				out *[]float64
