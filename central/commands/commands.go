@@ -85,6 +85,9 @@ type Service struct {
 	busy int // jobs queued or running
 	wake chan struct{}
 	lsMu sync.Mutex // serializes lock-set version checks
+	// cleared holds "scope@version" of expired sets whose retained topic
+	// was cleared (Run's goroutine only).
+	cleared map[string]bool
 }
 
 type jobKind int
@@ -278,6 +281,9 @@ func (s *Service) sweep(ctx context.Context) {
 	if n > 0 {
 		s.log.Info("commands expired before the gateways answered", "targets", n)
 		s.changed()
+	}
+	if err := s.clearExpiredLockSets(ctx); err != nil {
+		s.log.Error("clearing expired lock sets failed", "err", err)
 	}
 }
 
@@ -568,6 +574,9 @@ func clip(s string) string {
 
 func (s *Service) connected(ctx context.Context) error {
 	if err := s.republish(ctx); err != nil {
+		return err
+	}
+	if err := s.clearExpiredLockSets(ctx); err != nil {
 		return err
 	}
 	if _, err := s.o.Store.ExpireTargets(ctx, s.clock.Now()); err != nil {

@@ -501,3 +501,49 @@ func TestLockSetsWithoutRetain(t *testing.T) {
 		}
 	})
 }
+
+// TestExpiredLockSetCleared: once a scope's newest set expired, central
+// clears its retained topic (gateways would refuse it at every
+// connection), once.
+func TestExpiredLockSetCleared(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, dsn string) {
+		// No sweep during the test: the reconnection pass, which also
+		// clears, is triggered by hand.
+		e := newEnv(t, dsn, func(o *commands.Options) { o.SweepEvery = 24 * time.Hour })
+		site := lockset.Topic(lockset.Site("a"))
+		now := e.clock.Now()
+		s := &lockset.Set{TrustDomain: td, Version: 1, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli(),
+			Scope: lockset.Site("a"), Approvers: []string{uri(e.ann)}, Locks: []lockset.Lock{{Target: "spiffe://" + td + "/vendor/acme/*"}}}
+		signed, err := lockset.Sign(s, lockset.Signer{Key: e.ann.Key, Chain: e.ann.Chain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.SubmitLockSet(e.ctx, signed, uri(e.ann)); err != nil {
+			t.Fatal(err)
+		}
+		e.await("published", func() bool { return e.publishedTo(site) == 1 })
+		e.clock.Advance(30 * time.Minute)
+		e.svc.Connected() // still valid: republished, not cleared
+		e.await("republished", func() bool { return e.publishedTo(site) == 2 })
+		e.mu.Lock()
+		if last := e.pub[len(e.pub)-1]; len(last.data) == 0 {
+			t.Fatal("a valid set was cleared")
+		}
+		e.mu.Unlock()
+		e.clock.Advance(time.Hour)
+		e.svc.Connected()
+		e.await("cleared", func() bool { return e.publishedTo(site) == 3 })
+		e.mu.Lock()
+		last := e.pub[len(e.pub)-1]
+		e.mu.Unlock()
+		if last.topic != site || len(last.data) != 0 || !last.retain {
+			t.Fatalf("clear: %+v", last)
+		}
+		e.clock.Advance(time.Minute)
+		e.svc.Connected() // republish at reconnection: the expired set is not sent again
+		e.await("cleared once", func() bool { return e.svc.Idle() })
+		if n := e.publishedTo(site); n != 3 {
+			t.Fatalf("%d publishes on the site topic, want 3", n)
+		}
+	})
+}

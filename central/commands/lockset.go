@@ -120,6 +120,35 @@ func (s *Service) publishSetTo(ls store.LockSet, topic string, retain bool) erro
 	return s.o.Publish(topic, data, retain)
 }
 
+// clearExpiredLockSets clears the retained topic of each scope whose
+// newest set expired: gateways would only refuse it at every connection.
+// A newer version published later takes the topic again.
+func (s *Service) clearExpiredLockSets(ctx context.Context) error {
+	if s.o.Publish == nil || s.o.NoRetain {
+		return nil
+	}
+	sets, err := s.o.Store.LockSets(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.clock.Now()
+	for _, ls := range sets {
+		key := fmt.Sprintf("%s@%d", ls.Scope, ls.Version)
+		if now.Before(ls.Expires) || s.cleared[key] {
+			continue
+		}
+		if err := s.o.Publish(lockset.Topic(ls.Scope), nil, true); err != nil {
+			return err
+		}
+		if s.cleared == nil {
+			s.cleared = map[string]bool{}
+		}
+		s.cleared[key] = true
+		s.log.Info("lock set expired; its retained topic is cleared", "scope", ls.Scope, "version", ls.Version)
+	}
+	return nil
+}
+
 // lockSetsAtBirth publishes, without retain, the newest sets of the
 // fleet, of gw's site and of gw on gw's own lock-set topic (NoRetain).
 // The gateway checks each set's scope, not the topic it came on, and
