@@ -292,7 +292,23 @@ func cmdCommand(stdout, stderr io.Writer, args []string) int {
 	fmt.Fprintf(stdout, "queued %s %s for %s as command %s, signed by %s, valid until %s; %d gateway(s) addressed now\n",
 		c.Name, strings.Join(c.Args, " "), c.Scope, c.ID, c.Signer, c.Expires.Format(time.RFC3339), len(c.Targets))
 	fmt.Fprintf(stdout, "follow it with: wardgate-central command show --api %s ... %s\n", op.api, c.ID)
+	warnUnknownTarget(stderr, op, *gateway, *site, len(c.Targets))
 	return exitOK
+}
+
+// warnUnknownTarget says when the command addresses a gateway central has
+// never heard from, or a site without gateways (a typo waits silently
+// until the command expires otherwise).
+func warnUnknownTarget(stderr io.Writer, op *operator, gateway, site string, targets int) {
+	switch {
+	case gateway != "":
+		var ae *apiErr
+		if err := op.call(http.MethodGet, "/api/v1/gateways/"+url.PathEscape(gateway), nil, nil); errors.As(err, &ae) && ae.code == http.StatusNotFound {
+			fmt.Fprintf(stderr, "warning: central has never heard from gateway %s; the command waits for its first birth (check the ID)\n", gateway)
+		}
+	case site != "" && targets == 0:
+		fmt.Fprintf(stderr, "warning: no gateway of site %s has reported to central yet; the command waits for their births (check the site)\n", site)
+	}
 }
 
 func cmdCommandRead(stdout, stderr io.Writer, verb string, args []string) int {

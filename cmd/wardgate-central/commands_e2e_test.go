@@ -261,6 +261,20 @@ func fleetCommands(t *testing.T, db string) {
 		t.Fatalf("list: %d %s", code, out)
 	}
 
+	// A typo in the gateway ID or the site is queued, with a warning.
+	code, _, errs = cli(append(append([]string{"command"}, as(annCert, annKey)...), "--gateway", "gw-typo", "lock", acme)...)
+	if code != 0 || !strings.Contains(errs, "never heard from gateway gw-typo") {
+		t.Fatalf("unknown gateway: %d %q", code, errs)
+	}
+	code, _, errs = cli(append(append([]string{"command"}, as(annCert, annKey)...), "--site", "st-typo", "lock", acme)...)
+	if code != 0 || !strings.Contains(errs, "no gateway of site st-typo") {
+		t.Fatalf("empty site: %d %q", code, errs)
+	}
+	code, _, errs = cli(append(append([]string{"command"}, as(annCert, annKey)...), "--gateway", "gw-on", "lock", acme)...)
+	if code != 0 || strings.Contains(errs, "warning") {
+		t.Fatalf("known gateway: %d %q", code, errs)
+	}
+
 	// An approve for a site: the CLI refuses it, and so does central when
 	// a client signs it anyway.
 	code, _, errs = cli(append(append([]string{"command"}, as(annCert, annKey)...), "--site", "st-a", "approve", "G-1")...)
