@@ -143,4 +143,43 @@ func TestLockSetRetained(t *testing.T) {
 	if ok, _ := auth.Locked("spiffe://" + td + "/vendor/beta/eve"); !ok {
 		t.Fatal("v2 lock lost")
 	}
+
+	// The gateway's own topic: central's set is applied there, and the
+	// gateway itself may not replace it (the ACL denies its writes to it).
+	ownTopic := lockset.Topic(lockset.Gateway("gw-test"))
+	own, err := lockset.Sign(&lockset.Set{TrustDomain: td, Version: 1, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Hour).UnixMilli(),
+		Scope: lockset.Gateway("gw-test"), Locks: []lockset.Lock{{Target: "spiffe://" + td + "/vendor/gamma/*"}}, Approvers: []string{jdoe.Chain[0].URIs[0].String()}}, signers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRetained(t, central, ownTopic, own)
+	if e := await("the gateway's own set"); e.Kind != authority.EvLockSetApplied || e.Scope != lockset.Gateway("gw-test") {
+		t.Fatalf("own set: %+v", e)
+	}
+	rogue := paho.NewClient(paho.NewClientOptions().AddBroker(broker.URL).SetClientID("gw-test-rogue").
+		SetTLSConfig(pki.ClientTLS(gw)).SetAutoReconnect(false))
+	if tok := rogue.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("rogue connect: %v", tok.Error())
+	}
+	defer rogue.Disconnect(100)
+	if tok := rogue.Publish(ownTopic, 1, true, []byte("overwritten")); !tok.WaitTimeout(10 * time.Second) {
+		t.Fatal("rogue publish not acknowledged")
+	}
+	got := make(chan []byte, 1)
+	if tok := central.Subscribe(ownTopic, 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case got <- m.Payload():
+		default:
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	select {
+	case b := <-got:
+		if string(b) != string(own) {
+			t.Fatalf("the gateway replaced its retained lock set: %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no retained set on the gateway's topic")
+	}
 }

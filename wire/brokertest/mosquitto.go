@@ -67,8 +67,9 @@ func WaitPort(addr string, timeout time.Duration) error {
 	}
 }
 
-// MosquittoACL is the ACL of docs/security-team.md: each gateway writes
-// under its own id and reads its commands; "central" reads and writes all.
+// MosquittoACL is the ACL of a deployment without lock sets: each gateway
+// writes under its own id and reads its commands; "central" reads and
+// writes all. MosquittoFleetACL is the one of docs/security-team.md.
 const MosquittoACL = `# gateways: CN = gateway id = %u
 pattern write wardgate/v1/%u/#
 pattern read wardgate/v1/%u/cmd
