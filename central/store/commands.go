@@ -417,8 +417,17 @@ func (t *Tx) AddLockSet(ls LockSet) error {
 }
 
 // NewestLockSetVersion returns the highest stored version of scope (0:
-// none), inside the transaction.
+// none), inside the transaction. On PostgreSQL it first locks the lock-set
+// table against other writers until the transaction ends, so that two
+// central instances comparing and adding versions at once are serialized
+// (an older version can never land after a newer one); readers are not
+// blocked. SQLite serializes writers by itself.
 func (t *Tx) NewestLockSetVersion(scope string) (uint64, error) {
+	if t.s.pg {
+		if _, err := t.tx.Exec(`LOCK TABLE locksets IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return 0, err
+		}
+	}
 	var v int64
 	err := t.tx.QueryRow(t.s.rebind(`SELECT COALESCE(MAX(version), 0) FROM locksets WHERE scope = ?`), scope).Scan(&v)
 	return uint64(v), err

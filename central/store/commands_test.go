@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -157,4 +158,78 @@ func TestCommandsAndLockSets(t *testing.T) {
 			t.Fatalf("status %+v %v", st, err)
 		}
 	})
+}
+
+// TestLockSetVersionsAcrossInstances: two central instances on one
+// PostgreSQL compare and add lock-set versions at once; the second waits
+// for the first's transaction, so it sees version 5 and an older version
+// never lands after a newer one.
+func TestLockSetVersionsAcrossInstances(t *testing.T) {
+	dsn := storetest.Postgres(t)
+	ctx := context.Background()
+	a, b := open(t, dsn), open(t, dsn)
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	set := func(v uint64) store.LockSet {
+		return store.LockSet{Scope: "fleet", Version: v, Issued: t0, Expires: t0.Add(time.Hour), SubmittedBy: "s", Created: t0, Signed: []byte{byte(v)}}
+	}
+	holding, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := a.Apply(ctx, func(tx *store.Tx) error {
+			if _, err := tx.NewestLockSetVersion("fleet"); err != nil {
+				return err
+			}
+			close(holding)
+			<-release
+			return tx.AddLockSet(set(5))
+		})
+		first <- err
+	}()
+	<-holding
+	second := make(chan uint64, 1)
+	go func() {
+		var seen uint64
+		_, err := b.Apply(ctx, func(tx *store.Tx) error {
+			v, err := tx.NewestLockSetVersion("fleet")
+			seen = v
+			if err != nil || v >= 4 {
+				return err
+			}
+			return tx.AddLockSet(set(4))
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		second <- seen
+	}()
+	// The second instance waits on the first's table lock.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'locksets'::regclass`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("the second instance did not wait for the first's lock-set transaction")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if v := <-second; v != 5 {
+		t.Fatalf("the second instance saw version %d, want 5", v)
+	}
+	if ls, err := a.LockSets(ctx); err != nil || len(ls) != 1 || ls[0].Version != 5 {
+		t.Fatalf("stored: %+v %v", ls, err)
+	}
 }
