@@ -99,6 +99,18 @@ func TestMonitorWired(t *testing.T) {
 		}
 	}
 	c.Close()
+	// The monitor samples the relay's counters at each tick; the relay
+	// counts a chunk after writing it, which may be after the echo came
+	// back (slow under qemu), so wait for the session to be counted whole.
+	want := 10 * int64(len("hello monitor\n"))
+	waitFor(t, "the session counted", func() bool {
+		for _, d := range e.a.Status().Devices {
+			if d.ID == "pump-07" {
+				return d.Counters.Live == 0 && d.Counters.BytesToDevice == want && d.Counters.BytesFromDevice == want
+			}
+		}
+		return false
+	})
 	e.a.mon.Tick(t0.Add(30 * time.Minute))
 	e.a.mon.Tick(t0.Add(time.Hour))
 	var b monitor.BaselineStatus
