@@ -10,20 +10,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/wardgate/wardgate/central/store/storetest"
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/wire"
 	"github.com/wardgate/wardgate/wire/envelope"
@@ -102,36 +96,12 @@ func (g *lockGateway) connect(brokerURL string, tc *tls.Config) error {
 // broker hands it the retained set right after its subscription, before
 // its birth is even published.
 func runLock(ctx context.Context, w io.Writer, o opts) error {
-	dir, err := os.MkdirTemp("", "fleetsim-lock-")
+	st, err := newStack()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	ca, err := certs.NewDevCA(certs.DevCAOptions{Name: "fleetsim", Lifetime: 12 * time.Hour})
-	if err != nil {
-		return err
-	}
-	root := filepath.Join(dir, "root.crt")
-	if err := os.WriteFile(root, ca.Bundle().PEM(), 0o644); err != nil {
-		return err
-	}
-	lo := []net.IP{net.IPv4(127, 0, 0, 1)}
-	srv, err := ca.Issue(certs.IssueOptions{CommonName: "localhost", DNSNames: []string{"localhost"}, IPs: lo})
-	if err != nil {
-		return err
-	}
-	srvCert, srvKey, err := writePair(dir, "broker", srv)
-	if err != nil {
-		return err
-	}
-	cen, err := ca.Issue(certs.IssueOptions{URI: certs.ServiceURI(td, "central"), CommonName: "central", DNSNames: []string{"localhost"}, IPs: lo})
-	if err != nil {
-		return err
-	}
-	cenCert, cenKey, err := writePair(dir, "central", cen)
-	if err != nil {
-		return err
-	}
+	defer st.close()
+	ca := st.ca
 	var approvers []lockset.Signer
 	var annTLS tls.Certificate
 	for i, who := range []string{"ann", "bob"} {
@@ -151,71 +121,12 @@ func runLock(ctx context.Context, w io.Writer, o opts) error {
 	}
 
 	// mosquitto with the fleet ACL: gateways read the lock-set topics.
-	mport, err := freePort()
-	if err != nil {
+	if err := st.start(ctx, o, lockACL, "", annTLS); err != nil {
 		return err
 	}
-	acl := filepath.Join(dir, "acl")
-	if err := os.WriteFile(acl, []byte("pattern write wardgate/v1/%u/#\npattern read wardgate/v1/%u/cmd\npattern read wardgate/v1/%u/lockset\n"+
-		"pattern read wardgate/v1/fleet/lockset\npattern read wardgate/v1/site/+/lockset\nuser central\ntopic readwrite wardgate/v1/#\n"), 0o600); err != nil {
-		return err
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "user root\nmax_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\nlog_dest none\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\nacl_file %s\n",
-		mport, root, srvCert, srvKey, acl), 0o600); err != nil {
-		return err
-	}
-	mbin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		mbin = "/usr/sbin/mosquitto"
-	}
-	mos := exec.CommandContext(ctx, mbin, "-c", conf)
-	mos.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := mos.Start(); err != nil {
-		return fmt.Errorf("start mosquitto: %w", err)
-	}
-	defer func() { _ = mos.Process.Kill(); _ = mos.Wait() }()
-	brokerURL := fmt.Sprintf("ssl://127.0.0.1:%d", mport)
-
-	db := "sqlite:" + filepath.Join(dir, "central.db")
-	if o.db == "postgres" {
-		if db, err = storetest.NewDatabase(); err != nil {
-			return err
-		}
-	}
-	hport, err := freePort()
-	if err != nil {
-		return err
-	}
-	cfg := filepath.Join(dir, "central.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `version: 1
-central: {id: bench, trust_domain: %s, listen: "127.0.0.1:%d", db: %q}
-tls: {cert: %s, key: %s, ca: %s}
-mqtt: {brokers: [%q]}
-ingest: {reorder_window: 5s, offline_after: 1h}
-`, td, hport, db, cenCert, cenKey, root, brokerURL), 0o600); err != nil {
-		return err
-	}
-	logf, err := os.Create(filepath.Join(dir, "central.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	central := exec.CommandContext(ctx, o.central, "run", "--config", cfg)
-	central.Stdout, central.Stderr = logf, logf
-	central.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := central.Start(); err != nil {
-		return fmt.Errorf("start central: %w", err)
-	}
-	defer func() { _ = central.Process.Signal(syscall.SIGTERM); _ = central.Wait() }()
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Bundle().Pool(),
-		Certificates: []tls.Certificate{annTLS}}}}
-	base := fmt.Sprintf("https://127.0.0.1:%d", hport)
+	brokerURL, base := st.brokerURL, st.base
+	client := st.client(annTLS, 30*time.Second)
 	api := &metricsClient{url: base + "/metrics", c: client}
-	if err := api.await(ctx, 30*time.Second, func(m map[string]float64) bool { return m["wardgate_central_mqtt_connected"] == 1 }); err != nil {
-		log, _ := os.ReadFile(logf.Name())
-		return fmt.Errorf("central did not subscribe: %w\n%s", err, tail(log))
-	}
 
 	// The online fleet and, later, the gateways that come online after
 	// the set was published (5%, at least 1).

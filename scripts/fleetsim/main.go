@@ -26,13 +26,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -138,117 +136,30 @@ func writePair(dir, name string, c tls.Certificate) (string, string, error) {
 }
 
 func run(ctx context.Context, w io.Writer, o opts) error {
-	dir, err := os.MkdirTemp("", "fleetsim-")
+	st, err := newStack()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	ca, err := certs.NewDevCA(certs.DevCAOptions{Name: "fleetsim", Lifetime: 12 * time.Hour})
-	if err != nil {
-		return err
-	}
-	root := filepath.Join(dir, "root.crt")
-	if err := os.WriteFile(root, ca.Bundle().PEM(), 0o644); err != nil {
-		return err
-	}
-	lo := []net.IP{net.IPv4(127, 0, 0, 1)}
-	srv, err := ca.Issue(certs.IssueOptions{CommonName: "localhost", DNSNames: []string{"localhost"}, IPs: lo})
-	if err != nil {
-		return err
-	}
-	srvCert, srvKey, err := writePair(dir, "broker", srv)
-	if err != nil {
-		return err
-	}
-	cen, err := ca.Issue(certs.IssueOptions{URI: certs.ServiceURI(td, "central"), CommonName: "central", DNSNames: []string{"localhost"}, IPs: lo})
-	if err != nil {
-		return err
-	}
-	cenCert, cenKey, err := writePair(dir, "central", cen)
-	if err != nil {
-		return err
-	}
+	defer st.close()
+	ca := st.ca
 	op, err := ca.Issue(certs.IssueOptions{URI: certs.ApproverURI(td, "security", "bench")})
 	if err != nil {
 		return err
 	}
-
-	// mosquitto with TLS, client certificates and the gateway ACL.
-	mport, err := freePort()
-	if err != nil {
-		return err
-	}
-	acl := filepath.Join(dir, "acl")
-	if err := os.WriteFile(acl, []byte("pattern write wardgate/v1/%u/#\npattern read wardgate/v1/%u/cmd\nuser central\ntopic read wardgate/v1/#\ntopic write wardgate/v1/+/cmd\n"), 0o600); err != nil {
-		return err
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "user root\nmax_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\nlog_dest none\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\nacl_file %s\n",
-		mport, root, srvCert, srvKey, acl), 0o600); err != nil {
-		return err
-	}
-	mbin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		mbin = "/usr/sbin/mosquitto"
-	}
-	mos := exec.CommandContext(ctx, mbin, "-c", conf)
-	mos.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := mos.Start(); err != nil {
-		return fmt.Errorf("start mosquitto: %w", err)
-	}
-	defer func() { _ = mos.Process.Kill(); _ = mos.Wait() }()
-	brokerURL := fmt.Sprintf("ssl://127.0.0.1:%d", mport)
-
-	db := "sqlite:" + filepath.Join(dir, "central.db")
-	if o.db == "postgres" {
-		db, err = storetest.NewDatabase()
-		if err != nil {
-			return err
-		}
-	}
-	hport, err := freePort()
-	if err != nil {
-		return err
-	}
-	pprofAddr := ""
+	pprofAddr, pprofKey := "", ""
 	if o.cpuprofile != "" {
 		pport, err := freePort()
 		if err != nil {
 			return err
 		}
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pport)
-	}
-	pprofKey := ""
-	if pprofAddr != "" {
 		pprofKey = fmt.Sprintf(", pprof_listen: %q", pprofAddr)
 	}
-	cfg := filepath.Join(dir, "central.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `version: 1
-central: {id: bench, trust_domain: %s, listen: "127.0.0.1:%d", db: %q%s}
-tls: {cert: %s, key: %s, ca: %s}
-mqtt: {brokers: [%q]}
-ingest: {reorder_window: 5s, offline_after: 1h}
-`, td, hport, db, pprofKey, cenCert, cenKey, root, brokerURL), 0o600); err != nil {
+	if err := st.start(ctx, o, ingestACL, pprofKey, op); err != nil {
 		return err
 	}
-	logf, err := os.Create(filepath.Join(dir, "central.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	central := exec.CommandContext(ctx, o.central, "run", "--config", cfg)
-	central.Stdout, central.Stderr = logf, logf
-	central.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := central.Start(); err != nil {
-		return fmt.Errorf("start central: %w", err)
-	}
-	defer func() { _ = central.Process.Signal(syscall.SIGTERM); _ = central.Wait() }()
-	api := &metricsClient{url: fmt.Sprintf("https://127.0.0.1:%d/metrics", hport), c: &http.Client{Timeout: 5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Bundle().Pool(), Certificates: []tls.Certificate{op}}}}}
-	if err := api.await(ctx, 30*time.Second, func(m map[string]float64) bool { return m["wardgate_central_mqtt_connected"] == 1 }); err != nil {
-		log, _ := os.ReadFile(logf.Name())
-		return fmt.Errorf("central did not subscribe: %w\n%s", err, tail(log))
-	}
+	brokerURL := st.brokerURL
+	api := &metricsClient{url: st.base + "/metrics", c: st.client(op, 5*time.Second)}
 
 	// The fleet: one identity, key and connection per gateway.
 	gws := make([]*gateway, o.gateways)
@@ -338,7 +249,7 @@ ingest: {reorder_window: 5s, offline_after: 1h}
 		prof <- nil
 	}
 	start := time.Now()
-	cpu0 := [3]time.Duration{cpuTime(central.Process.Pid), cpuTime(mos.Process.Pid), cpuTime(os.Getpid())}
+	cpu0 := [3]time.Duration{cpuTime(st.centralPID), cpuTime(st.brokerPID), cpuTime(os.Getpid())}
 	var pw sync.WaitGroup
 	for i, g := range gws {
 		pw.Add(1)
@@ -362,7 +273,7 @@ ingest: {reorder_window: 5s, offline_after: 1h}
 	}
 	el := time.Since(start)
 	burst := sent.Load() - before
-	cpu1 := [3]time.Duration{cpuTime(central.Process.Pid), cpuTime(mos.Process.Pid), cpuTime(os.Getpid())}
+	cpu1 := [3]time.Duration{cpuTime(st.centralPID), cpuTime(st.brokerPID), cpuTime(os.Getpid())}
 	perMsg := func(i int) float64 { return float64((cpu1[i] - cpu0[i]).Microseconds()) / float64(max(burst, 1)) }
 	// CPU per message (from /proc, so steadier than msgs/s on a shared
 	// machine): central, mosquitto, and the simulated fleet itself.
