@@ -111,17 +111,22 @@ func StartRabbit(t testing.TB, pki *certstest.MiniPKI, gateways ...string) *Rabb
 		k.Env = env
 		_ = k.Run()
 		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(dir, "log", "*.log"))
-			for _, l := range logs {
-				b, _ := os.ReadFile(l)
-				if len(b) > 3000 {
-					b = b[len(b)-3000:]
-				}
-				t.Logf("%s (tail):\n%s", l, b)
-			}
+			logTails(t, dir)
 		}
 	})
 	return r
+}
+
+// logTails logs the last 3,000 bytes of each of a node's log files.
+func logTails(t testing.TB, dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "log", "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if len(b) > 3000 {
+			b = b[len(b)-3000:]
+		}
+		t.Logf("%s (tail):\n%s", l, b)
+	}
 }
 
 // Start starts (or restarts) the node and waits for the MQTT listener.

@@ -142,14 +142,7 @@ log.file.level = info
 		_ = k.Run()
 		if t.Failed() {
 			for _, n := range c.Nodes {
-				logs, _ := filepath.Glob(filepath.Join(n.dir, "log", "*.log"))
-				for _, l := range logs {
-					b, _ := os.ReadFile(l)
-					if len(b) > 3000 {
-						b = b[len(b)-3000:]
-					}
-					t.Logf("%s (tail):\n%s", l, b)
-				}
+				logTails(t, n.dir)
 			}
 		}
 	})
