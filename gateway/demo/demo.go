@@ -201,6 +201,25 @@ func (d *demo) run(ctx context.Context) (err error) {
 	}
 	d.n.check("config", true, "configuration %s passes `wardgate config check` (%d devices, 1 vendor)", cfgPath, len(d.cfg.Devices))
 
+	// Central security's view: every message verified against the CA. It
+	// subscribes before the agent starts, so that it also sees what the
+	// agent publishes at start (inventory, accountability events).
+	tailReady := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = telemetry.Tail(ctx, telemetry.TailOptions{
+			BrokerURL: "mqtts://" + broker.Addr, TLSConfig: d.pki.client(d.pki.central, "spiffe://"+trustDomain+"/svc/mqtt-broker"),
+			Verify: envelope.RootsVerifier(d.pki.roots), Out: io.Discard, OnLine: d.onTelemetry, Ready: tailReady,
+		})
+	}()
+	select {
+	case <-tailReady:
+		d.n.say("central security ...... subscribed to wardgate/v1/+/#, verifying every signature")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+
 	logw := d.o.Log
 	if logw == nil {
 		f, err := os.Create(filepath.Join(d.dir, "agent.log"))
@@ -242,23 +261,6 @@ func (d *demo) run(ctx context.Context) (err error) {
 	}
 	d.adminc = admin.NewClient(d.cfg.Gateway.AdminSocket)
 	d.n.check("agent", true, "agent %s running: vendor channel %s, admin socket %s", gatewayID, d.vendorAt, d.cfg.Gateway.AdminSocket)
-
-	// Central security's view: every message verified against the CA.
-	tailReady := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = telemetry.Tail(ctx, telemetry.TailOptions{
-			BrokerURL: "mqtts://" + broker.Addr, TLSConfig: d.pki.client(d.pki.central, "spiffe://"+trustDomain+"/svc/mqtt-broker"),
-			Verify: envelope.RootsVerifier(d.pki.roots), Out: io.Discard, OnLine: d.onTelemetry, Ready: tailReady,
-		})
-	}()
-	select {
-	case <-tailReady:
-		d.n.say("central security ...... subscribed to wardgate/v1/+/#, verifying every signature")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 
 	for _, step := range []func(context.Context) error{
 		d.clinical, d.serial, d.vendorRequest, d.vendorSession, d.lock, d.accountability, d.rotation, d.telemetrySummary, d.centralView,
