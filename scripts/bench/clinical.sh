@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/clinicalbench" ./scripts/bench/clinicalbench
+# Built with the gateway binary's compiler flags: the relay measured is the
+# relay that ships.
+go build $(scripts/gcflags.sh) -o "$tmp/clinicalbench" ./scripts/bench/clinicalbench
 ulimit -n 20000 2>/dev/null || true
 timeout 180 "$tmp/clinicalbench" -mb "${CLINICAL_BENCH_MIB:-128}"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 # The gateway binary as `make build` makes it.
-CGO_ENABLED=0 go build -trimpath -tags "${WARDGATE_TAGS-nethttpomithttp2}" -ldflags '-s -w' -o "$tmp/wardgate" ./cmd/wardgate
+CGO_ENABLED=0 go build -trimpath -tags "${WARDGATE_TAGS-nethttpomithttp2}" $(scripts/gcflags.sh) -ldflags '-s -w' -o "$tmp/wardgate" ./cmd/wardgate
 go build -o "$tmp/startupbench" ./scripts/bench/startupbench
 go build -o "$tmp/benchtable" ./scripts/benchtable
 timeout 120 "$tmp/startupbench" -bin "$tmp/wardgate" -n "${STARTUP_RUNS:-15}" -budget 90s >"$tmp/runs.txt"
