@@ -1,10 +1,10 @@
 package certs
 
 import (
-	"net"
 	"testing"
 
 	"github.com/wardgate/wardgate/certs/stepcatest"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 // The real step-ca harness lives in certs/stepcatest so that the CLI's
@@ -19,12 +19,4 @@ func newStepCA(t *testing.T, c stepCAConfig) *stepCA { return stepcatest.New(t, 
 func newTestPKI(t *testing.T) *stepcatest.PKI { return stepcatest.NewPKI(t) }
 
 // freePort returns a loopback address nobody listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freePort(t *testing.T) string { return testnet.FreeAddr(t) }

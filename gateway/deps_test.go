@@ -17,6 +17,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		pkgs      string   // go list pattern, relative to this directory
 		forbidden []string // import path prefixes under mod
 	}{
+		{"../internal/...", []string{"gateway", "central", "wire", "cmd", "certs", "hal", "config"}},
 		{"../certs/...", []string{"gateway", "central", "wire", "cmd"}},
 		{"../hal/...", []string{"gateway", "central", "wire", "cmd"}},
 		{"../config/...", []string{"gateway", "central", "wire", "cmd"}},

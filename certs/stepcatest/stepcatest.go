@@ -20,7 +20,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +30,8 @@ import (
 
 	"go.step.sm/crypto/jose"
 	"go.step.sm/crypto/randutil"
+
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 func certPEM(c *x509.Certificate) []byte {
@@ -105,16 +106,7 @@ type Config struct {
 	ExtraCerts []*x509.Certificate
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+func freePort(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // New starts a step-ca with c and stops it when the test ends.
 func New(t testing.TB, c Config) *StepCA {

@@ -24,6 +24,7 @@ import (
 	"github.com/wardgate/wardgate/central/archive"
 	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/gateway/upload"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/wire"
 	"github.com/wardgate/wardgate/wire/brokertest"
 	"github.com/wardgate/wardgate/wire/envelope"
@@ -90,7 +91,7 @@ func startRealCentral(t testing.TB, pki *certstest.MiniPKI) *realCentral {
 	central := pki.Issue(t, "central", "spiffe://"+td+"/svc/central", "localhost")
 	certFile, keyFile := central.WriteFiles(t, dir, "central")
 	root := pki.WriteRoot(t, dir)
-	c.addr = fmt.Sprintf("127.0.0.1:%d", brokertest.FreePort(t))
+	c.addr = fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
 	c.cfgFile = filepath.Join(dir, "central.yaml")
 	yaml := fmt.Sprintf(`version: 1
 central: {id: central-fleet, trust_domain: %s, listen: %q, db: "sqlite:%s", operator_cert_lifetime: 48h}

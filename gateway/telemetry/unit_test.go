@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/wire"
 
 	"github.com/jonboulle/clockwork"
@@ -38,7 +39,7 @@ func TestBackoffBounds(t *testing.T) {
 func TestReconnectWaitsOnClock(t *testing.T) {
 	pki := certstest.NewMini(t)
 	gw := pki.Gateway(t, "gw-test")
-	port := brokertest.FreePort(t) // nothing listens there
+	port := testnet.FreePort(t) // nothing listens there
 	opts := gatewayOptions(t, pki, fmt.Sprintf("ssl://127.0.0.1:%d", port), "gw-test", gw, t.TempDir())
 	fc := clockwork.NewFakeClock()
 	opts.Clock = fc

@@ -23,7 +23,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/wardgate/wardgate/central/store/storetest"
 	"github.com/wardgate/wardgate/certs"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/wire"
 	"github.com/wardgate/wardgate/wire/envelope"
 )
@@ -106,14 +106,7 @@ func (g *gateway) publish(kind envelope.Kind, body []byte) (paho.Token, error) {
 	return g.cli.Publish(wire.Topic(g.id, kind), 1, false, data), nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testnet.Port() }
 
 func writePair(dir, name string, c tls.Certificate) (string, string, error) {
 	var chain []*x509.Certificate

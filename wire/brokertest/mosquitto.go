@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 // need fails (under CI) or skips when a binary is missing.
@@ -40,25 +41,26 @@ func need(t testing.TB, bin string) string {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // WaitPort waits until something accepts on addr.
 func WaitPort(addr string, timeout time.Duration) error {
+	return waitListening(addr, nil, timeout)
+}
+
+// waitListening waits until something accepts on addr, or until exited is
+// closed: the process that was to listen there ended (a port it could not
+// bind, a bad configuration), which its log tells.
+func waitListening(addr string, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the process exited before it listened on %s", addr)
+		default:
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("nothing listens on %s after %s: %w", addr, timeout, err)
@@ -109,7 +111,7 @@ func StartMosquittoACL(t testing.TB, pki *certstest.MiniPKI, aclText string) *Mo
 	if err := os.WriteFile(acl, []byte(aclText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := FreePort(t)
+	port := testnet.FreePort(t)
 	conf := fmt.Sprintf(`user root
 persistence true
 persistence_location %s/
@@ -165,8 +167,9 @@ func (m *Mosquitto) Start() {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	m.cmd, m.done = cmd, done
-	if err := WaitPort("127.0.0.1:"+strconv.Itoa(m.Port), 10*time.Second); err != nil {
-		m.t.Fatalf("mosquitto did not start: %v", err)
+	if err := waitListening("127.0.0.1:"+strconv.Itoa(m.Port), done, 10*time.Second); err != nil {
+		b, _ := os.ReadFile(filepath.Join(m.dir, "mosquitto.log"))
+		m.t.Fatalf("mosquitto did not start: %v\n%s", err, b)
 	}
 }
 

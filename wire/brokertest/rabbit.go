@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 // Rabbit is a running RabbitMQ node with the MQTT plugin on a TLS
@@ -76,7 +77,7 @@ func StartRabbit(t testing.TB, pki *certstest.MiniPKI, gateways ...string) *Rabb
 	if err := os.WriteFile(defsFile, defs, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, amqp, dist, epmd := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
+	port, amqp, dist, epmd := testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
 	conf := rabbitConf(amqp, port, root, certFile, keyFile, defsFile) + "log.file.level = info\n"
 	confFile := filepath.Join(dir, "rabbitmq.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
@@ -153,7 +154,7 @@ func (r *Rabbit) Start() {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	r.cmd, r.done = cmd, done
-	if err := WaitPort("127.0.0.1:"+strconv.Itoa(r.Port), 3*time.Minute); err != nil {
+	if err := waitListening("127.0.0.1:"+strconv.Itoa(r.Port), done, 3*time.Minute); err != nil {
 		b, _ := os.ReadFile(filepath.Join(r.dir, "stdout.log"))
 		r.t.Fatalf("rabbitmq did not start: %v\n%s", err, b)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 // IngestQueue is the quorum queue of a RabbitCluster: bound to amq.topic
@@ -69,12 +70,12 @@ func StartRabbitCluster(t testing.TB, pki *certstest.MiniPKI, gateways ...string
 	if err := os.WriteFile(defsFile, defsJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	epmd := FreePort(t)
+	epmd := testnet.FreePort(t)
 	cookie := fmt.Sprintf("WARDGATETEST%d", epmd)
 	var names [2]string
 	var mqtt, amqp, amqps, dist [2]int
 	for i := range 2 {
-		mqtt[i], amqp[i], amqps[i], dist[i] = FreePort(t), FreePort(t), FreePort(t), FreePort(t)
+		mqtt[i], amqp[i], amqps[i], dist[i] = testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
 		names[i] = fmt.Sprintf("wg%c%d@localhost", 'a'+i, epmd)
 	}
 	c := &RabbitCluster{}

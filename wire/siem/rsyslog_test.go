@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/certs/certstest"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/wire/brokertest"
 )
 
@@ -48,7 +49,7 @@ func startRsyslog(t *testing.T, tlsFiles *rsyslogTLS) *rsyslog {
 		}
 	}
 	dir := t.TempDir()
-	port := brokertest.FreePort(t)
+	port := testnet.FreePort(t)
 	module := `module(load="imtcp")`
 	if tlsFiles != nil {
 		module = fmt.Sprintf(`global(defaultNetstreamDriver="gtls" defaultNetstreamDriverCAFile=%q

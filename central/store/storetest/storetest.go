@@ -9,7 +9,6 @@ package storetest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -24,6 +23,8 @@ import (
 	"database/sql"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
+
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 // PGBin is where Debian installs PostgreSQL 15's server binaries.
@@ -163,13 +164,11 @@ func start() {
 		pgErr = err
 		return
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testnet.Port()
 	if err != nil {
 		pgErr = err
 		return
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off", port, dir)
 	// pg_ctl start detaches the server; -w waits until it accepts connections.
 	if err := run(filepath.Join(PGBin, "pg_ctl"), "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {

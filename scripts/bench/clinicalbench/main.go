@@ -34,6 +34,7 @@ import (
 
 	"github.com/wardgate/wardgate/certs"
 	"github.com/wardgate/wardgate/gateway/clinical"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 const clientURI = "spiffe://hospital.example/svc/pump-server"
@@ -291,12 +292,11 @@ func (c *child) stop() {
 }
 
 func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testnet.Port()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 func startStunnel(dir, backend string) (*child, error) {

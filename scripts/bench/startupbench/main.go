@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 func main() {
@@ -214,21 +216,4 @@ func firstHandshake(ctx context.Context, addr, rootPath string, t0 time.Time) er
 }
 
 // freePorts returns k loopback ports nobody listens on right now.
-func freePorts(k int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range k {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+func freePorts(k int) ([]int, error) { return testnet.Ports(k) }
