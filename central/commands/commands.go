@@ -53,9 +53,10 @@ type Options struct {
 	SweepEvery time.Duration
 	// Endorser is central's own key and chain (spiffe://TD/svc/central):
 	// every lock set is published with central's endorsement
-	// (lockset.Endorse), which keeps it acceptable after its approvers'
-	// day-long certificates expired. Nil: published as the approvers
-	// signed it.
+	// (lockset.Endorse), and so is a restrictive command whose signer's
+	// certificate ends within EndorseMargin (command.Endorse), which keeps
+	// them acceptable after their approvers' day-long certificates
+	// expired. Nil: published as the approvers signed them.
 	Endorser *lockset.Signer
 	// NoRetain says the broker connection cannot retain (the AMQP source:
 	// RabbitMQ's MQTT plugin retains only MQTT publishes). Central then
@@ -492,7 +493,12 @@ func (s *Service) publish(ctx context.Context, c store.Command, t store.CommandT
 	if s.o.Publish == nil {
 		return nil
 	}
-	if err := s.o.Publish(wire.CommandTopic(t.Gateway), c.Signed, false); err != nil {
+	data, err := s.endorsed(c, now)
+	if err != nil {
+		s.log.Error("command not endorsed, not published", "id", c.ID, "gateway", t.Gateway, "err", err)
+		return nil
+	}
+	if err := s.o.Publish(wire.CommandTopic(t.Gateway), data, false); err != nil {
 		s.log.Warn("command not published; retried at the gateway's next birth or central's reconnection", "id", c.ID, "gateway", t.Gateway, "err", err)
 		return nil
 	}
@@ -500,6 +506,29 @@ func (s *Service) publish(ctx context.Context, c store.Command, t store.CommandT
 	t.Deliveries++
 	s.log.Info("command published", "id", c.ID, "command", c.Name, "gateway", t.Gateway, "deliveries", t.Deliveries)
 	return s.o.Store.PutTarget(ctx, t)
+}
+
+// EndorseMargin: a restrictive command is published with central's
+// endorsement once its signer's certificate ends within this margin, so
+// that it is still acceptable when the gateway checks it (at once: it is
+// online when central publishes). Before that it goes as signed, which
+// every gateway version reads.
+const EndorseMargin = 10 * time.Minute
+
+// endorsed returns the bytes to publish for c at now: c as signed, or with
+// central's endorsement (see EndorseMargin).
+func (s *Service) endorsed(c store.Command, now time.Time) ([]byte, error) {
+	if s.o.Endorser == nil || !command.Restrictive(c.Name) {
+		return c.Signed, nil
+	}
+	sig, _, err := command.Decode(c.Signed)
+	if err != nil {
+		return nil, fmt.Errorf("command %s: %w", c.ID, err)
+	}
+	if len(sig.Chain) > 0 && sig.Chain[0].NotAfter.After(now.Add(EndorseMargin)) {
+		return c.Signed, nil
+	}
+	return command.Endorse(c.Signed, s.o.Endorser.Key, s.o.Endorser.Chain, now)
 }
 
 // birth delivers what waits for gw: commands addressed to it, and site or

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"go.etcd.io/bbolt"
 
 	"github.com/wardgate/wardgate/central/commands"
 	"github.com/wardgate/wardgate/central/store"
@@ -546,4 +548,77 @@ func TestExpiredLockSetCleared(t *testing.T) {
 			t.Fatalf("%d publishes on the site topic, want 3", n)
 		}
 	})
+}
+
+// TestLockOutlivesItsSigner: a site lock valid for three days reaches a
+// gateway that comes back after its signer's day-long certificate expired:
+// central publishes it with its endorsement then, and the gateway's check
+// accepts it. While the certificate is valid it goes as signed.
+func TestLockOutlivesItsSigner(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn)
+		// carl's approver certificate lasts two hours.
+		u, _ := url.Parse("spiffe://" + td + "/approver/security/carl")
+		leaf, key := e.pki.Sign(t, &x509.Certificate{Subject: pkix.Name{CommonName: "carl"}, URIs: []*url.URL{u},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+			e.clock.Now().Add(-time.Minute), e.clock.Now().Add(2*time.Hour))
+		carl := &certstest.Identity{Key: key, Chain: []*x509.Certificate{leaf, e.pki.CA.Intermediate}}
+		p := e.payload(command.Lock, 72*time.Hour, "spiffe://"+td+"/vendor/acme/*", "72h", "incident 9")
+		p.Site = "a"
+		signed := e.sign(carl, p)
+		c, err := e.svc.Submit(e.ctx, signed, uri(carl), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.await("gw-1 delivered", func() bool { return e.target(c.ID, "gw-1").State == store.TargetDelivered })
+		if got := e.lastTo(wire.CommandTopic("gw-1")); string(got) != string(signed) {
+			t.Fatal("a command whose signer is valid was not published as signed")
+		}
+
+		e.clock.Advance(5 * time.Hour) // carl's certificate ended 3 hours ago
+		e.birth("gw-2", "a")
+		e.await("gw-2 delivered at its birth", func() bool { return e.target(c.ID, "gw-2").State == store.TargetDelivered })
+		got := e.lastTo(wire.CommandTopic("gw-2"))
+		if string(got) == string(signed) {
+			t.Fatal("published without central's endorsement after the signer's certificate expired")
+		}
+
+		// The gateway's side of the check, with its own policies.
+		v := certs.NewVerifier(certs.NewBundle(e.pki.CA.Root), e.clock)
+		hook := func(pattern string) command.VerifyApprover {
+			pol := certs.PeerPolicy{TrustDomain: td, Allow: []certs.Pattern{certs.MustCompilePattern(pattern)}, MaxLifetime: 60 * 24 * time.Hour}
+			return func(chain []*x509.Certificate, at time.Time) (string, error) {
+				id, err := v.VerifyAt(chain, pol, at)
+				return id.URI, err
+			}
+		}
+		o := command.VerifyOptions{Approver: hook("spiffe://" + td + "/approver/**"), Central: hook(certs.ServiceURI(td, "central"))}
+		db, err := bbolt.Open(filepath.Join(t.TempDir(), "nonces.db"), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		nonces, err := command.NewNonceStore(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := command.VerifyWith(signed, "gw-2", "a", e.clock.Now(), o, nonces); !errors.Is(err, command.ErrNotApprover) {
+			t.Fatalf("the command as signed, after its signer expired: %v", err)
+		}
+		cmd, err := command.VerifyWith(got, "gw-2", "a", e.clock.Now(), o, nonces)
+		if err != nil || cmd.Approver != uri(carl) || cmd.Name != command.Lock {
+			t.Fatalf("endorsed lock at the gateway: %+v %v", cmd, err)
+		}
+	})
+}
+
+func (e *env) lastTo(topic string) []byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.pub) - 1; i >= 0; i-- {
+		if e.pub[i].topic == topic {
+			return e.pub[i].data
+		}
+	}
+	return nil
 }

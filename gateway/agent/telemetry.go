@@ -52,19 +52,21 @@ func (a *Agent) setupTelemetry() error {
 		Permit:        a.permitCommand,
 		LockSetTopics: lockset.Topics(cfg.Gateway.ID, cfg.Gateway.Site),
 		LockSets:      a.lockSet,
-		VerifyApprover: func(chain []*x509.Certificate, now time.Time) (string, error) {
+		// at is now, or a command's issue time when central endorsed it
+		// (command.VerifyWith).
+		VerifyApprover: func(chain []*x509.Certificate, at time.Time) (string, error) {
 			// A clock set back would make expired commands valid again.
 			if err := a.auth.CheckClock(); err != nil {
 				return "", err
 			}
-			id, err := a.verifier.Verify(chain, a.pol.Load().approver)
+			id, err := a.verifier.VerifyAt(chain, a.pol.Load().approver, at)
 			if err != nil {
 				return "", err
 			}
 			return id.URI, nil
 		},
-		VerifyCentral: func(chain []*x509.Certificate, now time.Time) (string, error) {
-			id, err := a.verifier.Verify(chain, a.pol.Load().central)
+		VerifyCentral: func(chain []*x509.Certificate, at time.Time) (string, error) {
+			id, err := a.verifier.VerifyAt(chain, a.pol.Load().central, at)
 			if err != nil {
 				return "", err
 			}

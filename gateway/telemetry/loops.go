@@ -79,7 +79,10 @@ func (p *Publisher) handleCommand(ctx context.Context, data []byte) {
 		// before it calls approver, so central cannot widen its scope.
 		approver = resyncVerifier(approver, central)
 	}
-	c, err := command.VerifyAt(data, p.opts.GatewayID, p.opts.Site, p.clock.Now(), approver, p.nonces)
+	// A restrictive command may outlive its signer's certificate: central's
+	// endorsement then vouches for it (command.VerifyWith).
+	c, err := command.VerifyWith(data, p.opts.GatewayID, p.opts.Site, p.clock.Now(),
+		command.VerifyOptions{Approver: approver, Central: p.opts.VerifyCentral}, p.nonces)
 	if err != nil {
 		// Anyone who can publish on the command topic can send junk: the
 		// first rejection of a reason in a window is reported and

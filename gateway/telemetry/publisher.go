@@ -105,7 +105,10 @@ type Options struct {
 	// VerifyCentral decides whether a command signer is central itself
 	// (spiffe://TD/svc/central). Central may only ask for a resync: its
 	// signature is accepted for rebirth and inventory, never for anything
-	// else. nil: only approvers may send those too.
+	// else. It also checks central's endorsement of a restrictive command
+	// delivered after its signer's certificate expired. nil: only
+	// approvers may send rebirth and inventory, and endorsements are
+	// ignored.
 	VerifyCentral command.VerifyApprover
 	// LockSetTopics are retained topics carrying signed lock sets
 	// (lockset.Topics); each message on them goes to LockSets. The broker

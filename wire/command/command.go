@@ -101,7 +101,18 @@ var (
 	ErrFleetLock = errors.New("a fleet-wide lock needs two approvers: put it in the fleet lock set")
 	ErrReplay    = errors.New("command replayed")
 	ErrUnknown   = errors.New("unknown command")
+	// ErrEndorsement: the signer's certificate has expired since the
+	// command was issued, and central's endorsement is missing or does not
+	// stand behind it.
+	ErrEndorsement = errors.New("command needs central's endorsement")
 )
+
+// MaxSkew is how far in the future a command may claim to be issued, and
+// how far an endorsement may be off the command's issue time.
+const MaxSkew = 5 * time.Minute
+
+// endorsementKind names the payload of central's endorsement of a command.
+const endorsementKind = "wardgate-command-endorsement"
 
 // Payload is the signed CBOR map. Exactly one addressee: a gateway, a
 // site or the fleet (an empty gateway with 7 or 8).
@@ -273,15 +284,67 @@ type VerifyApprover func(chain []*x509.Certificate, now time.Time) (approver str
 // Decode parses a command without verifying anything but its structure.
 // It is exposed for fuzzing and tools.
 func Decode(data []byte) (*envelope.Signed, *Payload, error) {
+	s, p, _, err := decode(data)
+	return s, p, err
+}
+
+// decode parses a command: a COSE_Sign1, or the pair [COSE_Sign1,
+// endorsement] (Endorse); the endorsement is nil when absent.
+func decode(data []byte) (*envelope.Signed, *Payload, *envelope.Endorsed, error) {
+	var end *envelope.Endorsed
+	if isArray(data) {
+		var pair [][]byte
+		if err := envelope.Unmarshal(data, &pair); err != nil || len(pair) != 2 {
+			return nil, nil, nil, fmt.Errorf("%w: not a command and its endorsement", ErrMalformed)
+		}
+		es, err := envelope.Parse(pair[1])
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: endorsement: %w", ErrMalformed, err)
+		}
+		var ok bool
+		if end, ok = envelope.ParseEndorsement(es, endorsementKind); !ok {
+			return nil, nil, nil, fmt.Errorf("%w: the second element is not a command endorsement", ErrMalformed)
+		}
+		data = pair[0]
+	}
 	s, err := envelope.Parse(data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrUnsigned, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrUnsigned, err)
 	}
 	var p Payload
 	if err := envelope.Unmarshal(s.Payload, &p); err != nil {
-		return s, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return s, nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return s, &p, nil
+	return s, &p, end, nil
+}
+
+// isArray reports whether data starts a CBOR array (major type 4): the
+// pair of a command and its endorsement. A bare command starts with
+// COSE_Sign1's tag 18.
+func isArray(data []byte) bool { return len(data) > 0 && data[0]>>5 == 4 }
+
+// Endorse returns the command msg with central's endorsement made at at
+// with key and chain (spiffe://TD/svc/central), in place of any earlier
+// one: [COSE_Sign1, endorsement]. Central endorses a restrictive command
+// it delivers after its signer's day-long certificate expired; it does not
+// verify the signer here, it did when it accepted the command.
+func Endorse(msg []byte, key crypto.Signer, chain []*x509.Certificate, at time.Time) ([]byte, error) {
+	if isArray(msg) {
+		var pair [][]byte
+		if err := envelope.Unmarshal(msg, &pair); err != nil || len(pair) != 2 {
+			return nil, fmt.Errorf("endorse command: %w: not a command and its endorsement", ErrMalformed)
+		}
+		msg = pair[0]
+	}
+	s, err := envelope.Parse(msg)
+	if err != nil {
+		return nil, fmt.Errorf("endorse command: %w: %w", ErrUnsigned, err)
+	}
+	e, err := envelope.Endorse(key, chain, endorsementKind, s.Payload, at)
+	if err != nil {
+		return nil, fmt.Errorf("endorse command: %w", err)
+	}
+	return envelope.Marshal([][]byte{msg, e})
 }
 
 // Verify checks data as described in the package documentation and, when
@@ -295,16 +358,52 @@ func Verify(data []byte, gateway string, now time.Time, approver VerifyApprover,
 // VerifyAt is Verify for gateway at site: it also accepts commands
 // addressed to site and to the fleet.
 func VerifyAt(data []byte, gateway, site string, now time.Time, approver VerifyApprover, nonces *NonceStore) (*Command, error) {
-	s, p, err := Decode(data)
+	return VerifyWith(data, gateway, site, now, VerifyOptions{Approver: approver}, nonces)
+}
+
+// VerifyOptions are the identity checks of VerifyWith.
+type VerifyOptions struct {
+	// Approver checks a signer's chain at a time and returns its identity.
+	// Required.
+	Approver VerifyApprover
+	// Central checks the chain of central's endorsement at a time (it must
+	// be spiffe://TD/svc/central). Nil: endorsements are ignored.
+	Central VerifyApprover
+}
+
+// VerifyWith is VerifyAt with central's endorsement for restrictive
+// commands that outlive their signer's certificate. Approver certificates
+// live a day at most, a restrictive command up to MaxRestrictiveTTL, so
+// that a lock queued for a gateway offline for days still reaches it. The
+// signer's chain must be valid at now; failing that, for a restrictive
+// command, valid when the command was issued, and then the command must
+// carry central's endorsement, signed over its payload at or after its
+// issue by a chain valid at now. A permissive command is never accepted
+// on an endorsement.
+func VerifyWith(data []byte, gateway, site string, now time.Time, o VerifyOptions, nonces *NonceStore) (*Command, error) {
+	s, p, end, err := decode(data)
 	if s == nil {
 		return nil, err
 	}
 	if err := s.VerifySignature(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnsigned, err)
 	}
-	who, aerr := approver(s.Chain, now)
+	who, aerr := o.Approver(s.Chain, now)
 	if aerr != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotApprover, aerr)
+		if err != nil || o.Central == nil || end == nil || !Restrictive(p.Name) {
+			return nil, fmt.Errorf("%w: %w", ErrNotApprover, aerr)
+		}
+		issued := time.UnixMilli(p.IssuedAt)
+		if issued.After(now.Add(MaxSkew)) {
+			return nil, fmt.Errorf("%w: %w", ErrNotApprover, aerr)
+		}
+		var errThen error
+		if who, errThen = o.Approver(s.Chain, issued); errThen != nil {
+			return nil, fmt.Errorf("%w: now: %w; when issued: %w", ErrNotApprover, aerr, errThen)
+		}
+		if err := end.Verify(s.Payload, issued, now, MaxSkew, o.Central); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrEndorsement, err)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -16,6 +16,14 @@
 // in bbolt until their command's expiry (up to 7 days), so a replay is
 // refused across restarts too.
 //
+// Approver certificates live a day at most. A restrictive command that
+// central delivers after its signer's certificate expired travels as the
+// pair [command, endorsement] (Endorse): central's COSE_Sign1 over the
+// command payload's digest, made at delivery. VerifyWith then accepts it
+// when the signer's chain was valid at the command's issue time and the
+// endorsement is central's, valid now, and made after that time. A
+// permissive command is never accepted on an endorsement.
+//
 // Functions are safe for concurrent use; NonceStore is safe for concurrent
 // use.
 package command

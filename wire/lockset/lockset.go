@@ -3,7 +3,6 @@ package lockset
 import (
 	"bytes"
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -51,15 +50,6 @@ var (
 
 // endorsementKind names the payload of an endorsement.
 const endorsementKind = "wardgate-lockset-endorsement"
-
-// Endorsement is what central signs to stand behind a lock set after its
-// approvers' short-lived certificates have expired: the SHA-256 of the
-// set's payload and when central endorsed it.
-type Endorsement struct {
-	Kind   string `cbor:"1,keyasint"`
-	Digest []byte `cbor:"2,keyasint"`
-	At     int64  `cbor:"3,keyasint"` // ms since epoch
-}
 
 // Lock is one desired lock.
 type Lock struct {
@@ -238,7 +228,7 @@ type sig struct {
 // decode parses the container and every COSE_Sign1, and checks that the
 // approvers' signatures carry the same payload; it returns them, the
 // first, and central's endorsement (the last element, nil when absent).
-func decode(data []byte) ([]sig, *envelope.Signed, *endorsed, error) {
+func decode(data []byte) ([]sig, *envelope.Signed, *envelope.Endorsed, error) {
 	var raws [][]byte
 	if err := envelope.Unmarshal(data, &raws); err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -247,18 +237,18 @@ func decode(data []byte) ([]sig, *envelope.Signed, *endorsed, error) {
 		return nil, nil, nil, fmt.Errorf("%w: %d signatures (1..%d and an endorsement)", ErrMalformed, len(raws), MaxSigners)
 	}
 	out := make([]sig, 0, len(raws))
-	var end *endorsed
+	var end *envelope.Endorsed
 	for i, r := range raws {
 		s, err := envelope.Parse(r)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("%w: signature %d: %w", ErrUnsigned, i, err)
 		}
 		if i > 0 && !bytes.Equal(s.Payload, out[0].s.Payload) {
-			var e Endorsement
-			if i != len(raws)-1 || envelope.Unmarshal(s.Payload, &e) != nil || e.Kind != endorsementKind {
+			e, ok := envelope.ParseEndorsement(s, endorsementKind)
+			if i != len(raws)-1 || !ok {
 				return nil, nil, nil, fmt.Errorf("%w: signature %d covers another payload", ErrMalformed, i)
 			}
-			end = &endorsed{raw: r, s: s, e: e}
+			end = e
 			break
 		}
 		out = append(out, sig{raw: r, s: s})
@@ -269,12 +259,6 @@ func decode(data []byte) ([]sig, *envelope.Signed, *endorsed, error) {
 	return out, out[0].s, end, nil
 }
 
-type endorsed struct {
-	raw []byte
-	s   *envelope.Signed
-	e   Endorsement
-}
-
 // Endorse returns msg with central's endorsement (signed by signer, at
 // at) in place of any earlier one. It does not verify the approvers'
 // signatures: central endorses what it verified when it accepted the set.
@@ -283,12 +267,7 @@ func Endorse(msg []byte, signer Signer, at time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	digest := sha256.Sum256(first.Payload)
-	payload, err := envelope.Marshal(Endorsement{Kind: endorsementKind, Digest: digest[:], At: at.UnixMilli()})
-	if err != nil {
-		return nil, fmt.Errorf("endorse lock set: %w", err)
-	}
-	b, err := envelope.Sign(signer.Key, signer.Chain, payload)
+	b, err := envelope.Endorse(signer.Key, signer.Chain, endorsementKind, first.Payload, at)
 	if err != nil {
 		return nil, fmt.Errorf("endorse lock set: %w", err)
 	}
@@ -377,8 +356,8 @@ func VerifyWith(data []byte, trustDomain string, now time.Time, o VerifyOptions)
 		signers = append(signers, who)
 	}
 	if needEndorsement {
-		if err := end.verify(first.Payload, s.IssuedAt, now, o.Central); err != nil {
-			return nil, err
+		if err := end.Verify(first.Payload, issued, now, MaxSkew, o.Central); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrEndorsement, err)
 		}
 	}
 	if err := s.Check(); err != nil {
@@ -403,24 +382,4 @@ func VerifyWith(data []byte, trustDomain string, now time.Time, o VerifyOptions)
 		return nil, fmt.Errorf("%w: at %s", ErrNotYet, time.UnixMilli(s.IssuedAt).UTC().Format(time.RFC3339))
 	}
 	return &s, nil
-}
-
-// verify checks central's endorsement of payload (issued at issuedMS).
-func (e *endorsed) verify(payload []byte, issuedMS int64, now time.Time, central command.VerifyApprover) error {
-	if err := e.s.VerifySignature(); err != nil {
-		return fmt.Errorf("%w: %w", ErrEndorsement, err)
-	}
-	if _, err := central(e.s.Chain, now); err != nil {
-		return fmt.Errorf("%w: endorser: %w", ErrEndorsement, err)
-	}
-	digest := sha256.Sum256(payload)
-	switch {
-	case !bytes.Equal(e.e.Digest, digest[:]):
-		return fmt.Errorf("%w: it endorses another set", ErrEndorsement)
-	case e.e.At < issuedMS-MaxSkew.Milliseconds():
-		return fmt.Errorf("%w: endorsed before the set was issued", ErrEndorsement)
-	case e.e.At > now.Add(MaxSkew).UnixMilli():
-		return fmt.Errorf("%w: endorsed in the future", ErrEndorsement)
-	}
-	return nil
 }
