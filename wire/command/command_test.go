@@ -149,8 +149,17 @@ func FuzzDecode(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b)
+		if name == Lock {
+			central := pki.Issue(f, "central", "spiffe://"+certstest.MiniTrustDomain+"/svc/central")
+			e, err := Endorse(b, central.Key, central.Chain, now)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(e)
+		}
 	}
 	f.Add([]byte{0xd2, 0x84, 0x43, 0xa1, 0x01, 0x26, 0xa0, 0x41, 0xa0, 0x40})
+	f.Add([]byte{0x82, 0x40, 0x40})
 	hook := approverHook(pki)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, p, err := Decode(data)
