@@ -100,8 +100,8 @@ func (m *Monitor) observeLocked(t time.Time, kind string, a map[string]string, o
 		}
 	case "vendor.refused":
 		n := atoiOr(a["count"], 1)
-		// Refusal codes are compared in one spelling (snake_case).
-		code := strings.ReplaceAll(a["code"], "-", "_")
+		// The vendor channel's refusal codes (access.Code*), snake_case.
+		code := a["code"]
 		switch code {
 		case "handshake", "bad_certificate", "identity", "locked":
 			m.authFailLocked(t, hostOf(a["remote"]), a["vendor"], a["device"], code, n, out)

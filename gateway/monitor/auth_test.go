@@ -90,7 +90,7 @@ func TestAuthDetectors(t *testing.T) {
 				t.Errorf("finding %+v", fs[0])
 			}
 		}},
-		{"unknown issuer, vendor", []step{{kind: "vendor.refused", attrs: []string{"code", "bad-certificate", "remote", "192.0.2.9:1", "reason", "client certificate does not verify: not issued by a CA this gateway trusts"}}}, KindUnknownIssuer, nil},
+		{"unknown issuer, vendor", []step{{kind: "vendor.refused", attrs: []string{"code", "bad_certificate", "remote", "192.0.2.9:1", "reason", "client certificate does not verify: not issued by a CA this gateway trusts"}}}, KindUnknownIssuer, nil},
 		{"refused lifetime, clinical", []step{{kind: "clinical.refused", attrs: []string{"device", "pump-07", "identity", pump, "remote", "192.0.2.9:1", "reason", "lifetime_too_long"}}}, KindRefusedLifetime, nil},
 		{"refused lifetime, vendor", []step{{kind: "vendor.refused", attrs: []string{"code", "identity", "vendor", jo, "remote", "192.0.2.9:1", "reason", "certificate lifetime 48h0m0s exceeds the 12h0m0s allowed"}}}, KindRefusedLifetime, nil},
 		{"locked identity retries", []step{
@@ -125,7 +125,7 @@ func TestAuthDetectors(t *testing.T) {
 			}
 		}},
 		{"vendor request in hours", []step{{kind: "vendor.request", attrs: []string{"vendor", jo, "device", "pump-07"}}}, "", nil},
-		{"vendor refused off hours by the broker", []step{{advance: 12 * time.Hour, kind: "vendor.refused", attrs: []string{"vendor", jo, "device", "pump-07", "code", "off-hours", "count", "3"}}}, KindVendorOffHours, func(t *testing.T, fs []Finding) {
+		{"vendor refused off hours by the broker", []step{{advance: 12 * time.Hour, kind: "vendor.refused", attrs: []string{"vendor", jo, "device", "pump-07", "code", "off_hours", "count", "3"}}}, KindVendorOffHours, func(t *testing.T, fs []Finding) {
 			if fs[0].Severity() != SevInfo || fs[0].Count != 3 {
 				t.Errorf("finding %+v", fs[0])
 			}
