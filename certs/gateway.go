@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/wardgate/wardgate/internal/atomicfile"
 )
 
 // GatewayOptions says where a gateway's own identity comes from. It is the
@@ -76,7 +78,7 @@ func OpenGateway(o GatewayOptions) (*Gateway, error) {
 			}
 			if o.StateDir != "" {
 				root := filepath.Join(o.StateDir, "dev-root.crt")
-				if err := WriteFileAtomic(root, EncodeCertsPEM([]*x509.Certificate{dev.Root()}), 0o644); err != nil {
+				if err := atomicfile.Write(root, EncodeCertsPEM([]*x509.Certificate{dev.Root()}), 0o644); err != nil {
 					return nil, err
 				}
 				o.Logger.Warn("identity from the built-in development CA: for demos and labs only", "component", "certs", "root", root)

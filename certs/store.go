@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/wardgate/wardgate/internal/atomicfile"
 )
 
 // File names inside a Store's directory.
@@ -114,7 +116,7 @@ func (s *Store) recoverPending(leaf *x509.Certificate) error {
 		if err := os.Rename(pending, s.Path(KeyFile)); err != nil {
 			return fmt.Errorf("complete interrupted re-key: %w", err)
 		}
-		return syncDir(s.dir)
+		return atomicfile.SyncDir(s.dir)
 	}
 	return os.Remove(pending)
 }
@@ -141,19 +143,19 @@ func (s *Store) Save(key crypto.Signer, chain []*x509.Certificate) error {
 	// Unchanged key (renewal): only the certificate changes.
 	if cur, err := os.ReadFile(s.Path(KeyFile)); err == nil {
 		if k, err := ParseKeyPEM(cur); err == nil && keyMatches(k, chain[0]) {
-			return WriteFileAtomic(s.Path(CertFile), EncodeCertsPEM(chain), 0o644)
+			return atomicfile.Write(s.Path(CertFile), EncodeCertsPEM(chain), 0o644)
 		}
 	}
-	if err := WriteFileAtomic(s.Path(pendingKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(s.Path(pendingKeyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(s.Path(CertFile), EncodeCertsPEM(chain), 0o644); err != nil {
+	if err := atomicfile.Write(s.Path(CertFile), EncodeCertsPEM(chain), 0o644); err != nil {
 		return err
 	}
 	if err := os.Rename(s.Path(pendingKeyFile), s.Path(KeyFile)); err != nil {
 		return fmt.Errorf("save key: %w", err)
 	}
-	return syncDir(s.dir)
+	return atomicfile.SyncDir(s.dir)
 }
 
 // SaveRoots stores the trusted roots.
@@ -163,7 +165,7 @@ func (s *Store) SaveRoots(roots []*x509.Certificate) error {
 	if err := s.ensureDir(); err != nil {
 		return err
 	}
-	return WriteFileAtomic(s.Path(RootsFile), EncodeCertsPEM(roots), 0o644)
+	return atomicfile.Write(s.Path(RootsFile), EncodeCertsPEM(roots), 0o644)
 }
 
 // LoadRoots reads the trusted roots; ErrNoIdentity when none are stored.
@@ -194,53 +196,6 @@ func (s *Store) ensureDir() error {
 		if err := os.Chmod(s.dir, 0o700); err != nil {
 			return fmt.Errorf("make %s private (chmod 700): %w", s.dir, err)
 		}
-	}
-	return nil
-}
-
-// WriteFileAtomic writes data to path with mode perm: a temp file in the
-// same directory, fsync, rename over path, fsync of the directory.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

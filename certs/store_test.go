@@ -11,6 +11,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"go.step.sm/crypto/keyutil"
+
+	"github.com/wardgate/wardgate/internal/atomicfile"
 )
 
 func TestStoreRoundTripAndModes(t *testing.T) {
@@ -119,10 +121,10 @@ func TestStoreRecoversInterruptedRekey(t *testing.T) {
 	}
 	nw, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "gw-01")})
 	keyPEM, _ := EncodeKeyPEM(nw.PrivateKey.(crypto.Signer))
-	if err := WriteFileAtomic(s.Path(pendingKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(s.Path(pendingKeyFile), keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(s.Path(CertFile), EncodeCertsPEM(leafChain(t, nw)), 0o644); err != nil {
+	if err := atomicfile.Write(s.Path(CertFile), EncodeCertsPEM(leafChain(t, nw)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	k, c, err := s.Load()
@@ -130,13 +132,13 @@ func TestStoreRecoversInterruptedRekey(t *testing.T) {
 		t.Fatalf("recovery: %v", err)
 	}
 	// A stale pending key (crash before the certificate was written) is dropped.
-	if err := WriteFileAtomic(s.Path(pendingKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(s.Path(pendingKeyFile), keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(s.Path(CertFile), EncodeCertsPEM(leafChain(t, old)), 0o644); err != nil {
+	if err := atomicfile.Write(s.Path(CertFile), EncodeCertsPEM(leafChain(t, old)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(s.Path(KeyFile), mustKeyPEM(t, old.PrivateKey.(crypto.Signer)), 0o600); err != nil {
+	if err := atomicfile.Write(s.Path(KeyFile), mustKeyPEM(t, old.PrivateKey.(crypto.Signer)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Load(); err != nil {
@@ -166,11 +168,11 @@ func TestStoreLoadErrors(t *testing.T) {
 	ca := newDevCA(t, clockwork.NewRealClock(), time.Hour)
 	a, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "a")})
 	b, _ := ca.Issue(IssueOptions{URI: GatewayURI(testTD, "b")})
-	_ = WriteFileAtomic(s.Path(CertFile), EncodeCertsPEM(leafChain(t, a)), 0o644)
+	_ = atomicfile.Write(s.Path(CertFile), EncodeCertsPEM(leafChain(t, a)), 0o644)
 	if _, _, err := s.Load(); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("missing key: %v", err)
 	}
-	_ = WriteFileAtomic(s.Path(KeyFile), mustKeyPEM(t, b.PrivateKey.(crypto.Signer)), 0o600)
+	_ = atomicfile.Write(s.Path(KeyFile), mustKeyPEM(t, b.PrivateKey.(crypto.Signer)), 0o600)
 	if _, _, err := s.Load(); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("mismatch: %v", err)
 	}

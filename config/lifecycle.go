@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wardgate/wardgate/internal/atomicfile"
 )
 
 // The last known good configuration: a file that passed validation and ran
@@ -60,10 +62,10 @@ func SaveLastGood(c *Config) error {
 	}
 	// The configuration first, its hash second: a crash in between leaves
 	// a mismatch that LoadLastGood reports rather than a wrong pairing.
-	if err := writeAtomic(filepath.Join(dir, LastGoodFile), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, LastGoodFile), data, 0o600); err != nil {
 		return fmt.Errorf("save last known good configuration: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(dir, LastGoodHashFile), []byte(c.Hash+"\n")); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, LastGoodHashFile), []byte(c.Hash+"\n"), 0o600); err != nil {
 		return fmt.Errorf("save last known good configuration: %w", err)
 	}
 	return nil
@@ -115,38 +117,6 @@ func StateDirOf(path string) (string, error) {
 		return DefaultStateDir, Problems{{File: path, Line: n.Line, Path: "gateway.state_dir", Msg: "not an absolute path"}}
 	}
 	return filepath.Clean(n.Value), nil
-}
-
-// writeAtomic writes data to path through a temporary file, fsync and
-// rename, with mode 0600.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(0o600)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return werr
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // ProblemList returns err's problems one per entry (each as

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/certs"
+	"github.com/wardgate/wardgate/internal/atomicfile"
 
 	"github.com/jonboulle/clockwork"
 
@@ -335,7 +336,7 @@ func (a *Archive) complete(w http.ResponseWriter, ctx context.Context, gw, sessi
 		a.fail(w, err)
 		return
 	}
-	if err := certs.WriteFileAtomic(rcpt, rb, 0o600); err != nil {
+	if err := atomicfile.Write(rcpt, rb, 0o600); err != nil {
 		a.fail(w, err)
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/atomicfile"
 )
 
 // Install layout under Updater.Dir: two slots and a symlink naming the
@@ -94,7 +96,7 @@ func (u *Updater) Apply(ctx context.Context, bundle []byte) (Manifest, error) {
 	if prev == SlotB {
 		next = SlotA
 	}
-	if err := writeFile(filepath.Join(u.Dir, next), b.Binary, 0o755); err != nil {
+	if err := atomicfile.Write(filepath.Join(u.Dir, next), b.Binary, 0o755); err != nil {
 		u.report("failed", map[string]string{"step": "install", "error": err.Error()})
 		return m, fmt.Errorf("install %s: %w", next, err)
 	}
@@ -181,7 +183,7 @@ func (u *Updater) active() (string, error) {
 	if err := os.MkdirAll(u.Dir, 0o755); err != nil {
 		return "", err
 	}
-	if err := writeFile(filepath.Join(u.Dir, SlotA), data, 0o755); err != nil {
+	if err := atomicfile.Write(filepath.Join(u.Dir, SlotA), data, 0o755); err != nil {
 		return "", err
 	}
 	return SlotA, u.switchTo(SlotA)
@@ -203,29 +205,4 @@ func (u *Updater) switchTo(slot string) error {
 		d.Close()
 	}
 	return nil
-}
-
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(mode)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-	}
-	return werr
 }

@@ -16,11 +16,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wardgate/wardgate/certs"
-
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wardgate/wardgate/gateway/access/recording"
+	"github.com/wardgate/wardgate/internal/atomicfile"
 	"github.com/wardgate/wardgate/wire/envelope"
 	"github.com/wardgate/wardgate/wire/receipt"
 )
@@ -240,7 +239,7 @@ func (u *Uploader) Upload(ctx context.Context, session, path string) (*receipt.R
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", session, err)
 	}
-	if err := certs.WriteFileAtomic(u.receiptPath(session), rb, 0o600); err != nil {
+	if err := atomicfile.Write(u.receiptPath(session), rb, 0o600); err != nil {
 		return nil, fmt.Errorf("upload %s: keep receipt: %w", session, err)
 	}
 	u.log.Info("recording archived at central", "session", session, "bytes", size, "central", who)
