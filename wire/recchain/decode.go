@@ -84,8 +84,9 @@ var (
 		}
 		return m
 	}()
-	// strictMode decodes frame bodies for Verify: unknown fields are
-	// errors (Check, which does not interpret bodies, is lenient).
+	// strictMode decodes frames, and frame bodies for Verify: unknown
+	// fields are errors (Check, which only reads a body's type, is lenient
+	// so that central accepts recordings of newer gateways).
 	strictMode = func() cbor.DecMode {
 		m, err := cbor.DecOptions{MaxNestedLevels: 8, MaxArrayElements: 16, MaxMapPairs: 16,
 			DupMapKey: cbor.DupMapKeyEnforcedAPF, ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
@@ -155,12 +156,10 @@ type Frame struct {
 // non-nil) for every frame that verified, in order. It returns a *ChainError
 // for the first bad frame.
 func Verify(r io.Reader, fn func(Frame)) (*Decoded, error) {
-	dec := strictMode.NewDecoder(r)
-	var prev [sha256.Size]byte
+	c := newChain(r)
 	s := &Decoded{}
 	for i := 0; ; i++ {
-		var wf frame
-		err := dec.Decode(&wf)
+		body, sum, err := c.next()
 		if err == io.EOF {
 			if i == 0 {
 				return s, &ChainError{Frame: 0, Reason: "empty recording: no header frame"}
@@ -171,21 +170,13 @@ func Verify(r io.Reader, fn func(Frame)) (*Decoded, error) {
 			return s, nil
 		}
 		if err != nil {
-			return s, &ChainError{Frame: i, Reason: fmt.Sprintf("undecodable frame (recording altered or damaged): %v", err)}
+			return s, err
 		}
 		if s.Trailer != nil {
 			return s, &ChainError{Frame: i, Reason: "data after the trailer"}
 		}
-		h := sha256.New()
-		h.Write(prev[:])
-		h.Write(wf.Body)
-		sum := h.Sum(nil)
-		if !bytes.Equal(sum, wf.Hash) {
-			return s, &ChainError{Frame: i, Reason: "hash does not match the chain (recording altered or damaged)"}
-		}
-		copy(prev[:], sum)
 		var b Body
-		if err := strictMode.Unmarshal(wf.Body, &b); err != nil {
+		if err := strictMode.Unmarshal(body, &b); err != nil {
 			return s, &ChainError{Frame: i, Reason: fmt.Sprintf("undecodable frame body: %v", err)}
 		}
 		f := Frame{Index: i, Type: b.Type, Time: time.Unix(0, b.Time)}
