@@ -481,19 +481,10 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention) (int64, e
 		total += n
 		return nil
 	}
-	if err := run(r.Events, `DELETE FROM events WHERE time_ms < ?`); err != nil {
-		return total, err
-	}
 	if r.Events > 0 {
-		// event_hours follows: hours wholly before the cutoff go, the
-		// cutoff's own hour is counted again.
-		cut := ms(now.Add(-r.Events))
-		h := cut / hourMS
-		if _, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM event_hours WHERE hour < ?`), h); err != nil {
-			return total, fmt.Errorf("store: prune: %w", err)
-		}
-		if _, err := s.db.ExecContext(ctx, s.rebind(`UPDATE event_hours SET n = (SELECT COUNT(*) FROM events WHERE time_ms >= ? AND time_ms < ?) WHERE hour = ?`),
-			h*hourMS, (h+1)*hourMS, h); err != nil {
+		n, err := s.pruneEvents(ctx, ms(now.Add(-r.Events)))
+		total += n
+		if err != nil {
 			return total, fmt.Errorf("store: prune: %w", err)
 		}
 	}
@@ -504,6 +495,39 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention) (int64, e
 		return total, err
 	}
 	return total, nil
+}
+
+// pruneEvents deletes the events before cut and keeps event_hours in step
+// in the same transaction: the hours wholly before cut go, the cut's own
+// hour is counted again. On PostgreSQL that hour's row is locked before
+// the count, so that an ingest batch writing into it (a gateway's old
+// events arriving late) either committed before the count, which then
+// includes it, or adds its own events after it.
+func (s *Store) pruneEvents(ctx context.Context, cut int64) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	h := cut / hourMS
+	if s.pg {
+		if _, err := tx.ExecContext(ctx, `SELECT n FROM event_hours WHERE hour = $1 FOR UPDATE`, h); err != nil {
+			return 0, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM events WHERE time_ms < ?`), cut)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM event_hours WHERE hour < ?`), h); err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE event_hours SET n = (SELECT COUNT(*) FROM events WHERE time_ms >= ? AND time_ms < ?) WHERE hour = ?`),
+		h*hourMS, (h+1)*hourMS, h); err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }
 
 // Count is a label and a number, for charts.
