@@ -188,7 +188,7 @@ func TestFleetCommandsEndToEnd(t *testing.T) {
 
 func fleetCommands(t *testing.T, db string) {
 	pki := certstest.NewMini(t)
-	broker := brokertest.StartMosquittoACL(t, pki, brokertest.MosquittoFleetACL)
+	broker := brokertest.StartMosquitto(t, pki)
 	e := startCentral(t, pki, broker, db)
 	e.awaitSubscribed()
 	dir := t.TempDir()

@@ -17,7 +17,7 @@ import (
 // is refused with an event.
 func TestLockSetOverMosquitto(t *testing.T) {
 	pki := certstest.NewMini(t)
-	broker := brokertest.StartMosquittoACL(t, pki, brokertest.MosquittoFleetACL)
+	broker := brokertest.StartMosquitto(t, pki)
 	e := newEnv(t)
 	e.ca = certs.DevCAFrom(pki.CA.Root, pki.CA.Intermediate, pki.CA.Signer, certs.DevCAOptions{})
 	e.addrs["broker"] = "127.0.0.1:" + strconv.Itoa(broker.Port)

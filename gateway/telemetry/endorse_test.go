@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -32,15 +31,7 @@ func TestEndorsedLockAfterSignerExpired(t *testing.T) {
 	// and the lock is signed 10 minutes from now for three days.
 	now := time.Now()
 	opts.Clock = clockwork.NewFakeClockAt(now.Add(3 * time.Hour))
-	roots := envelope.RootsVerifier(pki.Roots())
-	const centralID = "spiffe://" + certstest.MiniTrustDomain + "/svc/central"
-	opts.VerifyCentral = func(chain []*x509.Certificate, now time.Time) (string, error) {
-		id, err := roots(chain, now)
-		if err != nil || id != centralID {
-			return "", errors.New("not central")
-		}
-		return id, nil
-	}
+	opts.VerifyCentral = centralHook(pki)
 	var handled []command.Command
 	opts.Commands = func(_ context.Context, c command.Command) (string, error) {
 		handled = append(handled, c)

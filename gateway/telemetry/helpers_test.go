@@ -42,6 +42,21 @@ func approverHook(pki *certstest.MiniPKI) func([]*x509.Certificate, time.Time) (
 	}
 }
 
+// centralID is central's identity in the mini PKI.
+const centralID = "spiffe://" + certstest.MiniTrustDomain + "/svc/central"
+
+// centralHook accepts central's identity only (VerifyCentral).
+func centralHook(pki *certstest.MiniPKI) func([]*x509.Certificate, time.Time) (string, error) {
+	roots := envelope.RootsVerifier(pki.Roots())
+	return func(chain []*x509.Certificate, now time.Time) (string, error) {
+		id, err := roots(chain, now)
+		if err != nil || id != centralID {
+			return "", errors.New("not central")
+		}
+		return id, nil
+	}
+}
+
 // gatewayOptions returns publisher options for gateway id using identity
 // idn, with hooks shaped as the lead wires them.
 func gatewayOptions(t testing.TB, pki *certstest.MiniPKI, brokerURL, id string, idn *certstest.Identity, dir string) Options {

@@ -40,7 +40,7 @@ func publishRetained(t *testing.T, c paho.Client, topic string, data []byte) {
 // refused. Real mosquitto with TLS and the fleet ACL.
 func TestLockSetRetained(t *testing.T) {
 	pki := certstest.NewMini(t)
-	broker := brokertest.StartMosquittoACL(t, pki, brokertest.MosquittoFleetACL)
+	broker := brokertest.StartMosquitto(t, pki)
 	central := lockSetCentral(t, pki, broker.URL)
 	td := certstest.MiniTrustDomain
 	jdoe, asmith := pki.Approver(t, "security", "jdoe"), pki.Approver(t, "ciso", "asmith")

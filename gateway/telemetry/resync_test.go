@@ -2,8 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"crypto/x509"
-	"errors"
 	"testing"
 	"time"
 
@@ -21,15 +19,7 @@ func TestCentralMayOnlyResync(t *testing.T) {
 	pki := certstest.NewMini(t)
 	gw := pki.Gateway(t, "gw-test")
 	opts := gatewayOptions(t, pki, "ssl://127.0.0.1:1", "gw-test", gw, t.TempDir())
-	roots := envelope.RootsVerifier(pki.Roots())
-	const centralID = "spiffe://" + certstest.MiniTrustDomain + "/svc/central"
-	opts.VerifyCentral = func(chain []*x509.Certificate, now time.Time) (string, error) {
-		id, err := roots(chain, now)
-		if err != nil || id != centralID {
-			return "", errors.New("not central")
-		}
-		return id, nil
-	}
+	opts.VerifyCentral = centralHook(pki)
 	opts.Inventory = func() wire.Inventory { return wire.Inventory{Devices: []wire.Device{{ID: "pump-07", Owner: "ce"}}} }
 	var handled []string
 	opts.Commands = func(_ context.Context, c command.Command) (string, error) {

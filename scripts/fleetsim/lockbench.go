@@ -121,7 +121,7 @@ func runLock(ctx context.Context, w io.Writer, o opts) error {
 	}
 
 	// mosquitto with the fleet ACL: gateways read the lock-set topics.
-	if err := st.start(ctx, o, lockACL, "", annTLS); err != nil {
+	if err := st.start(ctx, o, "", annTLS); err != nil {
 		return err
 	}
 	brokerURL, base := st.brokerURL, st.base

@@ -148,7 +148,7 @@ func run(ctx context.Context, w io.Writer, o opts) error {
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pport)
 		pprofKey = fmt.Sprintf(", pprof_listen: %q", pprofAddr)
 	}
-	if err := st.start(ctx, o, ingestACL, pprofKey, op); err != nil {
+	if err := st.start(ctx, o, pprofKey, op); err != nil {
 		return err
 	}
 	brokerURL := st.brokerURL

@@ -54,10 +54,11 @@ func (s *stack) close() {
 	os.RemoveAll(s.dir)
 }
 
-// start runs mosquitto with acl and wardgate-central with centralExtra
-// added to its central: map, and waits until central subscribed, asking
+// start runs mosquitto with the production ACL (brokertest.MosquittoACL)
+// and wardgate-central with centralExtra added to its central: map, and
+// waits until central subscribed, asking
 // its /metrics as operator (an approver certificate of s.ca).
-func (s *stack) start(ctx context.Context, o opts, acl, centralExtra string, operator tls.Certificate) error {
+func (s *stack) start(ctx context.Context, o opts, centralExtra string, operator tls.Certificate) error {
 	root := filepath.Join(s.dir, "root.crt")
 	if err := os.WriteFile(root, s.ca.Bundle().PEM(), 0o644); err != nil {
 		return err
@@ -85,7 +86,7 @@ func (s *stack) start(ctx context.Context, o opts, acl, centralExtra string, ope
 		return err
 	}
 	aclFile := filepath.Join(s.dir, "acl")
-	if err := os.WriteFile(aclFile, []byte(acl), 0o600); err != nil {
+	if err := os.WriteFile(aclFile, []byte(brokertest.MosquittoACL), 0o600); err != nil {
 		return err
 	}
 	conf := filepath.Join(s.dir, "mosquitto.conf")
@@ -151,10 +152,3 @@ func (s *stack) client(cert tls.Certificate, timeout time.Duration) *http.Client
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.Bundle().Pool(),
 		Certificates: []tls.Certificate{cert}}}}
 }
-
-// The ACLs: gateways as in production (wire/brokertest), central reading
-// and writing wardgate/v1/#.
-var (
-	ingestACL = brokertest.MosquittoACL
-	lockACL   = brokertest.MosquittoFleetACL
-)

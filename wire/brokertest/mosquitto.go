@@ -69,12 +69,27 @@ func waitListening(addr string, exited <-chan struct{}, timeout time.Duration) e
 	}
 }
 
-// MosquittoACL is the ACL of a deployment without lock sets: each gateway
-// writes under its own id and reads its commands; "central" reads and
-// writes all. MosquittoFleetACL is the one of docs/security-team.md.
+// MosquittoACL is the ACL of docs/security-team.md: each gateway (its
+// certificate's CN is its id, %u) writes only the topics of its message
+// kinds (wire.Topic) and reads its commands and the lock sets; "central"
+// reads and writes all. A gateway does not get wardgate/v1/GW/#, which
+// would let it replace the retained set on its own lock-set topic (it
+// cannot forge one, but it could drop central's); mosquitto cannot tell a
+// gateway's site, so every gateway reads every site's set (the set names
+// its scope and the gateway ignores other sites'); no gateway may be named
+// "fleet" or "site".
 const MosquittoACL = `# gateways: CN = gateway id = %u
-pattern write wardgate/v1/%u/#
+pattern write wardgate/v1/%u/birth
+pattern write wardgate/v1/%u/death
+pattern write wardgate/v1/%u/status
+pattern write wardgate/v1/%u/metrics
+pattern write wardgate/v1/%u/event
+pattern write wardgate/v1/%u/inventory
+pattern write wardgate/v1/%u/cmd/reply
 pattern read wardgate/v1/%u/cmd
+pattern read wardgate/v1/%u/lockset
+pattern read wardgate/v1/fleet/lockset
+pattern read wardgate/v1/site/+/lockset
 
 user central
 topic readwrite wardgate/v1/#

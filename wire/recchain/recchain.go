@@ -80,6 +80,15 @@ type Summary struct {
 // recordings of gateways newer than itself. Errors wrap ErrBroken and name
 // the frame.
 func Check(r io.Reader, want []byte) (*Summary, error) {
+	s, err := check(r, want)
+	if ce := (*ChainError)(nil); errors.As(err, &ce) {
+		// Central's findings say what happened first: the chain is broken.
+		err = fmt.Errorf("%w: %w", ErrBroken, err)
+	}
+	return s, err
+}
+
+func check(r io.Reader, want []byte) (*Summary, error) {
 	cr := &counter{r: r}
 	c := newChain(cr)
 	s := &Summary{}
