@@ -54,7 +54,8 @@ check: ## gofmt, go vet, staticcheck, go mod tidy leaves no diff
 	    cp /tmp/wardgate-go.mod.bak go.mod; cp /tmp/wardgate-go.sum.bak go.sum; exit 1; fi
 
 cross: ## static gateway and demo binaries for linux/amd64, arm64 and armv7, central for amd64 and arm64, into bin/
-	for cmd in wardgate wardgate-demo; do \
+	@echo "building wardgate and wardgate-demo for linux/amd64, arm64, arm (GOARM=7): make -n cross shows the commands"
+	@for cmd in wardgate wardgate-demo; do \
 	  GOOS=linux GOARCH=amd64 $(BUILD) -o bin/$$cmd-linux-amd64 ./cmd/$$cmd && \
 	  GOOS=linux GOARCH=arm64 $(BUILD) -o bin/$$cmd-linux-arm64 ./cmd/$$cmd && \
 	  GOOS=linux GOARCH=arm GOARM=7 $(BUILD) -o bin/$$cmd-linux-arm ./cmd/$$cmd || exit 1; \
