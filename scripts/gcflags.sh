@@ -18,7 +18,9 @@ set -euo pipefail
 mod=github.com/wardgate/wardgate
 hot=(
 	runtime/... internal/... sync/... context errors io bufio os syscall time
-	net crypto/internal/... crypto/aes crypto/cipher crypto/ecdh crypto/ecdsa crypto/ed25519 crypto/elliptic crypto/hmac crypto/rsa crypto/sha256 crypto/sha512 crypto/subtle crypto/x509 vendor/golang.org/x/crypto/... encoding/asn1 encoding/binary
+	net crypto/internal/... crypto/aes crypto/cipher crypto/ecdh crypto/ecdsa crypto/ed25519
+	crypto/elliptic crypto/hmac crypto/rsa crypto/sha256 crypto/sha512 crypto/subtle crypto/x509
+	vendor/golang.org/x/crypto/... encoding/asn1 encoding/binary
 	bytes strings strconv slices maps sort unicode/... math math/bits hash/... reflect
 	golang.org/x/sys/... go.bug.st/serial/... periph.io/...
 	github.com/fxamacker/cbor/v2 github.com/x448/float16
