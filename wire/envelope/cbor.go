@@ -61,9 +61,12 @@ func Unmarshal(data []byte, v any) error {
 	return nil
 }
 
-// checkWellFormed validates data against the limits, including duplicate
-// map keys anywhere in the item (decoding into an empty interface visits
-// every map).
+// checkWellFormed validates data against the size limit and checks that it
+// is one well-formed item within the nesting, array and map limits,
+// without indefinite lengths, before anything decodes it. Duplicate map
+// keys are refused by the decode itself (DupMapKeyEnforcedAPF), at every
+// map it decodes: a target type that left a map undecoded would need its
+// own Unmarshal of those bytes, which checks them again.
 func checkWellFormed(data []byte) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty", ErrMalformed)
@@ -72,10 +75,6 @@ func checkWellFormed(data []byte) error {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageSize)
 	}
 	if err := decMode.Wellformed(data); err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	var anyv any
-	if err := decMode.Unmarshal(data, &anyv); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/wardgate/wardgate/certs/certstest"
 )
 
@@ -93,4 +94,46 @@ func signWith(t *testing.T, key crypto.Signer, id *certstest.Identity) []byte {
 		t.Fatal(err)
 	}
 	return msg
+}
+
+// TestParseRefusesDuplicateKeys: a duplicate label in either COSE header
+// is refused while parsing, before any signature check (the decoders
+// enforce unique map keys; nothing decodes the message a second time to
+// look for them).
+func TestParseRefusesDuplicateKeys(t *testing.T) {
+	pki := certstest.NewMini(t)
+	good := signedEvent(t, pki.Gateway(t, "gw-test"), "gw-test")
+	var tag cbor.RawTag
+	var parts []cbor.RawMessage
+	if err := cbor.Unmarshal(good, &tag); err != nil {
+		t.Fatal(err)
+	}
+	if err := cbor.Unmarshal(tag.Content, &parts); err != nil || len(parts) != 4 {
+		t.Fatalf("%d parts, %v", len(parts), err)
+	}
+	chain := parts[1][3:] // parts[1] is {33: chain}: a1 18 21 CHAIN
+	build := func(protected, unprotected []byte) []byte {
+		t.Helper()
+		content, err := cbor.Marshal([]cbor.RawMessage{protected, unprotected, parts[2], parts[3]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cbor.Marshal(cbor.RawTag{Number: 18, Content: content})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if _, err := Parse(build(parts[0], parts[1])); err != nil {
+		t.Fatalf("rebuilt message: %v", err)
+	}
+	dupUnprotected := append(append(append([]byte{0xa2, 0x18, 0x21}, chain...), 0x18, 0x21), chain...)
+	for name, msg := range map[string][]byte{
+		"unprotected header": build(parts[0], dupUnprotected),
+		"protected header":   build([]byte{0x45, 0xa2, 0x01, 0x26, 0x01, 0x26}, parts[1]),
+	} {
+		if _, err := Parse(msg); !errors.Is(err, ErrMalformed) {
+			t.Errorf("duplicate label in the %s: %v", name, err)
+		}
+	}
 }

@@ -9,8 +9,9 @@
 //
 // Encoding is deterministic (RFC 8949 core deterministic encoding).
 // Decoding of received bytes is strict: size, nesting, array and map limits,
-// duplicate map keys, indefinite lengths and unknown tags are rejected before
-// any value is interpreted. docs/telemetry.cddl is the normative schema.
+// indefinite lengths and unknown tags are rejected before anything is
+// decoded; duplicate map keys and unknown fields fail the decode itself,
+// and nothing decoded is used unless the whole decode succeeded. docs/telemetry.cddl is the normative schema.
 //
 // Every function in this package is safe for concurrent use; values
 // returned are owned by the caller.
