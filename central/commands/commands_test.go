@@ -558,11 +558,7 @@ func TestLockOutlivesItsSigner(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, dsn string) {
 		e := newEnv(t, dsn)
 		// carl's approver certificate lasts two hours.
-		u, _ := url.Parse("spiffe://" + td + "/approver/security/carl")
-		leaf, key := e.pki.Sign(t, &x509.Certificate{Subject: pkix.Name{CommonName: "carl"}, URIs: []*url.URL{u},
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
-			e.clock.Now().Add(-time.Minute), e.clock.Now().Add(2*time.Hour))
-		carl := &certstest.Identity{Key: key, Chain: []*x509.Certificate{leaf, e.pki.CA.Intermediate}}
+		carl := e.pki.IssueFor(t, "carl", "spiffe://"+td+"/approver/security/carl", e.clock.Now(), e.clock.Now().Add(2*time.Hour))
 		p := e.payload(command.Lock, 72*time.Hour, "spiffe://"+td+"/vendor/acme/*", "72h", "incident 9")
 		p.Site = "a"
 		signed := e.sign(carl, p)

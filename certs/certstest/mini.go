@@ -52,6 +52,20 @@ type Identity struct {
 	Chain []*x509.Certificate
 }
 
+// IdentityOf is the inverse of TLS: the key and parsed chain of c.
+func IdentityOf(t testing.TB, c tls.Certificate) *Identity {
+	t.Helper()
+	id := &Identity{Key: c.PrivateKey.(crypto.Signer)}
+	for _, der := range c.Certificate {
+		x, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id.Chain = append(id.Chain, x)
+	}
+	return id
+}
+
 // TLS returns the identity as a tls.Certificate.
 func (id *Identity) TLS() tls.Certificate {
 	c := tls.Certificate{PrivateKey: id.Key, Leaf: id.Chain[0]}
@@ -61,8 +75,17 @@ func (id *Identity) TLS() tls.Certificate {
 	return c
 }
 
-// Issue signs a leaf with common name cn and URI SAN uri ("" for none).
+// Issue signs a leaf with common name cn and URI SAN uri ("" for none),
+// valid from an hour ago for a day.
 func (p *MiniPKI) Issue(t testing.TB, cn, uri string, dns ...string) *Identity {
+	t.Helper()
+	return p.IssueFor(t, cn, uri, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), dns...)
+}
+
+// IssueFor is Issue valid from nb to na (a certificate that expires
+// within a test, or is already expired). The mini CA itself is valid from
+// its creation, so nb must not be earlier.
+func (p *MiniPKI) IssueFor(t testing.TB, cn, uri string, nb, na time.Time, dns ...string) *Identity {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -71,8 +94,8 @@ func (p *MiniPKI) Issue(t testing.TB, cn, uri string, dns ...string) *Identity {
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
 		PublicKey:   key.Public(),
-		NotBefore:   time.Now().Add(-time.Hour),
-		NotAfter:    time.Now().Add(24 * time.Hour),
+		NotBefore:   nb,
+		NotAfter:    na,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 		DNSNames:    dns,

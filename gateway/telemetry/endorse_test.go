@@ -2,9 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"net/url"
 	"testing"
 	"time"
 
@@ -43,12 +40,9 @@ func TestEndorsedLockAfterSignerExpired(t *testing.T) {
 	}
 	defer p.Close()
 
-	u, _ := url.Parse("spiffe://" + certstest.MiniTrustDomain + "/approver/security/carl")
-	leaf, key := pki.Sign(t, &x509.Certificate{Subject: pkix.Name{CommonName: "carl"}, URIs: []*url.URL{u},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
-		now.Add(5*time.Minute), now.Add(time.Hour))
-	chain := []*x509.Certificate{leaf, pki.CA.Intermediate}
-	signed, err := command.SignTo(key, chain, command.To{Site: "icu"}, command.Lock,
+	carlURI := "spiffe://" + certstest.MiniTrustDomain + "/approver/security/carl"
+	carl := pki.IssueFor(t, "carl", carlURI, now.Add(5*time.Minute), now.Add(time.Hour))
+	signed, err := command.SignTo(carl.Key, carl.Chain, command.To{Site: "icu"}, command.Lock,
 		[]string{"spiffe://hospital.example/vendor/acme/*", "72h", "incident 9"}, now.Add(10*time.Minute), 72*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +77,7 @@ func TestEndorsedLockAfterSignerExpired(t *testing.T) {
 	if r := reply(signed); r.Accepted || len(handled) != 0 {
 		t.Fatalf("the lock as signed, after its signer expired: %+v", r)
 	}
-	if r := reply(endorsed); !r.Accepted || r.Approver != u.String() || len(handled) != 1 || handled[0].Name != command.Lock {
+	if r := reply(endorsed); !r.Accepted || r.Approver != carlURI || len(handled) != 1 || handled[0].Name != command.Lock {
 		t.Fatalf("the endorsed lock: %+v, handled %v", r, handled)
 	}
 }

@@ -17,16 +17,8 @@ import (
 )
 
 func keyChain(t *testing.T, c tls.Certificate) (crypto.Signer, []*x509.Certificate) {
-	t.Helper()
-	var chain []*x509.Certificate
-	for _, der := range c.Certificate {
-		x, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, x)
-	}
-	return c.PrivateKey.(crypto.Signer), chain
+	id := certstest.IdentityOf(t, c)
+	return id.Key, id.Chain
 }
 
 // TestEndorsement: a restrictive command outlives its signer's day-long

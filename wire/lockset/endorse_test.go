@@ -1,7 +1,6 @@
 package lockset
 
 import (
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,21 +9,14 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
 	"github.com/wardgate/wardgate/certs/certstest"
 	"github.com/wardgate/wardgate/wire/envelope"
 )
 
 func signerOf(t *testing.T, c tls.Certificate) Signer {
-	t.Helper()
-	var chain []*x509.Certificate
-	for _, der := range c.Certificate {
-		x, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, x)
-	}
-	return Signer{Key: c.PrivateKey.(crypto.Signer), Chain: chain}
+	id := certstest.IdentityOf(t, c)
+	return Signer{Key: id.Key, Chain: id.Chain}
 }
 
 // TestEndorsement: a set outlives its approvers' day-long certificates
